@@ -1,0 +1,1 @@
+"""Commands registered on core.cli.app (filled in by its issue)."""

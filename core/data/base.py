@@ -1,0 +1,47 @@
+"""The in-memory form every data source produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Items with stable string ids, numeric features and optional images and ground truth.
+
+    ``features`` is always present: for image data it holds the flattened pixels scaled to [0, 1],
+    so every encoder can fall back on it. ``ground_truth`` is used for simulation and evaluation
+    only, never shown to the model as a label.
+    """
+
+    ids: np.ndarray  # (n,) object array of str, unique
+    features: np.ndarray  # (n, d) float32, finite
+    feature_names: list[str]
+    images: np.ndarray | None = None  # (n, h, w) or (n, h, w, 3) uint8
+    ground_truth: np.ndarray | None = None  # (n,) object array of str
+    fingerprint: str = ""  # SHA-256 of the source bytes and loading options
+    name: str = "dataset"
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self._index:
+            self._index.update({item: i for i, item in enumerate(self.ids.tolist())})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def is_image(self) -> bool:
+        return self.images is not None
+
+    def positions(self, item_ids) -> np.ndarray:
+        """Row positions of ``item_ids``; raises ``KeyError`` naming the first unknown id."""
+        try:
+            return np.fromiter((self._index[str(i)] for i in item_ids), dtype=np.int64)
+        except KeyError as err:
+            raise KeyError(f"unknown item id {err.args[0]!r}") from None
+
+    def has(self, item_id: str) -> bool:
+        return str(item_id) in self._index

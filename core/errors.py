@@ -1,0 +1,27 @@
+"""Typed errors. Each message says what is wrong and, where it can, what to do next."""
+
+from __future__ import annotations
+
+
+class TailwiseError(Exception):
+    """Base class of every error Tailwise raises on purpose."""
+
+
+class ConfigError(TailwiseError, ValueError):
+    """A project file or setting is malformed; the message names the field."""
+
+
+class DataError(TailwiseError, ValueError):
+    """A data source is unreadable or invalid; the message names the column, row or file."""
+
+
+class LabelStoreError(TailwiseError):
+    """The label store refused an operation (unknown class, bad import file, ...)."""
+
+
+class EmptyPoolError(TailwiseError, ValueError):
+    """A query strategy was asked for items but no unlabelled item is left."""
+
+
+class ModelError(TailwiseError, ValueError):
+    """A model was given unusable input (NaN features, unknown classes, too few labels)."""

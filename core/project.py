@@ -1,0 +1,386 @@
+"""The project file: one validated, versioned JSON/YAML document that describes a labelling project.
+
+A project names its data source, its label schema (classes, rare flags), the encoder, model and
+query strategy, the layout of the dashboard and where labels are stored. ``load_project`` validates
+a file (unknown keys are rejected, every error names its field) and resolves relative paths against
+the file's folder; paths that leave that folder are refused unless ``allow_outside=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import ConfigError
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+MAX_PROJECT_FILE_BYTES = 5 * 1024 * 1024
+
+# Names users write in project files. Registries in core.embed / core.models / core.query must
+# provide exactly these (a test checks both directions).
+ENCODER_KINDS = ("tabular", "pretrained-image", "self-supervised", "model")
+LOSSES = ("ce", "class_balanced", "focal", "ldam_drw", "logit_adjusted", "balanced_softmax")
+SAMPLERS = ("instance", "class_balanced", "sqrt", "riws")
+STRATEGIES = (
+    "auto",
+    "random",
+    "least_confidence",
+    "margin",
+    "entropy",
+    "committee",
+    "class_balanced_margin",
+    "galaxy",
+    "discovery",
+    "target_class",
+    "typiclust",
+)
+DEMO_DATASETS = ("digits-lt", "fashion-mnist-lt")
+
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_CLASS_NAME = re.compile(r"^[^\x00-\x1f]{1,64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the items come from."""
+
+    kind: Literal["csv", "parquet", "npz", "image_folder", "demo"]
+    path: str | None = Field(None, description="File or folder, relative to the project file.")
+    demo: Literal["digits-lt", "fashion-mnist-lt"] | None = Field(
+        None, description="Built-in demo data set (kind: demo)."
+    )
+    id_column: str = Field("id", description="Column (or npz array) holding stable item ids.")
+    feature_columns: list[str] | None = Field(
+        None, description="Numeric feature columns; default: every numeric column but id/label."
+    )
+    image_field: str | None = Field(
+        None, description="npz array of images, or table column of image paths."
+    )
+    label_column: str | None = Field(
+        None, description="Optional ground-truth column, used only for simulation and evaluation."
+    )
+    sha256: str | None = Field(None, description="Expected SHA-256 of the data file, if pinned.")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "DataConfig":
+        if self.kind == "demo":
+            if self.demo is None:
+                raise ValueError("kind 'demo' needs 'demo' (one of: " + ", ".join(DEMO_DATASETS) + ")")
+        elif not self.path:
+            raise ValueError(f"kind '{self.kind}' needs 'path'")
+        return self
+
+
+class ClassConfig(_Strict):
+    """One class of the label schema."""
+
+    name: str
+    colour: str = "#1f77b4"
+    rare: bool = False
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        v = v.strip()
+        if not _CLASS_NAME.match(v):
+            raise ValueError("class name must be 1-64 printable characters")
+        return v
+
+    @field_validator("colour")
+    @classmethod
+    def _colour_ok(cls, v: str) -> str:
+        if not _COLOUR.match(v):
+            raise ValueError(f"colour must look like '#1f77b4', got {v!r}")
+        return v.lower()
+
+
+class EncoderConfig(_Strict):
+    """How items become embeddings (see README, 'Encoders')."""
+
+    kind: Literal["tabular", "pretrained-image", "self-supervised", "model"] = "tabular"
+    pca_components: int | None = Field(None, ge=2, le=4096)
+    dim: int = Field(64, ge=2, le=4096, description="Embedding size of the self-supervised encoder.")
+    epochs: int = Field(30, ge=1, le=10_000)
+    image_size: int = Field(96, ge=32, le=512, description="Input size of the pretrained encoder.")
+    batch_size: int = Field(256, ge=1, le=65_536)
+
+
+class MLPConfig(_Strict):
+    """The imbalance-aware PyTorch MLP head."""
+
+    kind: Literal["mlp"] = "mlp"
+    loss: Literal["ce", "class_balanced", "focal", "ldam_drw", "logit_adjusted", "balanced_softmax"] = (
+        "logit_adjusted"
+    )
+    sampler: Literal["instance", "class_balanced", "sqrt", "riws"] = "instance"
+    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    epochs: int = Field(200, ge=1, le=100_000)
+    batch_size: int = Field(256, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(20, ge=1)
+    tau: float = Field(1.0, ge=0, description="Logit-adjustment strength.")
+    beta: float = Field(0.999, ge=0, lt=1, description="Class-balanced effective-number beta.")
+    gamma: float = Field(2.0, ge=0, description="Focal-loss focusing parameter.")
+    crt: bool = Field(False, description="Re-train the classifier layer on class-balanced batches.")
+    posthoc_tau: float = Field(0.0, ge=0, description="Post-hoc logit adjustment at predict time.")
+    calibrate: bool = Field(True, description="Temperature scaling on held-out labelled items.")
+    pseudo_label: bool = Field(False, description="Class-balanced pseudo-labelling of the pool.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class LogisticConfig(_Strict):
+    kind: Literal["logistic"]
+    C: float = Field(1.0, gt=0)
+    max_iter: int = Field(1000, ge=10)
+
+
+class RandomForestConfig(_Strict):
+    kind: Literal["random_forest"]
+    n_estimators: int = Field(200, ge=1, le=10_000)
+    max_depth: int | None = Field(None, ge=1)
+
+
+ModelConfig = Annotated[
+    Union[MLPConfig, LogisticConfig, RandomForestConfig], Field(discriminator="kind")
+]
+
+
+class QueryConfig(_Strict):
+    """Which items to ask the expert about next."""
+
+    strategy: Literal[
+        "auto",
+        "random",
+        "least_confidence",
+        "margin",
+        "entropy",
+        "committee",
+        "class_balanced_margin",
+        "galaxy",
+        "discovery",
+        "target_class",
+        "typiclust",
+    ] = "auto"
+    batch_size: int = Field(10, ge=1, le=10_000)
+    target_class: str | None = None
+    cold_start: int = Field(10, ge=0, description="Use the cold-start strategy below this many labels.")
+
+
+class LabelEventRecord(_Strict):
+    """A label event as stored inline in an exported project file."""
+
+    item_id: str
+    label: str | None
+    annotator: str = "unknown"
+    time: float | str | None = None
+    origin: str = "import"
+    model_version: int | None = None
+    note: str | None = None
+
+
+class LabelsRef(_Strict):
+    """Labels kept beside the project file as JSON Lines, pinned by their SHA-256."""
+
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ProjectConfig(_Strict):
+    """A Tailwise project (schema version 1)."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str = "Untitled project"
+    data: DataConfig
+    classes: list[ClassConfig] = Field(default_factory=list)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    model: ModelConfig = Field(default_factory=MLPConfig)
+    query: QueryConfig = Field(default_factory=QueryConfig)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    layout: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    label_store: str = "labels.sqlite"
+    cache_dir: str = ".tailwise-cache"
+    labels: list[LabelEventRecord] | LabelsRef | None = None
+
+    # Folder the file was loaded from; relative paths resolve against it. Not serialised.
+    _base_dir: Path | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version_ok(cls, v: int) -> int:
+        if v not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(
+                f"unsupported schema_version {v}; this Tailwise reads "
+                + ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _classes_unique(self) -> "ProjectConfig":
+        names = [c.name for c in self.classes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"classes: duplicate class names {dupes}")
+        if self.query.target_class is not None and names and self.query.target_class not in names:
+            raise ValueError(f"query.target_class {self.query.target_class!r} is not a class")
+        return self
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir if self._base_dir is not None else Path.cwd()
+
+    def resolve(self, relative: str | Path, *, allow_outside: bool = False, field: str = "path") -> Path:
+        """Resolve a path named in the file against the file's folder, refusing escapes."""
+        return resolve_inside(self.base_dir, relative, allow_outside=allow_outside, field=field)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def rare_classes(self) -> list[str]:
+        return [c.name for c in self.classes if c.rare]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+
+def resolve_inside(base: Path, relative: str | Path, *, allow_outside: bool = False, field: str = "path") -> Path:
+    """Resolve ``relative`` against ``base``; refuse a result outside ``base`` unless allowed."""
+    base = Path(base).resolve()
+    candidate = Path(relative).expanduser()
+    full = (candidate if candidate.is_absolute() else base / candidate).resolve()
+    if not allow_outside and not full.is_relative_to(base):
+        raise ConfigError(
+            f"{field}: {str(relative)!r} points outside the project folder {str(base)!r}; "
+            "move the file into the folder or pass allow_outside (CLI: --allow-outside)"
+        )
+    return full
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the project file:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of schema version 1)"
+        elif e["type"] == "literal_error":
+            msg = f"{msg}; got {e.get('input')!r}"
+        lines.append(f"  - {loc or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+_UNION_TAGS = {"mlp", "logistic", "random_forest", "list[LabelEventRecord]", "LabelsRef"}
+
+
+def parse_project(data: Any, *, source: str = "<project>", base_dir: Path | None = None,
+                  allow_outside: bool = False) -> ProjectConfig:
+    """Validate a mapping as a project; paths are checked against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a project file must be a mapping at the top level, "
+                          f"got {type(data).__name__}")
+    try:
+        project = ProjectConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+    project._base_dir = Path(base_dir).resolve() if base_dir is not None else None
+    _check_paths(project, allow_outside=allow_outside)
+    return project
+
+
+def _check_paths(project: ProjectConfig, *, allow_outside: bool) -> None:
+    if project.data.path:
+        project.resolve(project.data.path, allow_outside=allow_outside, field="data.path")
+    project.resolve(project.label_store, allow_outside=allow_outside, field="label_store")
+    project.resolve(project.cache_dir, allow_outside=allow_outside, field="cache_dir")
+    if isinstance(project.labels, LabelsRef):
+        project.resolve(project.labels.path, allow_outside=allow_outside, field="labels.path")
+
+
+def read_project_text(path: Path) -> str:
+    """Read a project file as UTF-8 text with size and encoding checks."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: project file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ConfigError(f"{path}: the project file is empty")
+    if size > MAX_PROJECT_FILE_BYTES:
+        raise ConfigError(
+            f"{path}: the project file is {size / 1e6:.1f} MB, over the {MAX_PROJECT_FILE_BYTES // 2**20} MiB"
+            " limit; keep labels in a sibling .jsonl file"
+        )
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+
+
+def load_project(path: str | Path, *, allow_outside: bool = False) -> ProjectConfig:
+    """Load and validate a project file (``.yaml``/``.yml`` or ``.json``)."""
+    path = Path(path)
+    text = read_project_text(path)
+    data = _parse_text(text, path)
+    return parse_project(data, source=str(path), base_dir=path.parent, allow_outside=allow_outside)
+
+
+def _parse_text(text: str, path: Path) -> Any:
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    try:
+        # safe_load builds plain data only: tags such as !!python/object are refused.
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def dump_project(project: ProjectConfig, path: str | Path) -> Path:
+    """Write ``project`` as YAML or JSON (by suffix). Returns the path written."""
+    path = Path(path)
+    data = project.to_dict()
+    if path.suffix.lower() == ".json":
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    elif path.suffix.lower() in (".yaml", ".yml"):
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    else:
+        raise ConfigError(f"{path}: project files end in .yaml, .yml or .json")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def default_classes(names: list[str], rare: set[str] | frozenset[str] = frozenset()) -> list[ClassConfig]:
+    """Classes with distinct colours from a fixed, colour-blind-friendly palette."""
+    return [ClassConfig(name=n, colour=PALETTE[i % len(PALETTE)], rare=n in rare) for i, n in enumerate(names)]
+
+
+# Okabe-Ito followed by Tableau 10 (distinct, colour-blind friendly first).
+PALETTE = [
+    "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#000000",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354",
+]
