@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 
@@ -113,6 +113,9 @@ class EncoderConfig(_Strict):
     epochs: int = Field(30, ge=1, le=10_000)
     image_size: int = Field(96, ge=32, le=512, description="Input size of the pretrained encoder.")
     batch_size: int = Field(256, ge=1, le=65_536)
+    base: Literal["tabular", "pretrained-image", "self-supervised"] = Field(
+        "tabular", description="kind 'model': the encoder whose output the classifier is trained on."
+    )
 
 
 class MLPConfig(_Strict):
@@ -152,8 +155,17 @@ class RandomForestConfig(_Strict):
     max_depth: int | None = Field(None, ge=1)
 
 
+def _default_model_kind(value: Any) -> Any:
+    """``model: {loss: focal}`` means the MLP: fill in the default ``kind`` before dispatching."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {"kind": "mlp", **value}
+    return value
+
+
 ModelConfig = Annotated[
-    Union[MLPConfig, LogisticConfig, RandomForestConfig], Field(discriminator="kind")
+    Union[MLPConfig, LogisticConfig, RandomForestConfig],
+    Field(discriminator="kind"),
+    BeforeValidator(_default_model_kind),
 ]
 
 
@@ -176,6 +188,22 @@ class QueryConfig(_Strict):
     batch_size: int = Field(10, ge=1, le=10_000)
     target_class: str | None = None
     cold_start: int = Field(10, ge=0, description="Use the cold-start strategy below this many labels.")
+
+
+class MapConfig(_Strict):
+    """How embeddings become the 2-D map."""
+
+    method: Literal["umap", "pca"] = Field(
+        "umap", description="UMAP (default) or PCA (instant, for quick looks and tests)."
+    )
+    n_neighbors: int = Field(15, ge=2, le=200)
+    min_dist: float = Field(0.1, ge=0.0, le=1.0)
+    sample_size: int = Field(
+        20_000, ge=100, description="UMAP is fitted on at most this many items; the rest are mapped."
+    )
+    raster_threshold: int = Field(
+        50_000, ge=1, description="Above this many items the map is rasterised with datashader."
+    )
 
 
 class LabelEventRecord(_Strict):
@@ -207,6 +235,7 @@ class ProjectConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     model: ModelConfig = Field(default_factory=MLPConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
+    map: MapConfig = Field(default_factory=MapConfig)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     layout: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     label_store: str = "labels.sqlite"
@@ -215,6 +244,8 @@ class ProjectConfig(_Strict):
 
     # Folder the file was loaded from; relative paths resolve against it. Not serialised.
     _base_dir: Path | None = None
+    # Whether the file was loaded with allow_outside (load_dataset honours it). Not serialised.
+    _allow_outside: bool = False
 
     @field_validator("schema_version")
     @classmethod
@@ -297,6 +328,7 @@ def parse_project(data: Any, *, source: str = "<project>", base_dir: Path | None
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
     project._base_dir = Path(base_dir).resolve() if base_dir is not None else None
+    project._allow_outside = allow_outside
     _check_paths(project, allow_outside=allow_outside)
     return project
 

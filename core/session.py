@@ -1,0 +1,290 @@
+"""One project's live state: data, embedding, map, labels, model and query queue.
+
+A ``Session`` is what the dashboard (one per browser session) and ``tailwise retrain`` drive.
+Labels go straight to the shared :class:`~core.labels.LabelStore`; everything else is derived
+from the project file and the store, so several sessions over one project stay consistent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from core.clusters import Clusters, cluster_embedding, summarise_clusters
+from core.data import load_dataset
+from core.data.base import Dataset
+from core.errors import ConfigError, EmptyPoolError
+from core.labels import LabelEvent, LabelStore
+from core.pipeline import ModelState, check_features, train_round
+from core.project import PALETTE, ClassConfig, ProjectConfig, load_project
+from core.projection import cached_projection, project_2d
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One training round, as shown in the learning curve."""
+
+    model_version: int
+    n_labels: int
+    balanced_accuracy: float | None
+    macro_f1: float | None
+    tail_recall: float | None
+    time: float
+    source: str
+
+
+class Session:
+    """Live state of one project. Thread-safe: retraining may run in a worker thread."""
+
+    def __init__(self, project: ProjectConfig, dataset: Dataset, store: LabelStore) -> None:
+        self.project = project
+        self.dataset = dataset
+        self.store = store
+        self._lock = threading.RLock()
+        self._base_embedding: np.ndarray | None = None
+        self._xy: np.ndarray | None = None
+        self._state: ModelState | None = None
+        self._history: list[RoundRecord] = []
+        self._strategies: dict[str, object] = {}
+        self._query = None
+        self._clusters: tuple[int, int | None, Clusters] | None = None
+        self._version_counter = 0
+        store.set_classes(project.classes)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, project: ProjectConfig | str | Path, *, allow_outside: bool = False,
+             store: LabelStore | None = None) -> "Session":
+        """Validate the project, load its data and open (or create) its label store."""
+        if not isinstance(project, ProjectConfig):
+            project = load_project(project, allow_outside=allow_outside)
+        dataset = load_dataset(project)
+        if store is None:
+            path = project.resolve(project.label_store, allow_outside=allow_outside, field="label_store")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = LabelStore(path)
+        return cls(project, dataset, store)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.project.resolve(self.project.cache_dir, allow_outside=True, field="cache_dir")
+
+    def prepare(self, progress: Progress | None = None) -> None:
+        """Compute (or load from cache) the embedding and the map; train if labels allow."""
+        self.base_embedding_(progress)
+        self.xy_(progress)
+        labels = self.current_labels()
+        if len(set(labels.values())) >= 2:
+            self.retrain(progress)
+
+    # ------------------------------------------------------------------ embedding and map
+    def base_embedding_(self, progress: Progress | None = None) -> np.ndarray:
+        """The encoder's embedding of every item (computed once, cached on disk)."""
+        with self._lock:
+            if self._base_embedding is None:
+                from core.embed import encode
+
+                emb = encode(self.dataset, self.project.encoder, cache_dir=self.cache_dir,
+                             seed=self.project.seed, progress=progress)
+                emb = np.asarray(emb, dtype=np.float32)
+                check_features(emb)
+                self._base_embedding = emb
+            return self._base_embedding
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """What the map and the strategies see: the model's learned embedding when the encoder
+        is ``model`` and a model exists, otherwise the encoder's embedding."""
+        state = self._state
+        if self.project.encoder.kind == "model" and state is not None and state.learned_embedding is not None:
+            return state.learned_embedding
+        return self.base_embedding_()
+
+    def xy_(self, progress: Progress | None = None) -> np.ndarray:
+        with self._lock:
+            if self._xy is None:
+                labelled = self.dataset.positions([i for i in self.current_labels() if self.dataset.has(i)])
+                self._xy = cached_projection(self.embedding, self.project.map, self.cache_dir,
+                                             seed=self.project.seed, must_include=labelled,
+                                             progress=progress)
+            return self._xy
+
+    @property
+    def xy(self) -> np.ndarray:
+        """2-D map coordinates (n, 2); stable across retrains."""
+        return self.xy_()
+
+    def recompute_map(self, progress: Progress | None = None) -> np.ndarray:
+        """Project the current (possibly learned) embedding again, starting from the old layout."""
+        with self._lock:
+            old = self._xy
+        xy = project_2d(self.embedding, self.project.map, seed=self.project.seed, init=old, progress=progress)
+        with self._lock:
+            self._xy = xy
+            self._clusters = None
+        return xy
+
+    # ------------------------------------------------------------------ classes and labels
+    @property
+    def classes(self) -> list[ClassConfig]:
+        return self.store.classes()
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def add_class(self, name: str, colour: str | None = None, rare: bool = False,
+                  description: str = "") -> ClassConfig:
+        """Create a class; a colour is picked from the palette when none is given."""
+        existing = self.classes
+        colour = colour or PALETTE[len(existing) % len(PALETTE)]
+        cls = ClassConfig(name=name, colour=colour, rare=rare, description=description)
+        self.store.add_class(cls)
+        return cls
+
+    def _check_ids(self, item_ids: Iterable[str]) -> list[str]:
+        ids = [str(i) for i in item_ids]
+        unknown = [i for i in ids if not self.dataset.has(i)]
+        if unknown:
+            raise ConfigError(f"unknown item id(s) {unknown[:5]} (not in data set {self.dataset.name!r})")
+        return ids
+
+    def label(self, item_ids: Iterable[str], label: str, annotator: str, origin: str = "expert",
+              note: str | None = None) -> list[int]:
+        """Record ``label`` for every item; returns the committed event ids."""
+        ids = self._check_ids(item_ids)
+        version = self._state.model_version if self._state else None
+        if len(ids) == 1:
+            return [self.store.record(ids[0], label, annotator, origin=origin,
+                                      model_version=version, note=note)]
+        return self.store.record_many(ids, label, annotator, origin=origin if origin != "expert" else "bulk",
+                                      model_version=version, note=note)
+
+    def retract(self, item_ids: Iterable[str], annotator: str) -> list[int]:
+        return [self.store.retract(i, annotator) for i in self._check_ids(item_ids)]
+
+    def undo(self, annotator: str) -> LabelEvent | None:
+        return self.store.undo(annotator)
+
+    def current_labels(self) -> dict[str, str]:
+        return self.store.current()
+
+    def labels_by_row(self) -> np.ndarray:
+        """(n,) object array: the current label of each row, or None."""
+        out = np.full(len(self.dataset), None, dtype=object)
+        for item, lab in self.current_labels().items():
+            if self.dataset.has(item):
+                out[self.dataset._index[item]] = lab
+        return out
+
+    def positions(self, item_ids: Iterable[str]) -> np.ndarray:
+        return self.dataset.positions(item_ids)
+
+    # ------------------------------------------------------------------ training
+    @property
+    def state(self) -> ModelState | None:
+        return self._state
+
+    @property
+    def history(self) -> list[RoundRecord]:
+        return list(self._history)
+
+    def retrain(self, progress: Progress | None = None) -> ModelState:
+        """Train a fresh model on a snapshot of the labels. On failure the old state is kept."""
+        with self._lock:
+            embedding = self.base_embedding_(progress)
+            labels = self.current_labels()
+            version = self._version_counter + 1
+            state = train_round(self.project, self.dataset, embedding, labels,
+                                model_version=version, progress=progress)
+            self._version_counter = version
+            self._state = state
+            self._clusters = None
+            m = state.metrics
+            self._history.append(RoundRecord(
+                model_version=version, n_labels=state.n_labels,
+                balanced_accuracy=m.get("balanced_accuracy"), macro_f1=m.get("macro_f1"),
+                tail_recall=m.get("tail_recall"), time=state.trained_at, source=m.get("source", "")))
+            return state
+
+    # ------------------------------------------------------------------ querying
+    def _strategy(self, name: str):
+        from core.query import get_strategy
+
+        if name not in self._strategies:
+            self._strategies[name] = get_strategy(name)
+        return self._strategies[name]
+
+    def query_context(self, target_class: str | None = None):
+        """The read-only view of the pool a query strategy works on."""
+        from core.query import QueryContext
+
+        labels = self.labels_by_row()
+        state = self._state
+        if state is not None:
+            proba, classes = state.proba, state.classes
+        else:
+            classes = tuple(self.class_names) or ("unlabelled",)
+            proba = np.full((len(self.dataset), len(classes)), 1.0 / len(classes))
+        return QueryContext(
+            proba=proba,
+            classes=tuple(classes),
+            embedding=self.embedding,
+            pool_ids=self.dataset.ids,
+            labelled_mask=labels != None,  # noqa: E711  (object array)
+            labels=labels,
+            rng=np.random.default_rng([self.project.seed, int((labels != None).sum())]),  # noqa: E711
+            rare_classes=tuple(self.project.rare_classes + [c.name for c in self.classes if c.rare]),
+            target_class=target_class,
+        )
+
+    def next_batch(self, n: int | None = None, strategy: str | None = None,
+                   target_class: str | None = None):
+        """Ask the strategy for the next ``n`` items to label (each with a score and a reason)."""
+        n = n or self.project.query.batch_size
+        name = strategy or self.project.query.strategy
+        target = target_class if target_class is not None else self.project.query.target_class
+        ctx = self.query_context(target)
+        if ctx.labelled_mask.all():
+            raise EmptyPoolError("every item is labelled: there is nothing left to query")
+        result = self._strategy(name).query(ctx, n)
+        self._query = result
+        return result
+
+    @property
+    def query(self):
+        """The last batch asked for, or None."""
+        return self._query
+
+    # ------------------------------------------------------------------ clusters
+    def clusters(self, n_clusters: int | None = None) -> Clusters:
+        """Predicted clusters of the embedding, summarised against the current labels."""
+        version = self._state.model_version if self._state else 0
+        cached = self._clusters
+        if cached is not None and cached[0] == version and cached[1] == n_clusters:
+            assignment = cached[2].assignment
+        else:
+            assignment = cluster_embedding(self.embedding, n_clusters, seed=self.project.seed)
+        predicted = self._state.predicted if self._state else None
+        clusters = Clusters(assignment, summarise_clusters(assignment, self.labels_by_row(), predicted))
+        self._clusters = (version, n_clusters, clusters)
+        return clusters
+
+    def summary(self) -> dict:
+        """A small, JSON-friendly description of where the session stands."""
+        state = self._state
+        return {
+            "project": self.project.name,
+            "items": len(self.dataset),
+            "labelled": len(self.current_labels()),
+            "classes": self.class_names,
+            "model_version": state.model_version if state else None,
+            "trained_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.trained_at)) if state else None,
+        }
