@@ -1,0 +1,134 @@
+"""CSV and Parquet tables: one row per item, numeric feature columns or a column of image paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.data.checks import (
+    clean_ids,
+    clean_labels,
+    generated_ids,
+    quote_list,
+    require_columns,
+    require_finite,
+    require_rows,
+)
+from core.data.images import pixel_features, read_images
+from core.data.request import Loaded, LoadRequest
+from core.errors import DataError
+
+
+def read_table(path: Path, kind: str, text_columns: list[str]):
+    """Read a CSV or Parquet file into a DataFrame; ``text_columns`` are kept as strings (CSV)."""
+    import pandas as pd
+
+    try:
+        if kind == "csv":
+            return pd.read_csv(path, dtype={c: str for c in text_columns})
+        return pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path.name}: the data is empty (no header, no rows)") from None
+    except (ValueError, OSError) as err:  # parser errors, bad encodings, broken Parquet
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path.name}: cannot read it as {kind.upper()}: {first}") from None
+
+
+def load_table(request: LoadRequest) -> Loaded:
+    """Load a ``kind: csv`` or ``kind: parquet`` source."""
+    import pandas as pd
+
+    cfg, path = request.config, request.path
+    assert path is not None
+    id_col, label_col, image_col = cfg.id_column, cfg.label_column, cfg.image_field
+    df = read_table(path, cfg.kind, [c for c in (id_col, label_col, image_col) if c])
+    columns = [str(c) for c in df.columns]
+
+    wanted: dict[str, list[str]] = {}
+    if request.id_required:
+        wanted["data.id_column"] = [id_col]
+    if label_col:
+        wanted["data.label_column"] = [label_col]
+    if image_col:
+        wanted["data.image_field"] = [image_col]
+    if cfg.feature_columns is not None:
+        wanted["data.feature_columns"] = list(cfg.feature_columns)
+    require_columns(path, columns, wanted)
+    require_rows(path, len(df))
+
+    ids = (
+        clean_ids(path, df[id_col].tolist(), id_col)
+        if id_col in columns
+        else generated_ids(len(df))
+    )
+    truth = clean_labels(path, df[label_col].tolist(), label_col, ids) if label_col else None
+
+    images, digests = None, []
+    if image_col:
+        images, digests = _table_images(request, df[image_col].tolist(), ids)
+
+    if cfg.feature_columns is not None:
+        names = list(cfg.feature_columns)
+        if not names:
+            raise DataError(f"{path.name}: data.feature_columns is empty; name at least one column")
+    elif images is not None:
+        names = []
+    else:
+        reserved = {id_col, label_col, image_col}
+        names = [c for c in columns if c not in reserved and pd.api.types.is_numeric_dtype(df[c])]
+        if not names:
+            raise DataError(
+                f"{path.name}: no numeric feature columns "
+                f"(columns: {quote_list(columns, limit=30)}); "
+                "name them in data.feature_columns or point data.image_field at image paths"
+            )
+
+    if names:
+        for name in names:
+            _require_numeric(path, df[name], name, ids)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf and are refused below
+            features = df[names].astype("float64").to_numpy().astype(np.float32)
+        require_finite(path, features, names, ids)
+    else:
+        features, names = pixel_features(images)
+    return Loaded(
+        ids=ids,
+        features=features,
+        feature_names=names,
+        images=images,
+        ground_truth=truth,
+        extra_digests=digests,
+    )
+
+
+def _require_numeric(path: Path, column, name: str, ids: np.ndarray) -> None:
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column):
+        return
+    values = column.tolist()
+    converted = pd.to_numeric(column, errors="coerce").tolist()
+    for row, (raw, num) in enumerate(zip(values, converted)):
+        if pd.isna(num) and not pd.isna(raw):
+            raise DataError(
+                f"{path.name}: feature column {name!r} is not numeric: row {row + 1} "
+                f"(id {ids[row]!r}) holds {raw!r}. Remove the column from data.feature_columns "
+                "or encode it as numbers."
+            )
+    raise DataError(f"{path.name}: feature column {name!r} is not numeric (dtype {column.dtype})")
+
+
+def _table_images(
+    request: LoadRequest, raw_paths: list, ids: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    path = request.path
+    assert path is not None
+    folder, column = path.parent, request.config.image_field
+    files = []
+    for row, rel in enumerate(raw_paths):
+        where = f"{path.name}: row {row + 1} (id {ids[row]!r}), column {column!r}"
+        if rel is None or (isinstance(rel, float) and np.isnan(rel)) or not str(rel).strip():
+            raise DataError(f"{where}: the image path is empty")
+        files.append(request.resolve(folder, str(rel).strip(), where))
+    return read_images(files, request.progress)

@@ -1,0 +1,30 @@
+"""Fixtures shared by every test folder (keep this file small)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+@pytest.fixture
+def write_project(tmp_path: Path) -> Callable[..., Path]:
+    """``write_project(data={...}, **fields)`` writes ``tmp_path/project.yaml``; returns the path."""
+
+    def write(data: dict[str, Any], name: str = "project.yaml", **fields: Any) -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump({"name": "test", "data": data, **fields}), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def demo_project(tmp_path: Path) -> Path:
+    """A fresh digits-lt demo project (seed 0) in ``tmp_path/demo``; returns its project.yaml."""
+    from core.data import make_demo
+
+    return make_demo("digits-lt", tmp_path / "demo", seed=0)
