@@ -1,0 +1,344 @@
+"""``tailwise retrain``: run the labelling pipeline from a project file with no user interface.
+
+The job loads the data and labels through :class:`core.session.Session`, trains the configured
+encoder and model, and writes into one output folder:
+
+``model.safetensors`` + ``model.json``
+    the fitted model (``core.models.io.save_model``);
+``predictions.parquet``
+    item id, current expert label, predicted class, one ``p_<class>`` probability column per class,
+    map coordinates ``x``/``y`` and, for unlabelled items, the query ``query_score``,
+    ``query_rank`` and ``query_reason``;
+``metrics.json``
+    per-class and balanced metrics cross-validated on the expert labels, plus ground-truth
+    metrics when the data has a label column;
+``report.md``
+    a short summary for people.
+
+Labels come from the project file when it carries them (an exported, shareable file: the job then
+uses exactly those events, so the same file and seed give the same predictions); otherwise from
+the project's local label store. This module never imports panel, bokeh or holoviews.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import ConfigError, ModelError
+from core.project import ProjectConfig, load_project
+
+Progress = Callable[[int, int, str], None]
+
+OUTPUT_FILES = (
+    "model.safetensors",
+    "model.json",
+    "predictions.parquet",
+    "metrics.json",
+    "report.md",
+)
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """Where the job wrote its files, and the headline numbers."""
+
+    out_dir: Path
+    files: dict[str, Path]
+    n_items: int
+    n_labels: int
+    classes: tuple[str, ...]
+    metrics: dict[str, Any]
+    label_source: str  # "project file" or the label store path
+    seconds: float
+
+
+def default_out_dir(project_path: str | Path) -> Path:
+    """``<project stem>-retrain`` beside the project file."""
+    path = Path(project_path)
+    return path.with_name(f"{path.stem}-retrain")
+
+
+def retrain_project(
+    project_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    device: str | None = None,
+    allow_outside: bool = False,
+    progress: Progress | None = None,
+) -> RetrainResult:
+    """Train the project's model on its labels and write model, predictions, metrics and report.
+
+    ``device`` (``auto``/``cpu``/``cuda``) overrides the project's ``model.device``.
+    """
+    from core.device import select_device
+
+    start = time.perf_counter()
+    report = progress or (lambda done, total, msg: None)
+    project_path = Path(project_path)
+    project = load_project(project_path, allow_outside=allow_outside)
+    if device is not None and project.model.kind == "mlp":
+        project.model.device = device
+    # Fail early, with a clear message, on 'cuda' without a GPU.
+    select_device(device or getattr(project.model, "device", "auto"))
+    out = Path(out_dir) if out_dir is not None else default_out_dir(project_path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {str(out)!r} is a file; choose a folder for the outputs")
+
+    with tempfile.TemporaryDirectory(prefix="tailwise-retrain-") as scratch:
+        session, label_source = _open_session(project, Path(scratch), allow_outside=allow_outside)
+        try:
+            report(0, 1, f"loaded {len(session.dataset):,} items; embedding and map")
+            session.prepare(progress)
+            if session.state is None:  # prepare trains only when two classes are labelled
+                session.retrain(progress)  # raises ModelError saying what is missing
+            state = session.state
+            report(0, 1, "cross-validating on the expert labels")
+            metrics = _metrics(session, state)
+            report(0, 1, "scoring the unlabelled items")
+            predictions = _predictions(session, state)
+            out.mkdir(parents=True, exist_ok=True)
+            files = _write_outputs(
+                out, session, state, predictions, metrics, label_source, time.perf_counter() - start
+            )
+        finally:
+            _close(session.store)
+    report(1, 1, f"wrote {len(files)} files to {out}")
+    return RetrainResult(
+        out_dir=out,
+        files=files,
+        n_items=len(session.dataset),
+        n_labels=state.n_labels,
+        classes=state.classes,
+        metrics=metrics,
+        label_source=label_source,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _open_session(project: ProjectConfig, scratch: Path, *, allow_outside: bool):
+    """A Session whose store holds the file's labels (a scratch copy) or the local store."""
+    from core.exchange import check_data, read_project_labels
+    from core.labels import LabelStore
+    from core.session import Session
+
+    if project.labels is not None:
+        records = read_project_labels(project, allow_outside=allow_outside)
+        matched, note = check_data(project, allow_outside=allow_outside)
+        if not matched:
+            from core.errors import DataError
+
+            raise DataError(
+                note + " Import the file into your project (tailwise import "
+                "--matched-only) to keep the labels whose items exist in this data."
+            )
+        store = LabelStore(scratch / "labels.sqlite")
+        store.set_classes(project.classes)
+        store.import_events([r.model_dump() for r in records])
+        source = "project file"
+    else:
+        store_path = project.resolve(
+            project.label_store, allow_outside=allow_outside, field="label_store"
+        )
+        if not store_path.exists():
+            raise ModelError(
+                f"label_store: {str(store_path)!r} does not exist and the project file "
+                "carries no labels; label some items first (or export the project "
+                "with its labels)"
+            )
+        store = LabelStore(store_path)
+        source = str(store_path)
+    try:
+        return Session.open(project, allow_outside=allow_outside, store=store), source
+    except BaseException:
+        _close(store)
+        raise
+
+
+# ------------------------------------------------------------------------------------- outputs
+def _metrics(session, state) -> dict[str, Any]:
+    """Cross-validated metrics on expert labels, plus ground-truth metrics when available."""
+    from core.pipeline import cross_validated_metrics, tail_classes, training_rows
+
+    truth = state.metrics if state.metrics.get("source") == "ground_truth" else None
+    if state.metrics.get("source") == "cv":  # the training round already cross-validated
+        cv = state.metrics
+    else:
+        rows, y = training_rows(session.dataset, session.current_labels())
+        tails = tail_classes(session.project, y)
+        cv = cross_validated_metrics(session.project, session.base_embedding_()[rows], y, tails)
+    return {
+        "project": session.project.name,
+        "seed": session.project.seed,
+        "model_version": state.model_version,
+        "model": session.project.model.kind,
+        "n_items": len(session.dataset),
+        "n_labels": state.n_labels,
+        "label_counts": state.label_counts,
+        "classes": list(state.classes),
+        "cross_validated": cv,
+        "ground_truth": truth,
+    }
+
+
+def _predictions(session, state):
+    """One row per item: id, label, prediction, probabilities, map position, query score."""
+    import pandas as pd
+
+    from core.errors import EmptyPoolError
+
+    n = len(session.dataset)
+    labels = session.labels_by_row()
+    xy = np.asarray(session.xy, dtype=np.float64)
+    columns: dict[str, Any] = {
+        "id": session.dataset.ids.astype(str),
+        "label": pd.array([None if v is None else str(v) for v in labels], dtype="string"),
+        "predicted": state.predicted.astype(str),
+    }
+    for j, name in enumerate(state.classes):
+        columns[f"p_{name}"] = state.proba[:, j].astype(np.float64)
+    columns["x"], columns["y"] = xy[:, 0], xy[:, 1]
+    score = np.full(n, np.nan)
+    rank = np.full(n, -1, dtype=np.int64)
+    reason = np.full(n, None, dtype=object)
+    n_unlabelled = int(np.sum(labels == None))
+    if n_unlabelled:
+        try:
+            result = session.next_batch(n=n_unlabelled)
+        except EmptyPoolError:
+            result = None
+        if result is not None and len(result.ids):
+            rows = session.positions(result.ids)
+            score[rows] = np.asarray(result.scores, dtype=np.float64)
+            rank[rows] = np.arange(1, len(rows) + 1)
+            reason[rows] = list(result.reasons)
+    columns["query_score"] = score
+    columns["query_rank"] = pd.array(np.where(rank > 0, rank, 0), dtype="Int64")
+    columns["query_reason"] = pd.array(list(reason), dtype="string")
+    frame = pd.DataFrame(columns)
+    frame.loc[rank <= 0, "query_rank"] = pd.NA
+    return frame
+
+
+def _write_outputs(
+    out: Path, session, state, predictions, metrics: dict, label_source: str, seconds: float
+) -> dict[str, Path]:
+    from core.models.io import save_model
+
+    save_model(state.model, out)
+    predictions.to_parquet(out / "predictions.parquet", index=False)
+    _atomic_text(
+        out / "metrics.json", json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n"
+    )
+    _atomic_text(
+        out / "report.md",
+        render_report(session, state, predictions, metrics, label_source, seconds),
+    )
+    return {name: out / name for name in OUTPUT_FILES}
+
+
+def render_report(
+    session, state, predictions, metrics: dict, label_source: str, seconds: float
+) -> str:
+    """A short Markdown summary: data, labels, headline metrics, what to label next."""
+    project = session.project
+    cv = metrics.get("cross_validated") or {}
+    truth = metrics.get("ground_truth")
+    lines = [
+        f"# Retrain report: {project.name}",
+        "",
+        f"- data: {len(session.dataset):,} items ({session.dataset.name})",
+        f"- labels: {state.n_labels:,} from {label_source}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(state.label_counts.items())),
+        f"- model: {project.model.kind}, encoder: {project.encoder.kind}, seed {project.seed}",
+        f"- time: {seconds:.1f} s",
+        "",
+        "## Metrics",
+        "",
+    ]
+    lines += _metric_lines("cross-validated on expert labels", cv)
+    if truth:
+        lines += _metric_lines(
+            f"ground truth ({truth.get('n_evaluated', '?')} unlabelled items)", truth
+        )
+    queued = predictions.dropna(subset=["query_rank"]).sort_values("query_rank").head(10)
+    if len(queued):
+        lines += [
+            "",
+            "## Label next",
+            "",
+            "| rank | id | predicted | score | reason |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in queued.itertuples(index=False):
+            cells = [
+                row.query_rank,
+                row.id,
+                row.predicted,
+                f"{row.query_score:.3g}",
+                row.query_reason,
+            ]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    """Text for a Markdown table cell: pipes escaped, on one line."""
+    import pandas as pd
+
+    text = "" if value is None or value is pd.NA else str(value)
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def _metric_lines(title: str, m: dict) -> list[str]:
+    if not m or m.get("evaluable") is False:
+        why = m.get("reason", "not enough labels") if m else "not computed"
+        return [f"**{title}**: not evaluable ({why})", ""]
+    lines = [f"**{title}**"]
+    for key in ("balanced_accuracy", "macro_f1", "tail_recall"):
+        if isinstance(m.get(key), (int, float)):
+            lines.append(f"- {key.replace('_', ' ')}: {m[key]:.3f}")
+    if m.get("folds"):
+        lines.append(f"- folds: {m['folds']}")
+    if m.get("not_evaluable"):
+        lines.append(f"- not evaluable (one label only): {', '.join(m['not_evaluable'])}")
+    return lines + [""]
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types; NaN becomes null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    return str(value)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _close(store: Any) -> None:
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()

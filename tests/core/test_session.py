@@ -1,0 +1,121 @@
+"""Session: the engine state the dashboard and `tailwise retrain` drive (no server)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from core.errors import ModelError
+from core.project import load_project
+from core.session import Session
+
+
+@pytest.fixture()
+def session(tmp_path):
+    from core.data import make_demo
+
+    path = make_demo("digits-lt", tmp_path / "demo", seed=0)
+    project = load_project(path)
+    # Fast settings for tests: PCA map, small MLP.
+    project.map.method = "pca"
+    project.encoder.kind = "tabular"
+    project.model.epochs = 40
+    s = Session.open(project)
+    s.prepare()
+    return s
+
+
+def _truth(session, cls, k):
+    rows = np.flatnonzero(session.dataset.ground_truth == cls)[:k]
+    return session.dataset.ids[rows].tolist()
+
+
+def test_prepare_gives_map_and_embedding_for_every_item(session):
+    n = len(session.dataset)
+    assert session.xy.shape == (n, 2)
+    assert session.embedding.shape[0] == n
+    assert session.state is None  # nothing labelled yet
+
+
+def test_retrain_needs_two_classes(session):
+    session.label(_truth(session, "0", 3), "0", "ann")
+    with pytest.raises(ModelError, match="at least two classes"):
+        session.retrain()
+    assert session.state is None
+
+
+def test_label_retrain_query_undo_cycle(session):
+    classes = sorted(set(session.dataset.ground_truth.tolist()))
+    for cls in classes:
+        events = session.label(_truth(session, cls, 3), cls, "alice")
+        assert len(events) == 3
+    assert len(session.current_labels()) == 3 * len(classes)
+    state = session.retrain()
+    assert state.model_version == 1
+    assert state.proba.shape == (len(session.dataset), len(classes))
+    np.testing.assert_allclose(state.proba.sum(axis=1), 1.0, atol=1e-5)
+    assert state.metrics["source"] == "ground_truth"
+    assert 0.0 <= state.metrics["balanced_accuracy"] <= 1.0
+    assert session.retrain().model_version == 2
+    assert [r.model_version for r in session.history] == [1, 2]
+
+    batch = session.next_batch(7)
+    assert len(batch.ids) == 7 and len(set(batch.ids.tolist())) == 7
+    assert not set(batch.ids.tolist()) & set(session.current_labels())
+    assert all(batch.reasons)
+
+    item = batch.ids[0]
+    session.label([item], classes[0], "bob")
+    assert session.current_labels()[item] == classes[0]
+    undone = session.undo("bob")
+    assert undone is not None and item not in session.current_labels()
+    assert session.store.history(item)[-1].origin == "undo"
+
+
+def test_failed_retrain_keeps_the_previous_model(session, monkeypatch):
+    for cls in ("0", "1"):
+        session.label(_truth(session, cls, 3), cls, "ann")
+    good = session.retrain()
+    import core.session as session_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(session_module, "train_round", broken)
+    with pytest.raises(RuntimeError):
+        session.retrain()
+    assert session.state is good
+
+
+def test_clusters_summary_and_selection(session):
+    clusters = session.clusters(8)
+    assert clusters.assignment.shape == (len(session.dataset),)
+    assert clusters.summary["size"].sum() == len(session.dataset)
+    rows = clusters.rows(int(clusters.summary["cluster"].iloc[0]))
+    session.label(session.dataset.ids[rows[:3]].tolist(), "0", "ann")
+    again = session.clusters(8).summary.set_index("cluster")
+    assert again.loc[int(clusters.summary["cluster"].iloc[0]), "n_labelled"] == 3
+
+
+def test_concurrent_labelling_from_threads(session):
+    ids = session.dataset.ids[:200].tolist()
+
+    def work(part, who):
+        for item in part:
+            session.label([item], "1", who)
+
+    threads = [threading.Thread(target=work, args=(ids[k::4], f"t{k}")) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(session.current_labels()) == 200
+
+
+def test_unknown_item_ids_are_refused(session):
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown item id"):
+        session.label(["no-such-item"], "0", "ann")
