@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -48,6 +48,7 @@ class Session:
         self.dataset = dataset
         self.store = store
         self._lock = threading.RLock()
+        self._retrain_lock = threading.Lock()
         self._base_embedding: np.ndarray | None = None
         self._xy: np.ndarray | None = None
         self._state: ModelState | None = None
@@ -61,7 +62,7 @@ class Session:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, project: ProjectConfig | str | Path, *, allow_outside: bool = False,
-             store: LabelStore | None = None) -> "Session":
+             store: LabelStore | None = None) -> Session:
         """Validate the project, load its data and open (or create) its label store."""
         if not isinstance(project, ProjectConfig):
             project = load_project(project, allow_outside=allow_outside)
@@ -198,20 +199,22 @@ class Session:
 
     def retrain(self, progress: Progress | None = None) -> ModelState:
         """Train a fresh model on a snapshot of the labels. On failure the old state is kept."""
-        with self._lock:
+        with self._retrain_lock:  # one training at a time; readers are not blocked meanwhile
             embedding = self.base_embedding_(progress)
             labels = self.current_labels()
             version = self._version_counter + 1
             state = train_round(self.project, self.dataset, embedding, labels,
                                 model_version=version, progress=progress)
-            self._version_counter = version
-            self._state = state
-            self._clusters = None
             m = state.metrics
-            self._history.append(RoundRecord(
+            record = RoundRecord(
                 model_version=version, n_labels=state.n_labels,
                 balanced_accuracy=m.get("balanced_accuracy"), macro_f1=m.get("macro_f1"),
-                tail_recall=m.get("tail_recall"), time=state.trained_at, source=m.get("source", "")))
+                tail_recall=m.get("tail_recall"), time=state.trained_at, source=m.get("source", ""))
+            with self._lock:  # swap in the new model; held only for the assignment
+                self._version_counter = version
+                self._state = state
+                self._clusters = None
+                self._history.append(record)
             return state
 
     # ------------------------------------------------------------------ querying
@@ -238,9 +241,9 @@ class Session:
             classes=tuple(classes),
             embedding=self.embedding,
             pool_ids=self.dataset.ids,
-            labelled_mask=labels != None,  # noqa: E711  (object array)
+            labelled_mask=labels != None,
             labels=labels,
-            rng=np.random.default_rng([self.project.seed, int((labels != None).sum())]),  # noqa: E711
+            rng=np.random.default_rng([self.project.seed, int((labels != None).sum())]),
             rare_classes=tuple(self.project.rare_classes + [c.name for c in self.classes if c.rare]),
             target_class=target_class,
         )

@@ -1,0 +1,163 @@
+"""The Tailwise app: a template whose views come from the project's layout file.
+
+Opening a project (data, embedding, map) runs in a worker thread shared by every browser session
+of that project; until it is ready the page shows what is being prepared. Each browser session
+then gets its own :class:`~dashboard.state.AppState` (selection, annotator, queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import panel as pn
+import param
+
+from core.layout import Layout, Tabs, load_layout
+from core.project import ProjectConfig, load_project
+from dashboard.state import AppState, Preparation, escape, open_shared
+from dashboard.style import html_pane
+from dashboard.views import TITLES, view_classes
+
+DEMO = "digits-lt"
+ACCENT = "#3b6ea8"
+SIDE_WIDTH = 440
+
+
+def demo_folder(environ: Mapping[str, str] = os.environ) -> Path:
+    """Per-user folder of the built-in demo: ``$TAILWISE_HOME/demo`` or ``~/.tailwise/demo``."""
+    home = environ.get("TAILWISE_HOME")
+    return (Path(home) if home else Path.home() / ".tailwise") / "demo"
+
+
+def resolve_project(argv: Sequence[str] = (), environ: Mapping[str, str] = os.environ) -> Path:
+    """The project to open: ``--project FILE``, else ``$TAILWISE_PROJECT``, else the demo
+    (written on first use)."""
+    parser = argparse.ArgumentParser(prog="panel serve dashboard --args")
+    parser.add_argument("--project", help="project file (YAML or JSON)")
+    parser.add_argument("--layout", help="layout name or file, instead of the project's")
+    args, _ = parser.parse_known_args(list(argv))
+    chosen = args.project or environ.get("TAILWISE_PROJECT")
+    if chosen:
+        return Path(chosen).expanduser()
+    folder = demo_folder(environ)
+    path = folder / "project.yaml"
+    if not path.exists():
+        from core.data import make_demo
+
+        path = make_demo(DEMO, folder)
+    return path
+
+
+def layout_arg(argv: Sequence[str] = ()) -> str | None:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--layout")
+    return parser.parse_known_args(list(argv))[0].layout
+
+
+class App(pn.viewable.Viewer):
+    """The page for one browser session. ``state.layout`` changes rebuild the arrangement."""
+
+    layout = param.ClassSelector(class_=Layout, doc="The arrangement shown; set it to switch layouts.")
+
+    def __init__(self, project_path: str | Path, layout: str | Layout | None = None, **params) -> None:
+        self.project_path = Path(project_path)
+        self.project: ProjectConfig = load_project(self.project_path)
+        if not isinstance(layout, Layout):
+            layout = load_layout(layout or self.project.layout,
+                                 search=[self.project.base_dir / "layouts", self.project.base_dir])
+        super().__init__(layout=layout, **params)
+        self.state: AppState | None = None
+        self.views: dict[str, pn.viewable.Viewable] = {}
+        self.sidebar = pn.Column(sizing_mode="stretch_width")
+        self.body = pn.Column(sizing_mode="stretch_width")
+        self.preparation: Preparation | None = None
+        self.progress = pn.indicators.Progress(value=-1, max=100, width=420, active=True)
+        self.message = html_pane("", css_classes=["tw-loading-message"])
+        self.body.objects = [pn.Column(
+            html_pane(f"<div class='tw-loading'>Preparing <b>{escape(self.project.name)}</b>: "
+                      "embedding the items and computing the map (cached after the first run)…</div>"),
+            self.progress, self.message, css_classes=["tw-loading-page"], align="center")]
+        self._poll = None
+        self.param.watch(self._relayout, "layout")
+
+    # ------------------------------------------------------------------ start-up
+    def start(self) -> None:
+        """Open (or join) the shared preparation and poll it until the project is ready."""
+        self.preparation = open_shared(self.project_path)
+        if self._check():
+            return
+        self._poll = pn.state.add_periodic_callback(self._check, period=250)
+
+    def _check(self) -> bool:
+        prep = self.preparation
+        if not prep.future.done():
+            if prep.total > 1 or prep.done:
+                self.progress.value = int(100 * prep.done / max(prep.total, 1))
+            self.message.object = f"<div class='tw-muted'>{escape(prep.message)}</div>"
+            return False
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+        error = prep.future.exception()
+        if error is not None:
+            self.body.objects = [html_pane(
+                f"<div class='tw-error'>Could not open the project {escape(self.project_path)}: "
+                f"{escape(error)}</div>")]
+            return True
+        self.ready(prep.future.result())
+        return True
+
+    def ready(self, session) -> None:
+        """Build this browser session's state and views over the prepared ``session``."""
+        self.state = AppState(session)
+        self._relayout()
+        if pn.state.curdoc is not None:
+            pn.state.add_periodic_callback(self.state.refresh, period=3000)
+
+    # ------------------------------------------------------------------ layout
+    def _view(self, name: str):
+        if name not in self.views:
+            cls = view_classes()[name]
+            options = self.layout.options
+            kwargs = {
+                "map": {"options": options.map, "raster_threshold": self.project.map.raster_threshold},
+                "queue": {"options": options.queue},
+                "inspector": {"options": options.inspector},
+                "metrics": {"options": options.metrics},
+                "project": {"app": self},
+            }.get(name, {})
+            self.views[name] = cls(self.state, **kwargs)
+        return self.views[name]
+
+    def _cell(self, cell, beside_map: bool = False):
+        """A view in a card (or a group of tabs); next to the map a cell keeps a fixed width."""
+        size = {"width": SIDE_WIDTH} if beside_map else {"sizing_mode": "stretch_width"}
+        if isinstance(cell, Tabs):
+            return pn.Tabs(*[(TITLES[n], self._view(n)) for n in cell.tabs], dynamic=True,
+                           css_classes=["tw-tabs"], **size)
+        return pn.Card(self._view(cell), title=TITLES[cell], collapsible=False,
+                       css_classes=[f"tw-card-{cell}"], **size)
+
+    def _relayout(self, *_):
+        if self.state is None:
+            return
+        layout = self.layout
+        self.views = {}
+        self.sidebar.objects = [pn.Card(self._view(n), title=TITLES[n], sizing_mode="stretch_width",
+                                        css_classes=[f"tw-card-{n}"]) for n in layout.sidebar]
+        rows = []
+        for row in layout.main:
+            has_map = "map" in row and len(row) > 1
+            rows.append(pn.Row(*[self._cell(c, beside_map=has_map and c != "map") for c in row],
+                               sizing_mode="stretch_width"))
+        self.body.objects = rows
+
+    def __panel__(self):
+        template = pn.template.FastListTemplate(
+            title=f"Tailwise · {self.project.name}", sidebar=[self.sidebar], main=[self.body],
+            accent=ACCENT, sidebar_width=380, main_layout=None, theme_toggle=False)
+        pn.state.onload(self.start)
+        return template

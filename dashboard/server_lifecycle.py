@@ -1,0 +1,20 @@
+"""Start opening the project when the server starts, so the first page finds it (nearly) ready.
+
+Embedding and the 2-D map (UMAP's JIT warm-up costs tens of seconds in a new process) run in a
+background thread; pages join the same preparation through ``dashboard.state.open_shared``.
+"""
+
+import logging
+import sys
+
+_ARGV = list(sys.argv[1:])  # bokeh runs this module with the --args of `panel serve`
+
+
+def on_server_loaded(server_context) -> None:
+    from dashboard.app import resolve_project
+    from dashboard.state import open_shared
+
+    try:
+        open_shared(resolve_project(_ARGV))
+    except Exception as err:  # noqa: BLE001  (the page shows the error when it opens)
+        logging.getLogger("tailwise").warning("could not start preparing the project: %s", err)

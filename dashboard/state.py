@@ -1,0 +1,457 @@
+"""Per-browser-session state of the dashboard, over a ``core.session.Session``.
+
+``AppState`` holds what one expert is doing (selection, colour-by, queue, annotator, running job)
+and calls the engine for everything else. Views read its parameters and call its methods; tests
+drive it without a server. Sessions of the same project share one prepared ``Session`` (embedding,
+map, model, label store) through :func:`open_shared`, never their selection or annotator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import param
+
+from core.errors import TailwiseError
+from core.geometry import PointIndex
+from core.layout import COLOUR_BY
+from core.pointtable import latest_annotators, point_table, queue_scores
+from core.project import STRATEGIES
+
+# One worker runs the engine's slow calls (prepare, retrain, queries) off the event loop.
+_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tailwise-engine")
+
+
+# ---------------------------------------------------------------------- shared per project
+@dataclass
+class Preparation:
+    """Progress of opening and preparing a project, shared by every browser session on it."""
+
+    path: str
+    future: Future = field(default_factory=Future)
+    done: int = 0
+    total: int = 1
+    message: str = "starting"
+    started: float = field(default_factory=time.time)
+
+    def report(self, done: int, total: int, message: str) -> None:
+        self.done, self.total, self.message = int(done), max(int(total), 1), str(message)
+
+
+_SHARED: dict[str, Preparation] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def open_shared(path: str | Path, opener: Callable[[str], Any] | None = None) -> Preparation:
+    """Open and prepare the project at ``path`` once per process, in a worker thread.
+
+    Returns the shared :class:`Preparation`; its ``future`` resolves to the prepared Session.
+    ``opener`` (path -> Session) defaults to ``Session.open``.
+    """
+    key = str(Path(path).resolve())
+    with _SHARED_LOCK:
+        prep = _SHARED.get(key)
+        if prep is not None and not (prep.future.done() and prep.future.exception() is not None):
+            return prep
+        prep = _SHARED[key] = Preparation(key)
+
+    def work() -> None:
+        try:
+            if opener is None:
+                from core.session import Session
+
+                session = Session.open(key)
+            else:
+                session = opener(key)
+            prep.report(0, 1, "loading embeddings and map")
+            session.prepare(progress=prep.report)
+            prep.report(1, 1, "ready")
+            prep.future.set_result(session)
+        except BaseException as err:  # noqa: BLE001  (shown on the loading page)
+            prep.future.set_exception(err)
+
+    threading.Thread(target=work, name=f"tailwise-prepare-{Path(key).name}", daemon=True).start()
+    return prep
+
+
+# ---------------------------------------------------------------------- the state
+class AppState(param.Parameterized):
+    """What one expert sees and does; every engine call goes through a method here."""
+
+    annotator = param.String(default="expert", doc="Name recorded with every label of this session.")
+    selection = param.List(default=[], item_type=str, doc="Selected item ids.")
+    colour_by = param.Selector(default="label", objects=list(COLOUR_BY))
+    strategy = param.Selector(default="auto", objects=list(STRATEGIES))
+    batch_size = param.Integer(default=10, bounds=(1, 10_000))
+    target_class = param.String(default=None, allow_None=True)
+
+    queue_ids = param.List(default=[], doc="The current batch, in the strategy's order.")
+    queue_reasons = param.List(default=[])
+    queue_scores = param.List(default=[])
+
+    labels_version = param.Integer(default=0, doc="Bumped whenever labels or classes change.")
+    model_version = param.Integer(default=None, allow_None=True)
+    trained_at = param.Number(default=None, allow_None=True)
+
+    job = param.String(default="", doc="Running job ('retrain', 'queue', ...) or ''.")
+    job_progress = param.Number(default=0.0, bounds=(0.0, 1.0))
+    job_message = param.String(default="")
+    status = param.String(default="", doc="Last confirmation, e.g. 'saved 3 labels'.")
+    error = param.String(default="", doc="Last error message, '' when none.")
+    saved_events = param.Integer(default=0, doc="Label events this session has had committed.")
+
+    def __init__(self, session: Any, **params: Any) -> None:
+        project = session.project
+        params.setdefault("strategy", project.query.strategy)
+        params.setdefault("batch_size", project.query.batch_size)
+        params.setdefault("target_class", project.query.target_class)
+        super().__init__(**params)
+        self.session = session
+        self._xy = np.asarray(session.xy, dtype=np.float64)  # stable; read once, never locks later
+        self._index = PointIndex(self._xy)
+        self._actions: list[int] = []  # event counts of this session's label actions, for undo
+        self._skipped: set[str] = set()
+        self._seen_event = session.store.last_event_id()
+        self._clusters = None
+        self._sync_model()
+
+    # ------------------------------------------------------------------ derived data
+    @property
+    def xy(self) -> np.ndarray:
+        return self._xy
+
+    @property
+    def dataset(self):
+        return self.session.dataset
+
+    @property
+    def classes(self) -> list:
+        return self.session.classes
+
+    @property
+    def rare_classes(self) -> list[str]:
+        return [c.name for c in self.classes if c.rare]
+
+    def selected_rows(self) -> np.ndarray:
+        return self.session.positions(self.selection) if self.selection else np.empty(0, np.int64)
+
+    def queue_rows(self) -> np.ndarray:
+        return self.session.positions(self.queue_ids) if self.queue_ids else np.empty(0, np.int64)
+
+    def points(self, annotators: bool = False):
+        """The map's point table (see ``core.pointtable.point_table``); ``annotators`` adds who
+        labelled each item (reads every event, so only when the map is coloured by it)."""
+        state = self.session.state
+        n = len(self.dataset)
+        queued = self.queue_rows()
+        clusters = self._clusters
+        return point_table(
+            self.dataset.ids, self._xy, self.session.labels_by_row(),
+            predicted=None if state is None else state.predicted,
+            uncertainty=None if state is None else state.uncertainty,
+            score=queue_scores(n, queued, np.asarray(self.queue_scores, dtype=float)),
+            cluster=None if clusters is None else clusters.assignment,
+            annotator=latest_annotators(self.session.store.events(), self.dataset.ids,
+                                        self.dataset._index) if annotators else None,
+            rare_classes=self.rare_classes,
+            queued_rows=queued,
+        )
+
+    # ------------------------------------------------------------------ selection
+    def select(self, item_ids, add: bool = False) -> list[str]:
+        """Select items by id (unknown ids raise); ``add`` extends the current selection."""
+        ids = [str(i) for i in item_ids]
+        self.session.positions(ids)  # raises KeyError naming an unknown id
+        if add:
+            ids = list(dict.fromkeys(self.selection + ids))
+        self.selection = ids
+        return ids
+
+    def select_rows(self, rows, add: bool = False) -> list[str]:
+        """Select items by row number (rows come from the index, so ids need no check)."""
+        ids = self.dataset.ids[np.asarray(rows, dtype=np.int64)].tolist()
+        if add:
+            ids = list(dict.fromkeys(self.selection + ids))
+        self.selection = ids
+        return ids
+
+    def select_box(self, x0: float, y0: float, x1: float, y1: float, add: bool = False) -> list[str]:
+        """Select the items inside a box of map coordinates."""
+        return self.select_rows(self._index.box(x0, y0, x1, y1), add=add)
+
+    def select_lasso(self, xs, ys, add: bool = False) -> list[str]:
+        """Select the items inside a lasso polygon of map coordinates."""
+        return self.select_rows(self._index.lasso(xs, ys), add=add)
+
+    def select_tap(self, x: float, y: float, radius: float | None = None, add: bool = False) -> list[str]:
+        """Select the item nearest a tap, if one lies within ``radius`` (default: 2% of the map)."""
+        if radius is None:
+            span = float(np.ptp(self._xy, axis=0).max()) if len(self._xy) else 1.0
+            radius = 0.02 * (span or 1.0)
+        row = self._index.nearest(x, y, radius)
+        if row is None:
+            if not add:
+                self.selection = []
+            return self.selection
+        return self.select_rows([row], add=add)
+
+    def clear_selection(self) -> None:
+        self.selection = []
+
+    # ------------------------------------------------------------------ labelling
+    def _fail(self, err: Exception) -> None:
+        self.status = ""
+        self.error = str(err)
+
+    def label_selection(self, label: str) -> list[int]:
+        """Give every selected item ``label``; returns the committed event ids."""
+        if not self.selection:
+            self._fail(ValueError("select items on the map or in the queue first"))
+            return []
+        ids = list(self.selection)
+        try:
+            events = self.session.label(ids, label, self.annotator)
+        except (TailwiseError, ValueError, KeyError) as err:
+            self._fail(err)
+            return []
+        self._actions.append(len(events))
+        self.error = ""
+        self.saved_events += len(events)
+        self.status = f"saved {len(events)} label{'s' * (len(events) != 1)} as {label!r}"
+        self._labels_changed()
+        self._advance(ids)
+        return events
+
+    def accept_predictions(self) -> list[int]:
+        """Label each selected item with its predicted class (one event per item)."""
+        state = self.session.state
+        if state is None or not self.selection:
+            self._fail(ValueError("accepting predictions needs a trained model and a selection"))
+            return []
+        rows = self.selected_rows()
+        events: list[int] = []
+        try:
+            for cls in sorted(set(state.predicted[rows].tolist())):
+                ids = [i for i, r in zip(self.selection, rows) if state.predicted[r] == cls]
+                events += self.session.label(ids, cls, self.annotator, origin="accepted")
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+        if events:
+            self._actions.append(len(events))
+            self.error = ""
+            self.saved_events += len(events)
+            self.status = f"saved {len(events)} accepted prediction{'s' * (len(events) != 1)}"
+            self._labels_changed()
+        return events
+
+    def undo(self) -> int:
+        """Revert this session's last label action (all its events); returns events reverted."""
+        count = self._actions.pop() if self._actions else 1
+        reverted = 0
+        for _ in range(count):
+            if self.session.undo(self.annotator) is None:
+                break
+            reverted += 1
+        self.error = ""
+        self.status = f"undone {reverted} label{'s' * (reverted != 1)}" if reverted else "nothing to undo"
+        if reverted:
+            self._labels_changed()
+        return reverted
+
+    def skip(self) -> None:
+        """Leave the selected items unlabelled and move on to the next queued item."""
+        ids = list(self.selection)
+        self._skipped.update(ids)
+        self.status = f"skipped {len(ids)} item{'s' * (len(ids) != 1)}"
+        self._advance(ids)
+
+    def add_class(self, name: str, colour: str | None = None, rare: bool = False) -> None:
+        """Create a class (validated by the engine); errors are shown, not raised."""
+        try:
+            cls = self.session.add_class(name, colour=colour or None, rare=rare)
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+            return
+        self.error = ""
+        self.status = f"created class {cls.name!r}"
+        self._labels_changed()
+
+    def _advance(self, done_ids: list[str]) -> None:
+        """After labelling/skipping items of the queue, select the next open queued item."""
+        if not self.queue_ids or not set(done_ids) <= set(self.queue_ids):
+            return
+        labelled = self.session.current_labels()
+        for item in self.queue_ids:
+            if item not in labelled and item not in self._skipped and item not in done_ids:
+                self.selection = [item]
+                return
+        self.selection = []
+
+    def _labels_changed(self) -> None:
+        self._seen_event = self.session.store.last_event_id()
+        self.labels_version += 1
+
+    # ------------------------------------------------------------------ clusters
+    def clusters(self):
+        """Predicted clusters (computed by the engine; cached per model version)."""
+        self._clusters = self.session.clusters()
+        return self._clusters
+
+    async def clusters_async(self):
+        """``clusters`` with the engine call in a worker thread."""
+        self._clusters = await asyncio.get_running_loop().run_in_executor(_WORKER, self.session.clusters)
+        return self._clusters
+
+    def select_cluster(self, cluster: int) -> list[str]:
+        clusters = self._clusters or self.clusters()
+        return self.select_rows(clusters.rows(int(cluster)))
+
+    def select_cluster_of_selection(self) -> list[str]:
+        """Extend the selection to the whole predicted cluster(s) of the selected items."""
+        if not self.selection:
+            return []
+        clusters = self._clusters or self.clusters()
+        wanted = np.unique(clusters.assignment[self.selected_rows()])
+        return self.select_rows(np.flatnonzero(np.isin(clusters.assignment, wanted)))
+
+    # ------------------------------------------------------------------ queue
+    def _query(self):
+        target = self.target_class or None
+        return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target)
+
+    def _apply_queue(self, result) -> None:
+        self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
+        self.queue_reasons = [str(r) for r in result.reasons]
+        self.queue_ids = [str(i) for i in result.ids]
+        self._skipped.clear()
+        self.error = ""
+        self.status = f"queued {len(self.queue_ids)} items ({self.strategy})"
+        self.selection = self.queue_ids[:1]
+
+    def next_batch(self) -> list[str]:
+        """Ask the strategy for the next batch (blocking); selects its first item."""
+        try:
+            self._apply_queue(self._query())
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+        return self.queue_ids
+
+    async def next_batch_async(self) -> list[str]:
+        """``next_batch`` with the engine call in a worker thread."""
+        self.job, self.job_message = "queue", "choosing the next batch"
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(_WORKER, self._query)
+            self._apply_queue(result)
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+        finally:
+            self.job, self.job_message = "", ""
+        return self.queue_ids
+
+    # ------------------------------------------------------------------ retraining
+    def _sync_model(self) -> None:
+        state = self.session.state
+        self.model_version = None if state is None else int(state.model_version)
+        self.trained_at = None if state is None else float(state.trained_at)
+
+    def _retrained(self) -> None:
+        self._clusters = None
+        self._sync_model()
+        self.error = ""
+        self.status = f"model v{self.model_version} trained"
+        self.labels_version += 1
+
+    def retrain(self) -> bool:
+        """Retrain now (blocking). On failure the error is shown and the old model kept."""
+        try:
+            self.session.retrain(progress=self._progress)
+        except Exception as err:  # noqa: BLE001  (any failure keeps the previous model)
+            self._fail(err)
+            return False
+        self._retrained()
+        return True
+
+    async def retrain_async(self) -> bool:
+        """``retrain`` in a worker thread; progress reaches the page through the event loop."""
+        if self.job == "retrain":
+            return False
+        loop = asyncio.get_running_loop()
+        self.job, self.job_progress, self.job_message = "retrain", 0.0, "starting"
+        self.error = ""
+
+        def progress(done: int, total: int, message: str) -> None:
+            loop.call_soon_threadsafe(self._progress, done, total, message)
+
+        try:
+            await loop.run_in_executor(_WORKER, partial(self.session.retrain, progress=progress))
+        except Exception as err:  # noqa: BLE001
+            self._fail(err)
+            return False
+        finally:
+            self.job, self.job_progress, self.job_message = "", 0.0, ""
+        self._retrained()
+        if self.queue_ids:  # the queue was chosen by the old model: ask the new one
+            await self.next_batch_async()
+            self.status = f"model v{self.model_version} trained; queue refreshed"
+        return True
+
+    async def recompute_map_async(self) -> bool:
+        """Project the (possibly learned) embedding again, in a worker thread. The map moves only
+        when asked; other browser sessions keep their layout until they reload."""
+        if self.job:
+            return False
+        loop = asyncio.get_running_loop()
+        self.job, self.job_progress, self.job_message = "map", 0.0, "recomputing the map"
+
+        def progress(done: int, total: int, message: str) -> None:
+            loop.call_soon_threadsafe(self._progress, done, total, message)
+
+        try:
+            xy = await loop.run_in_executor(_WORKER, partial(self.session.recompute_map, progress=progress))
+        except Exception as err:  # noqa: BLE001  (the old map stays)
+            self._fail(err)
+            return False
+        finally:
+            self.job, self.job_progress, self.job_message = "", 0.0, ""
+        self._xy = np.asarray(xy, dtype=np.float64)
+        self._index = PointIndex(self._xy)
+        self._clusters = None
+        self.status = "map recomputed"
+        self.labels_version += 1
+        return True
+
+    def _progress(self, done: int, total: int, message: str) -> None:
+        self.job_progress = min(max(done / max(total, 1), 0.0), 1.0)
+        self.job_message = str(message)
+
+    # ------------------------------------------------------------------ other sessions
+    def refresh(self) -> bool:
+        """Pick up labels and models from other sessions of the project; True if anything changed."""
+        changed = False
+        last = self.session.store.last_event_id()
+        if last != self._seen_event:
+            self._seen_event = last
+            changed = True
+        state = self.session.state
+        if state is not None and state.model_version != self.model_version:
+            self._clusters = None
+            self._sync_model()
+            changed = True
+        if changed:
+            self.labels_version += 1
+        return changed
+
+
+def escape(text: object) -> str:
+    """HTML-escape user text (class names, notes, annotators) before it is rendered."""
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,135 @@
+"""Labelling: one button per class (number-key shortcuts), cluster, accept, skip, undo, new class."""
+
+from __future__ import annotations
+
+import re
+
+import panel as pn
+import param
+from panel.custom import JSComponent
+
+from dashboard.state import AppState
+
+SHORTCUT_KEYS = "1234567890"
+
+
+def shortcut_keys(names: list[str]) -> dict[str, str]:
+    """Key -> class name. A class named like a key ('0'..'9') gets that key; the others take the
+    remaining keys in order."""
+    keys = {n: n for n in names if n in SHORTCUT_KEYS}
+    free = [k for k in SHORTCUT_KEYS if k not in keys]
+    for name in names:
+        if name not in keys.values() and free:
+            keys[free.pop(0)] = name
+    return keys
+
+
+def css_slug(name: str) -> str:
+    """A class name as a CSS-class suffix: ``tw-label-<slug>`` (non [A-Za-z0-9_-] -> '-')."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name)
+
+
+class KeyShortcuts(JSComponent):
+    """Reports number keys pressed anywhere on the page (outside text fields)."""
+
+    key = param.String(default="", doc="'<key>:<counter>' of the last shortcut pressed.")
+
+    _esm = """
+    export function render({ model }) {
+      let count = 0;
+      const onKey = (event) => {
+        const target = event.composedPath()[0];
+        const tag = (target && target.tagName) || "";
+        if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
+        if (!/^[0-9]$/.test(event.key) && !["u", "s"].includes(event.key)) return;
+        count += 1;
+        model.key = event.key + ":" + count;
+      };
+      document.addEventListener("keydown", onKey);
+      model.on("remove", () => document.removeEventListener("keydown", onKey));
+      return document.createElement("span");
+    }
+    """
+
+
+class LabellingView(pn.viewable.Viewer):
+    """Labels go to the whole selection through the label store ("saved" after the commit)."""
+
+    def __init__(self, state: AppState, **params) -> None:
+        super().__init__(**params)
+        self.state = state
+        self.keys = KeyShortcuts(height=0, width=0, margin=0)
+        self.keys.param.watch(self._on_key, "key")
+        self._built = None
+
+    def _on_key(self, event) -> None:
+        key = event.new.split(":")[0]
+        if key == "u":
+            self.state.undo()
+        elif key == "s":
+            self.state.skip()
+        else:
+            name = shortcut_keys([c.name for c in self.state.classes]).get(key)
+            if name is not None:
+                self.state.label_selection(name)
+
+    def _buttons(self, *_):
+        signature = tuple((c.name, c.colour, c.rare) for c in self.state.classes)
+        if self._built is not None and self._built[0] == signature:
+            return self._built[1]
+        buttons = []
+        key_of = {name: key for key, name in shortcut_keys([c.name for c in self.state.classes]).items()}
+        for cls in self.state.classes:
+            key = key_of.get(cls.name, "")
+            hint = f" [{key}]" if key and key != cls.name else ""
+            button = pn.widgets.Button(
+                name=f"{cls.name}{' ★' if cls.rare else ''}{hint}",
+                css_classes=[f"tw-label-{css_slug(cls.name)}", "tw-label"],
+                description=cls.description or f"label the selection as {cls.name}",
+                stylesheets=[(f".bk-btn {{ border-left: 8px solid {cls.colour} !important; "
+                              f"{'font-weight: 700;' if cls.rare else ''} }}")],
+                width=118, margin=(3, 3))
+            button.on_click(lambda _, name=cls.name: self.state.label_selection(name))
+            buttons.append(button)
+        box = pn.FlexBox(*buttons, sizing_mode="stretch_width")
+        self._built = (signature, box)
+        return box
+
+    def _new_class_form(self):
+        name = pn.widgets.TextInput(name="New class", placeholder="name", css_classes=["tw-new-class-name"],
+                                    sizing_mode="stretch_width")
+        colour = pn.widgets.ColorPicker(name="Colour", value="#e41a1c", width=70)
+        rare = pn.widgets.Checkbox(name="rare", value=True, css_classes=["tw-new-class-rare"])
+        create = pn.widgets.Button(name="Create class", css_classes=["tw-new-class"], button_type="default")
+
+        def on_create(_):
+            self.state.add_class(name.value, colour=colour.value, rare=rare.value)
+            if not self.state.error:
+                name.value = ""
+
+        create.on_click(on_create)
+        return pn.Card(name, pn.Row(colour, rare, align="end"), create, title="Create a class",
+                       collapsed=True, sizing_mode="stretch_width")
+
+    def __panel__(self):
+        s = self.state
+        has_selection = s.param.selection.rx.len() > 0
+        cluster = pn.widgets.Button(name="Select its cluster", css_classes=["tw-select-cluster"],
+                                    disabled=has_selection.rx.not_(), width=130)
+        cluster.on_click(lambda _: s.select_cluster_of_selection())
+        accept = pn.widgets.Button(name="Accept prediction", css_classes=["tw-accept"],
+                                   disabled=(has_selection & (s.param.model_version.rx() != None)).rx.not_(),
+                                   width=130)
+        accept.on_click(lambda _: s.accept_predictions())
+        skip = pn.widgets.Button(name="Skip / unsure (s)", css_classes=["tw-skip"], width=130)
+        skip.on_click(lambda _: s.skip())
+        undo = pn.widgets.Button(name="↶ Undo (u)", css_classes=["tw-undo"], width=130)
+        undo.on_click(lambda _: s.undo())
+        return pn.Column(
+            pn.pane.Markdown("**Label the selection** (number keys; u undo, s skip)", margin=(0, 5)),
+            pn.panel(pn.bind(self._buttons, s.param.labels_version)),
+            pn.FlexBox(cluster, accept, skip, undo),
+            self._new_class_form(),
+            self.keys,
+            sizing_mode="stretch_width",
+        )

@@ -1,0 +1,70 @@
+"""The queue: the next batch from the chosen strategy, each item with its reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import panel as pn
+
+from core.layout import QueueOptions
+from dashboard.state import AppState
+
+
+def queue_frame(state: AppState) -> pd.DataFrame:
+    """The queued items with score, reason and current label ('' when unlabelled)."""
+    labels = state.session.current_labels()
+    text = lambda values: np.asarray(values, dtype=object)
+    return pd.DataFrame({
+        "item": text(state.queue_ids),
+        "score": np.round(np.asarray(state.queue_scores, dtype=float), 3),
+        "reason": text(state.queue_reasons),
+        "label": text([labels.get(i, "") for i in state.queue_ids]),
+    }, columns=["item", "score", "reason", "label"])
+
+
+class QueueView(pn.viewable.Viewer):
+    """Strategy, batch size and target class; 'next batch'; click an item to select it."""
+
+    def __init__(self, state: AppState, options: QueueOptions | None = None, **params) -> None:
+        super().__init__(**params)
+        self.state = state
+        self.options = options or QueueOptions()
+        if self.options.strategy:
+            state.strategy = self.options.strategy
+        if self.options.batch_size:
+            state.batch_size = self.options.batch_size
+        if self.options.target_class:
+            state.target_class = self.options.target_class
+        self.table = pn.widgets.Tabulator(
+            queue_frame(state), show_index=False, disabled=True, selectable=False, height=300,
+            sizing_mode="stretch_width", layout="fit_data_stretch",
+            hidden_columns=[] if self.options.show_reasons else ["reason"], css_classes=["tw-queue"])
+        self.table.on_click(self._on_click)
+        state.param.watch(self._refresh, ["queue_ids", "labels_version"])
+
+    def _refresh(self, *_):
+        self.table.value = queue_frame(self.state)
+
+    def _on_click(self, event) -> None:
+        if event.row is not None and event.row < len(self.state.queue_ids):
+            self.state.select([self.state.queue_ids[event.row]])
+
+    async def _next(self, _event) -> None:
+        await self.state.next_batch_async()
+
+    def _targets(self, *_):
+        return {"(none)": ""} | {c.name: c.name for c in self.state.classes}
+
+    def __panel__(self):
+        s = self.state
+        strategy = pn.widgets.Select.from_param(s.param.strategy, name="Strategy", css_classes=["tw-strategy"],
+                                                sizing_mode="stretch_width")
+        batch = pn.widgets.IntInput.from_param(s.param.batch_size, name="Batch size", width=100)
+        target = pn.widgets.Select(name="Target class", options=self._targets(), value=s.target_class or "",
+                                   css_classes=["tw-target-class"], sizing_mode="stretch_width")
+        target.param.watch(lambda e: setattr(s, "target_class", e.new or None), "value")
+        s.param.watch(lambda *_: setattr(target, "options", self._targets()), "labels_version")
+        button = pn.widgets.Button(name="▶ Next batch", button_type="success", css_classes=["tw-next-batch"],
+                                   sizing_mode="stretch_width", disabled=s.param.job.rx() == "queue")
+        button.on_click(self._next)
+        return pn.Column(pn.Row(strategy, batch), target, button, self.table, sizing_mode="stretch_width")

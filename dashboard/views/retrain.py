@@ -1,0 +1,45 @@
+"""Retrain button, progress while training, and the model version now in use."""
+
+from __future__ import annotations
+
+import time
+
+import panel as pn
+
+from dashboard.state import AppState
+from dashboard.style import html_pane
+
+
+def model_caption(version: int | None, trained_at: float | None) -> str:
+    """'model v3 · trained 12:03:04', or 'no model yet'."""
+    if version is None:
+        return "no model yet: label two classes, then retrain"
+    when = time.strftime("%H:%M:%S", time.localtime(trained_at)) if trained_at else "?"
+    return f"model v{version} · trained {when}"
+
+
+class RetrainView(pn.viewable.Viewer):
+    """Retraining runs in a worker thread; the page stays usable and refreshes when it ends."""
+
+    def __init__(self, state: AppState, **params) -> None:
+        super().__init__(**params)
+        self.state = state
+
+    async def _retrain(self, _event) -> None:
+        await self.state.retrain_async()
+
+    def __panel__(self):
+        button = pn.widgets.Button(name="⟳ Retrain", button_type="primary", css_classes=["tw-retrain"],
+                                   sizing_mode="stretch_width")
+        button.on_click(self._retrain)
+        busy = self.state.param.job.rx() == "retrain"
+        button.disabled = busy
+        progress = pn.indicators.Progress(
+            value=(self.state.param.job_progress.rx() * 100).rx.pipe(int), max=100,
+            visible=busy, sizing_mode="stretch_width", css_classes=["tw-retrain-progress"])
+        version = html_pane(
+            pn.bind(lambda v, t: f'<span class="tw-model-version" data-version="{v or 0}">'
+                                 f'{model_caption(v, t)}</span>',
+                    self.state.param.model_version, self.state.param.trained_at),
+            sizing_mode="stretch_width")
+        return pn.Column(button, progress, version, sizing_mode="stretch_width")

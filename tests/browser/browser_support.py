@@ -1,0 +1,112 @@
+"""Helpers for browser tests: serve the dashboard on a free port, open it in a page.
+
+A uniquely named module (not ``conftest``) so test files can import it directly:
+``from browser_support import open_dashboard, serve_dashboard, make_test_project``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+START_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    project: Path
+    store: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_test_project(folder: Path) -> Path:
+    """A digits-lt demo project with a PCA map and a short MLP schedule (fast on 2 cores)."""
+    from core.data import make_demo
+    from core.project import dump_project, load_project
+
+    path = make_demo("digits-lt", folder, seed=0)
+    project = load_project(path)
+    project.map.method = "pca"
+    project.model.epochs = 60
+    dump_project(project, path)
+    return path
+
+
+@contextmanager
+def serve_dashboard(project: Path, *, log: Path | None = None) -> Iterator[Server]:
+    """Run ``python -m panel serve dashboard --args --project PROJECT`` on a free port.
+
+    Waits for ``/liveness`` and stops the server on exit. The label store is the project's.
+    """
+    from core.project import load_project
+
+    project = Path(project)
+    config = load_project(project)
+    port = _free_port()
+    log = log or project.with_name(f"server-{port}.log")
+    env = {**os.environ, "TAILWISE_HOME": str(project.parent / "home"), "OMP_NUM_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "panel", "serve", "dashboard", "--port", str(port),
+               "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
+               "--liveness", "--num-procs", "1", "--args", "--project", str(project)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"panel serve exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/liveness", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"panel serve did not start in {START_TIMEOUT_S} s:\n{log.read_text()}")
+                time.sleep(0.25)  # readiness polling of the socket, not test synchronisation
+        yield Server(url=f"{url}/dashboard", project=project,
+                     store=config.resolve(config.label_store), log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def open_dashboard(page, server: Server, annotator: str | None = None):
+    """Load the dashboard and wait until the map and the class buttons are on the page."""
+    from playwright.sync_api import expect
+
+    page.goto(server.url)
+    expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=120_000)
+    expect(page.locator(".tw-label-0").first).to_be_visible(timeout=30_000)
+    if annotator is not None:
+        box = page.locator(".tw-annotator input")
+        box.fill(annotator)
+        box.press("Enter")
+    return page

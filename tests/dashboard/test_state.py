@@ -1,0 +1,176 @@
+"""AppState without a server: selection -> labels -> store events, undo, retrain, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from core.errors import ModelError
+from dashboard.state import AppState
+
+
+def truth(state: AppState, item: str) -> str:
+    return str(state.dataset.ground_truth[state.dataset.positions([item])[0]])
+
+
+def label_truth(state: AppState, per_class: int, classes) -> None:
+    gt = state.dataset.ground_truth
+    for cls in classes:
+        state.select(state.dataset.ids[gt == cls][:per_class].tolist())
+        assert state.label_selection(cls)
+
+
+def test_box_selection_then_label_records_one_event_per_item(session):
+    state = AppState(session, annotator="ann")
+    xy = state.xy
+    x0, y0 = np.percentile(xy, 30, axis=0)
+    x1, y1 = np.percentile(xy, 60, axis=0)
+    ids = state.select_box(x0, y0, x1, y1)
+    inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+    assert sorted(ids) == sorted(state.dataset.ids[inside].tolist()) and ids
+    version = state.labels_version
+    events = state.label_selection("3")
+    assert len(events) == len(ids)
+    stored = session.store.events()
+    assert [e.item_id for e in stored] == ids
+    assert {(e.label, e.annotator) for e in stored} == {("3", "ann")}
+    assert state.status == f"saved {len(ids)} labels as '3'" and state.saved_events == len(ids)
+    assert state.labels_version > version
+
+
+def test_lasso_and_tap_select_items(session):
+    state = AppState(session)
+    x, y = state.xy[17]
+    assert state.select_tap(x, y) == [state.dataset.ids[17]]
+    xs = x + np.array([-1e-6, 1e-6, 1e-6, -1e-6])
+    ys = y + np.array([-1e-6, -1e-6, 1e-6, 1e-6])
+    assert state.dataset.ids[17] in state.select_lasso(xs, ys)
+    far = state.xy.max(axis=0) + 100
+    assert state.select_tap(*far) == []
+
+
+def test_undo_reverts_the_whole_last_action(session):
+    state = AppState(session, annotator="ann")
+    first = state.dataset.ids[:3].tolist()
+    state.select(first)
+    state.label_selection("2")
+    state.select(first[:2])
+    state.label_selection("7")
+    assert [session.current_labels()[i] for i in first] == ["7", "7", "2"]
+    assert state.undo() == 2
+    assert [session.current_labels()[i] for i in first] == ["2", "2", "2"]
+    assert state.undo() == 3
+    assert not any(i in session.current_labels() for i in first)
+    assert [e.origin for e in session.store.events()][-5:] == ["undo"] * 5
+
+
+def test_labelling_an_unknown_class_shows_the_error_and_stores_nothing(session):
+    state = AppState(session)
+    state.select(state.dataset.ids[:2].tolist())
+    assert state.label_selection("not-a-class") == []
+    assert "not-a-class" in state.error and not session.store.events()
+    state.clear_selection()
+    assert state.label_selection("3") == [] and "select items" in state.error
+
+
+def test_new_class_can_be_used_at_once(session):
+    state = AppState(session)
+    state.add_class("smudge", colour="#123456", rare=True)
+    assert "smudge" in state.rare_classes and state.error == ""
+    state.select([state.dataset.ids[0]])
+    assert len(state.label_selection("smudge")) == 1
+    state.add_class("bad\x00name")
+    assert "class name" in state.error
+
+
+def test_retrain_bumps_the_model_version_and_keeps_it_on_failure(session, monkeypatch):
+    state = AppState(session, annotator="ann")
+    assert state.model_version is None
+    assert not state.retrain() and "label" in state.error  # nothing labelled yet: error, no model
+    assert state.model_version is None
+    label_truth(state, 4, ["0", "5"])
+    assert state.retrain() and state.model_version == 1 and state.error == ""
+    assert state.status == "model v1 trained"
+    assert set(state.points()["predicted"]) <= {"0", "5"}
+    assert asyncio.run(state.retrain_async()) and state.model_version == 2
+
+    def broken_round(*args, **kwargs):
+        raise ModelError("the GPU caught fire")
+
+    monkeypatch.setattr("core.session.train_round", broken_round)
+    assert not state.retrain()
+    assert not asyncio.run(state.retrain_async())
+    assert "caught fire" in state.error and state.model_version == 2  # the old model stays
+    assert session.state.model_version == 2
+
+
+def test_queue_selects_its_first_item_and_labelling_advances(session):
+    state = AppState(session, annotator="ann", batch_size=4, strategy="random")
+    queue = asyncio.run(state.next_batch_async())
+    assert len(queue) == 4 and len(state.queue_reasons) == 4
+    assert state.selection == queue[:1]
+    assert state.points()["queued"].sum() == 4
+    state.label_selection(truth(state, queue[0]))
+    assert state.selection == [queue[1]]
+    state.skip()
+    assert state.selection == [queue[2]]
+
+
+def test_clusters_select_and_accept_predictions(session):
+    state = AppState(session, annotator="ann")
+    label_truth(state, 3, ["1", "4"])
+    state.retrain()
+    clusters = state.clusters()
+    biggest = int(clusters.summary.sort_values("size").iloc[-1]["cluster"])
+    ids = state.select_cluster(biggest)
+    assert len(ids) == int(clusters.summary.set_index("cluster").loc[biggest, "size"])
+    state.select([ids[0]])
+    assert set(state.select_cluster_of_selection()) == set(ids)
+    state.select(ids[:5])
+    events = state.accept_predictions()
+    assert len(events) == 5
+    predicted = session.state.predicted[session.positions(ids[:5])]
+    assert [session.current_labels()[i] for i in ids[:5]] == predicted.tolist()
+
+
+def test_two_states_share_the_store_not_the_selection(session):
+    alice, bob = AppState(session, annotator="alice"), AppState(session, annotator="bob")
+    alice.select([session.dataset.ids[0]])
+    bob.select([session.dataset.ids[1]])
+    alice.label_selection("6")
+    before = bob.labels_version
+    assert bob.refresh() and bob.labels_version > before  # bob sees alice's label on refresh
+    assert not bob.refresh()
+    bob.label_selection("9")
+    assert alice.selection != bob.selection
+    assert {(e.annotator, e.label) for e in session.store.events()} == {("alice", "6"), ("bob", "9")}
+    assert alice.refresh()
+
+
+def test_select_unknown_id_raises(session):
+    with pytest.raises(KeyError, match="nope"):
+        AppState(session).select(["nope"])
+
+
+def test_the_map_stays_put_across_retrains_and_moves_only_on_request(session):
+    state = AppState(session, annotator="ann")
+    before = state.xy.copy()
+    label_truth(state, 3, ["3", "7"])
+    assert state.retrain()
+    assert np.array_equal(state.xy, before)
+    assert asyncio.run(state.recompute_map_async()) and state.status == "map recomputed"
+    assert state.xy.shape == before.shape and np.isfinite(state.xy).all()
+    x0, y0 = state.xy.min(axis=0)
+    x1, y1 = state.xy.max(axis=0)
+    assert len(state.select_box(x0, y0, x1, y1)) == len(session.dataset)  # index follows the map
+
+
+def test_retrain_refreshes_an_existing_queue(session):
+    state = AppState(session, annotator="ann", batch_size=3, strategy="margin")
+    label_truth(state, 3, ["0", "6"])
+    state.retrain()
+    state.next_batch()
+    assert asyncio.run(state.retrain_async())
+    assert len(state.queue_ids) == 3 and state.status.endswith("queue refreshed")

@@ -1,0 +1,127 @@
+"""Views without a server: they build from every layout, render escaped HTML, map selections."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from core.layout import available_layouts, load_layout
+from dashboard.state import AppState
+
+
+def test_app_builds_every_builtin_layout(session, dashboard_project):
+    from dashboard.app import App
+
+    for name in available_layouts():
+        app = App(dashboard_project, layout=name)
+        app.ready(session)
+        assert set(app.views) == set(load_layout(name).views())
+        assert app.sidebar.objects and app.body.objects
+    app.layout = load_layout("review")  # switching layouts rebuilds the views
+    assert "confusion" in app.views and app.body.objects
+
+
+def test_resolve_project_prefers_args_then_environment_then_demo(tmp_path):
+    from dashboard.app import resolve_project
+
+    assert resolve_project(["--project", "a.yaml"], {"TAILWISE_PROJECT": "b.yaml"}).name == "a.yaml"
+    assert resolve_project([], {"TAILWISE_PROJECT": "b.yaml"}).name == "b.yaml"
+    demo = resolve_project([], {"TAILWISE_HOME": str(tmp_path)})
+    assert demo == tmp_path / "demo" / "project.yaml" and demo.exists()
+
+
+def test_map_points_colours_and_box_stream(session):
+    from dashboard.views.map import UNLABELLED, MapView
+
+    state = AppState(session, annotator="ann")
+    state.select(session.dataset.ids[:3].tolist())
+    state.label_selection("0")
+    view = MapView(state)
+    assert not view.rasterised
+    points = view._points("label")
+    colours = points.dframe()["colour"].to_numpy()
+    zero = next(c.colour for c in session.classes if c.name == "0")
+    assert (colours == zero).sum() == 3 and (colours == UNLABELLED).sum() == len(colours) - 3
+    x0, y0 = state.xy.min(axis=0)
+    x1, y1 = state.xy.max(axis=0)
+    view.bounds.event(bounds=(x0, y0, x1, y1))
+    assert len(state.selection) == len(session.dataset)
+    view.lasso.event(geometry=np.array([[x0 - 1, y0 - 1], [x0 - 0.5, y0 - 1], [x0 - 0.5, y0 - 0.5]]))
+    assert state.selection == []
+
+
+def test_rasterised_map_draws_an_image_and_maps_lasso_to_ids(session):
+    from dashboard.views.map import MapView
+
+    state = AppState(session)
+    view = MapView(state, raster_threshold=10)
+    assert view.rasterised
+    image = view._raster("predicted", x_range=None, y_range=None)
+    alpha = image.dimension_values("A", flat=True)
+    assert type(image).__name__ == "RGB" and 0 < (alpha > 0).sum() < alpha.size
+    lo, hi = state.xy.min(axis=0) - 1, state.xy.max(axis=0) + 1
+    view.lasso.event(geometry=np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]]))
+    assert len(state.selection) == len(session.dataset)
+
+
+def test_user_text_is_escaped(session):
+    from dashboard.views.inspector import InspectorView
+    from dashboard.views.map import MapView
+
+    state = AppState(session, annotator="<img src=x onerror=alert(1)>")
+    state.add_class("<b>bold</b>", colour="#112233", rare=True)
+    state.select([session.dataset.ids[0]])
+    state.label_selection("<b>bold</b>")
+    html = InspectorView(state).render(state.selection)
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    legend = MapView(state)._legend("label")
+    assert "<b>bold" not in legend and "&lt;b&gt;bold&lt;/b&gt; ★" in legend
+
+
+def test_thumbnail_is_upscaled_with_nearest_neighbour():
+    from PIL import Image
+
+    from dashboard.views.inspector import thumbnail_png
+
+    image = np.array([[0, 255], [255, 0]], dtype=np.uint8)
+    big = np.asarray(Image.open(io.BytesIO(thumbnail_png(image, 64))))
+    assert big.shape == (64, 64)
+    assert set(np.unique(big).tolist()) == {0, 255}  # no blended grey pixels
+    assert big[:32, :32].max() == 0 and big[:32, 32:].min() == 255
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["0", "1", "2"], {"0": "0", "1": "1", "2": "2"}),
+    (["cat", "dog"], {"1": "cat", "2": "dog"}),
+    (["1", "cat"], {"1": "1", "2": "cat"}),
+])
+def test_number_keys_map_to_classes(names, expected):
+    from dashboard.views.labelling import shortcut_keys
+
+    assert shortcut_keys(names) == expected
+
+
+def test_label_button_css_classes():
+    from dashboard.views.labelling import css_slug
+
+    assert css_slug("T-shirt/top") == "T-shirt-top" and css_slug("7") == "7"
+
+
+def test_metrics_tables_follow_the_model(session):
+    from dashboard.views.metrics import class_table
+
+    state = AppState(session, annotator="ann")
+    gt = session.dataset.ground_truth
+    for cls in ("2", "9"):
+        state.select(session.dataset.ids[gt == cls][:4].tolist())
+        state.label_selection(cls)
+    table = class_table(state)
+    assert table.set_index("class").loc["2", "labelled"] == 4
+    assert table["predicted"].sum() == 0
+    state.retrain()
+    table = class_table(state)
+    assert table["predicted"].sum() == len(session.dataset)
+    assert table["recall"].notna().any()
