@@ -91,8 +91,11 @@ class Session:
         with self._lock:
             if self._base_embedding is None:
                 from core.embed import encode
+                from core.embed.model_layer import base_config
 
-                emb = encode(self.dataset, self.project.encoder, cache_dir=self.cache_dir,
+                # For the `model` encoder this is the base the classifier trains on; the learned
+                # embedding comes from each trained model (see `embedding`).
+                emb = encode(self.dataset, base_config(self.project.encoder), cache_dir=self.cache_dir,
                              seed=self.project.seed, progress=progress)
                 emb = np.asarray(emb, dtype=np.float32)
                 check_features(emb)

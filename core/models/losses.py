@@ -1,0 +1,187 @@
+"""Imbalance-aware classification losses, selected by the names in ``core.project.LOSSES``.
+
+Every loss is built from the per-class counts of the labelled items and maps
+``(logits (b, k), targets (b,))`` to a scalar. References:
+
+* ``class_balanced`` — Cui et al. 2019, weights from the effective number of samples.
+* ``focal`` — Lin et al. 2017.
+* ``ldam_drw`` — Cao et al. 2019, label-distribution-aware margins plus deferred re-weighting.
+* ``logit_adjusted`` — Menon et al. 2021, ``CE(z + tau * log prior)``.
+* ``balanced_softmax`` — Ren et al. 2020, ``CE(z + log n_c)`` (the same as ``logit_adjusted`` at
+  ``tau = 1``; kept under its own name because users look for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+LDAM_MAX_MARGIN = 0.5
+LDAM_SCALE = 2.0  # margins are in logit units times this scale
+
+
+def class_priors(counts: np.ndarray) -> np.ndarray:
+    """Class frequencies ``n_c / n`` (a zero count is floored at one item)."""
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    return counts / counts.sum()
+
+
+def class_balanced_weights(counts: np.ndarray, beta: float) -> np.ndarray:
+    """Cui et al. weights ``(1 - beta) / (1 - beta ** n_c)``, normalised to sum to ``k``."""
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if beta <= 0.0:
+        raw = np.ones_like(counts)
+    else:
+        raw = (1.0 - beta) / (1.0 - np.power(beta, counts))
+    return raw / raw.sum() * len(counts)
+
+
+def ldam_margins(counts: np.ndarray, max_margin: float = LDAM_MAX_MARGIN) -> np.ndarray:
+    """LDAM margins ``C / n_c ** 0.25`` scaled so the rarest class gets ``max_margin``."""
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    m = 1.0 / np.power(counts, 0.25)
+    return m * (max_margin / m.max())
+
+
+def _torch():
+    import torch
+    import torch.nn.functional as F
+
+    return torch, F
+
+
+class ImbalanceLoss:
+    """Base class: a loss built from class counts. ``reweight()`` starts deferred re-weighting."""
+
+    name = "base"
+
+    def __init__(self, counts: np.ndarray, *, tau: float = 1.0, beta: float = 0.999, gamma: float = 2.0):
+        self.counts = np.asarray(counts, dtype=np.float64)
+        self.tau = float(tau)
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+        self.device = None
+
+    @property
+    def has_deferred_stage(self) -> bool:
+        """True when training should run a second, re-weighted stage (LDAM-DRW)."""
+        return False
+
+    def reweight(self) -> None:
+        """Switch to the deferred, re-weighted stage (no-op for most losses)."""
+
+    def to(self, device) -> ImbalanceLoss:
+        self.device = device
+        return self
+
+    def _tensor(self, values: np.ndarray):
+        torch, _ = _torch()
+        return torch.as_tensor(values, dtype=torch.float32, device=self.device)
+
+    def __call__(self, logits, target, sample_weight=None):
+        per_item = self.per_item(logits.float(), target)
+        if sample_weight is None:
+            return per_item.mean()
+        return (per_item * sample_weight).sum() / sample_weight.sum().clamp_min(1e-12)
+
+    def per_item(self, logits, target):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class CrossEntropy(ImbalanceLoss):
+    """Plain cross-entropy: the baseline every imbalance-aware loss is compared with."""
+
+    name = "ce"
+
+    def per_item(self, logits, target):
+        _, F = _torch()
+        return F.cross_entropy(logits, target, reduction="none")
+
+
+class ClassBalancedCE(ImbalanceLoss):
+    """Cross-entropy weighted by the inverse effective number of samples per class."""
+
+    name = "class_balanced"
+
+    def per_item(self, logits, target):
+        _, F = _torch()
+        w = self._tensor(class_balanced_weights(self.counts, self.beta))
+        return F.cross_entropy(logits, target, reduction="none") * w[target]
+
+
+class FocalLoss(ImbalanceLoss):
+    """Focal loss ``-(1 - p_t) ** gamma * log p_t``: down-weights easy (mostly head) items."""
+
+    name = "focal"
+
+    def per_item(self, logits, target):
+        torch, F = _torch()
+        logp = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+        return -torch.pow(1.0 - logp.exp(), self.gamma) * logp
+
+
+class LDAMDRWLoss(ImbalanceLoss):
+    """LDAM margins on the true-class logit; after ``reweight()`` class-balanced weights too."""
+
+    name = "ldam_drw"
+
+    def __init__(self, counts, **kw):
+        super().__init__(counts, **kw)
+        self._reweighted = False
+
+    @property
+    def has_deferred_stage(self) -> bool:
+        return True
+
+    def reweight(self) -> None:
+        self._reweighted = True
+
+    def per_item(self, logits, target):
+        _, F = _torch()
+        margins = self._tensor(ldam_margins(self.counts) * LDAM_SCALE)
+        shifted = logits.scatter_add(1, target[:, None], -margins[target][:, None])
+        loss = F.cross_entropy(shifted, target, reduction="none")
+        if self._reweighted:
+            loss = loss * self._tensor(class_balanced_weights(self.counts, self.beta))[target]
+        return loss
+
+
+class LogitAdjustedCE(ImbalanceLoss):
+    """Cross-entropy on ``z + tau * log prior`` (Menon et al.); ``tau = 0`` is plain CE."""
+
+    name = "logit_adjusted"
+
+    def per_item(self, logits, target):
+        _, F = _torch()
+        adjust = self._tensor(self.tau * np.log(class_priors(self.counts)))
+        return F.cross_entropy(logits + adjust, target, reduction="none")
+
+
+class BalancedSoftmaxCE(ImbalanceLoss):
+    """Balanced softmax (Ren et al.): cross-entropy on ``z + log n_c``."""
+
+    name = "balanced_softmax"
+
+    def per_item(self, logits, target):
+        _, F = _torch()
+        adjust = self._tensor(np.log(np.maximum(self.counts, 1.0)))
+        return F.cross_entropy(logits + adjust, target, reduction="none")
+
+
+LOSS_REGISTRY: dict[str, Callable[..., ImbalanceLoss]] = {
+    cls.name: cls
+    for cls in (CrossEntropy, ClassBalancedCE, FocalLoss, LDAMDRWLoss, LogitAdjustedCE, BalancedSoftmaxCE)
+}
+
+
+def build_loss(name: str, counts: np.ndarray, *, tau: float = 1.0, beta: float = 0.999,
+               gamma: float = 2.0) -> ImbalanceLoss:
+    """Build the loss called ``name`` (one of ``core.project.LOSSES``) for these class counts."""
+    from core.errors import ModelError
+
+    try:
+        cls = LOSS_REGISTRY[name]
+    except KeyError:
+        raise ModelError(f"loss: unknown loss {name!r}; use one of {', '.join(LOSS_REGISTRY)}") from None
+    return cls(counts, tau=tau, beta=beta, gamma=gamma)

@@ -1,0 +1,251 @@
+"""One contract test over every registered model (and the MLP with every loss and sampler)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import ModelError
+from core.models import MODEL_REGISTRY, build_model, load_model, save_model
+from core.project import LOSSES, SAMPLERS, LogisticConfig, MLPConfig, RandomForestConfig
+
+SMALL_MLP = {"hidden": [32, 16], "epochs": 40, "patience": 5}
+
+
+def _configs():
+    cases = {f"mlp-{loss}": MLPConfig(loss=loss, **SMALL_MLP) for loss in LOSSES}
+    cases.update({f"mlp-sampler-{s}": MLPConfig(loss="ce", sampler=s, **SMALL_MLP) for s in SAMPLERS})
+    # riws draws the single-item class most of the time; post-hoc adjustment by the sampled
+    # prior restores the head classes (see docs/models.md)
+    cases["mlp-sampler-riws"] = MLPConfig(loss="ce", sampler="riws", posthoc_tau=1.0, **SMALL_MLP)
+    cases["mlp-crt"] = MLPConfig(loss="ce", crt=True, **SMALL_MLP)
+    cases["mlp-posthoc"] = MLPConfig(loss="ce", posthoc_tau=1.0, **SMALL_MLP)
+    cases["mlp-pseudo-label"] = MLPConfig(pseudo_label=True, **SMALL_MLP)
+    cases["mlp-uncalibrated"] = MLPConfig(calibrate=False, dropout=0.0, **SMALL_MLP)
+    cases["logistic"] = LogisticConfig(kind="logistic")
+    cases["random_forest"] = RandomForestConfig(kind="random_forest", n_estimators=15)
+    return cases
+
+
+CONFIGS = _configs()
+
+
+def test_every_registered_model_is_in_the_contract_test():
+    assert {c.kind for c in CONFIGS.values()} == set(MODEL_REGISTRY)
+
+
+def make_data(seed=0, n_per_class=(60, 25, 8, 1), d=6, spread=3.0):
+    """Long-tailed blobs; the last class has a single labelled item."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(n_per_class), d)) * spread
+    X = np.concatenate([rng.normal(c, 1.0, (n, d)) for c, n in zip(centres, n_per_class)])
+    names = ["zebra", "ant", "mole", "yak"]
+    y = np.concatenate([[names[i]] * n for i, n in enumerate(n_per_class)]).astype(object)
+    Xu = np.concatenate([rng.normal(c, 1.0, (20, d)) for c in centres])
+    return X.astype(np.float32), y, Xu.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS), ids=sorted(CONFIGS))
+def fitted(request, data):
+    X, y, Xu = data
+    cfg = CONFIGS[request.param]
+    return cfg, build_model(cfg, seed=3).fit(X, y, X_unlabelled=Xu)
+
+
+def test_fit_predict_shapes_and_classes(fitted, data):
+    _, model = fitted
+    X, _, Xu = data
+    assert list(model.classes_) == ["ant", "mole", "yak", "zebra"]
+    assert model.n_features_in_ == X.shape[1]
+    pred = model.predict(Xu)
+    assert pred.shape == (len(Xu),) and set(pred) <= set(model.classes_)
+    proba = model.predict_proba(Xu)
+    assert proba.shape == (len(Xu), 4)
+    assert np.allclose(proba.sum(axis=1), 1.0) and (proba >= 0).all()
+    assert np.array_equal(model.classes_[proba.argmax(axis=1)], pred)
+    emb = model.embed(Xu)
+    assert emb.ndim == 2 and emb.shape[0] == len(Xu) and emb.dtype == np.float32
+
+
+def test_learns_the_majority_structure(fitted, data):
+    _, model = fitted
+    X, y, _ = data
+    head = np.isin(y, ["zebra", "ant"])
+    assert np.mean(model.predict(X[head]) == y[head]) > 0.9
+
+
+def test_single_item_class_is_kept(fitted, data):
+    _, model = fitted
+    X, y, _ = data
+    assert "yak" in model.classes_
+    assert np.isfinite(model.predict_proba(X[y == "yak"])).all()
+
+
+def test_nan_and_inf_rejected_with_clear_error(fitted, data):
+    cfg, model = fitted
+    X, y, _ = data
+    bad = X.copy()
+    bad[5, 2] = np.nan
+    with pytest.raises(ModelError, match="NaN first at row 5, column 2"):
+        build_model(cfg, seed=0).fit(bad, y)
+    bad[5, 2] = np.inf
+    with pytest.raises(ModelError, match="infinite"):
+        model.predict(bad)
+
+
+def test_wrong_feature_count_rejected(fitted, data):
+    _, model = fitted
+    X, _, _ = data
+    with pytest.raises(ModelError, match="fitted on 6 features but got 5"):
+        model.predict_proba(X[:, :5])
+
+
+def test_save_load_gives_identical_predictions(fitted, data, tmp_path):
+    cfg, model = fitted
+    _, _, Xu = data
+    save_model(model, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["kind"] == cfg.kind and meta["classes"] == list(model.classes_)
+    assert meta["n_features_in"] == 6 and "temperature" in meta
+    loaded = load_model(tmp_path / "m")
+    assert type(loaded) is type(model)
+    assert np.array_equal(loaded.predict_proba(Xu), model.predict_proba(Xu))
+    assert np.array_equal(loaded.predict(Xu), model.predict(Xu))
+    assert np.array_equal(loaded.embed(Xu), model.embed(Xu))
+
+
+def test_same_seed_same_model(fitted, data):
+    cfg, model = fitted
+    X, y, Xu = data
+    again = build_model(cfg, seed=3).fit(X, y, X_unlabelled=Xu)
+    assert np.array_equal(again.predict_proba(Xu), model.predict_proba(Xu))
+
+
+def test_needs_two_classes():
+    X, _, _ = make_data()
+    with pytest.raises(ModelError, match="at least two classes"):
+        build_model(MLPConfig(**SMALL_MLP)).fit(X[:10], np.array(["a"] * 10, dtype=object))
+
+
+def test_label_count_mismatch_named():
+    X, y, _ = make_data()
+    with pytest.raises(ModelError, match="expected 94 labels"):
+        build_model(LogisticConfig(kind="logistic")).fit(X, y[:-1])
+
+
+def test_unfitted_model_says_so():
+    with pytest.raises(ModelError, match="not fitted"):
+        build_model(LogisticConfig(kind="logistic")).predict(np.zeros((2, 3)))
+
+
+def test_temperature_fitted_when_enough_labels():
+    X, y, _ = make_data(n_per_class=(80, 40, 20, 10))
+    model = build_model(MLPConfig(**SMALL_MLP), seed=0).fit(X, y)
+    assert model.temperature != 1.0
+    few = build_model(MLPConfig(**SMALL_MLP), seed=0).fit(*make_data()[:2])
+    assert few.temperature == 1.0  # a single-item class: no held-out split, no calibration
+
+
+@pytest.mark.parametrize("loss", ["ce", "logit_adjusted"])
+def test_temperature_improves_held_out_likelihood(loss):
+    X, y, _ = make_data(seed=1, n_per_class=(400, 200, 100, 50), spread=1.0)
+    # same centres (same seed), new draws: a balanced test set with overlapping classes
+    Xt, yt, _ = make_data(seed=1, n_per_class=(200, 200, 200, 200), spread=1.0)
+    cfg = {"loss": loss, "hidden": [64], "epochs": 200, "patience": 30, "dropout": 0.0,
+           "weight_decay": 0.0}
+    cal = build_model(MLPConfig(calibrate=True, **cfg), seed=0).fit(X, y)
+    raw = build_model(MLPConfig(calibrate=False, **cfg), seed=0).fit(X, y)
+
+    def nll(m):
+        p = m.predict_proba(Xt)
+        return -np.mean(np.log(p[np.arange(len(yt)), np.searchsorted(m.classes_, yt)] + 1e-12))
+
+    assert cal.temperature != 1.0 and raw.temperature == 1.0
+    assert nll(cal) < nll(raw)
+
+
+def test_random_forest_matches_scikit_learn():
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y, Xu = make_data()
+    model = build_model(RandomForestConfig(kind="random_forest", n_estimators=10), seed=1).fit(X, y)
+    ref = RandomForestClassifier(n_estimators=10, class_weight="balanced", random_state=1, n_jobs=1)
+    ref.fit(X, np.searchsorted(model.classes_, y))
+    assert np.allclose(model.predict_proba(Xu), ref.predict_proba(Xu))
+
+
+def test_logistic_matches_scikit_learn_two_classes():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, Xu = make_data(n_per_class=(40, 10))
+    model = build_model(LogisticConfig(kind="logistic"), seed=0).fit(X, y)
+    Xs = (X - X.mean(0)) / X.std(0)
+    ref = LogisticRegression(class_weight="balanced", max_iter=1000).fit(Xs, y.astype(str))
+    assert np.allclose(model.predict_proba(Xu), ref.predict_proba((Xu - X.mean(0)) / X.std(0)), atol=1e-5)
+
+
+def test_load_rejects_foreign_files(tmp_path):
+    (tmp_path / "model.json").write_text('{"format": "other"}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match="not a Tailwise model"):
+        load_model(tmp_path)
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "missing")
+
+
+def test_load_rejects_corrupt_weights(tmp_path):
+    X, y, _ = make_data()
+    save_model(build_model(LogisticConfig(kind="logistic")).fit(X, y), tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ModelError, match="unreadable safetensors"):
+        load_model(tmp_path)
+
+
+def test_wrong_config_type_rejected():
+    from core.models.mlp import MLPClassifier
+
+    X, y, _ = make_data()
+    with pytest.raises(ModelError, match="needs a MLPConfig"):
+        MLPClassifier(config=LogisticConfig(kind="logistic")).fit(X, y)
+
+
+def test_pseudo_labels_are_counted():
+    X, y, Xu = make_data()
+    model = build_model(MLPConfig(pseudo_label=True, **SMALL_MLP), seed=0).fit(X, y, X_unlabelled=Xu)
+    assert 0 < model.n_pseudo_labels_ <= len(Xu)
+
+
+def test_results_do_not_depend_on_the_thread_setting():
+    """Two threads split reductions differently; fit/predict pin one thread so results match."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:420].astype(np.float32), y[:420].astype(str).astype(object)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model = build_model(MLPConfig(), seed=0).fit(X[:150], y[:150], X_unlabelled=X[150:])
+            runs.append(model.predict_proba(X))
+            assert torch.get_num_threads() == threads  # restored after fit/predict
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("loss, warns", [("logit_adjusted", True), ("ce", False)])
+def test_riws_with_a_rebalancing_loss_warns(loss, warns):
+    import warnings
+
+    X, y, _ = make_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_model(MLPConfig(loss=loss, sampler="riws", **SMALL_MLP)).fit(X, y)
+    assert any("corrects the imbalance twice" in str(w.message) for w in caught) == warns
