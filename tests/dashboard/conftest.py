@@ -31,3 +31,4 @@ def session(dashboard_project, tmp_path):
     s.prepare()
     yield s
     s.store.close()
+

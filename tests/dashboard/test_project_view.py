@@ -6,11 +6,11 @@ tests/browser/test_exchange_browser.py.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 import yaml
+from async_support import run_async
 
 from core.layout import load_layout
 from core.project import dump_project, load_project
@@ -75,7 +75,7 @@ def test_export_then_upload_into_a_fresh_session(two_states):
     assert "imported" in target.message and receiver.status == target.message
     assert receiver.session.project.model.epochs == 11  # model and query settings restored
     assert receiver.strategy == receiver.session.project.query.strategy == "margin"
-    asyncio.run(receiver.retrain_async())
+    run_async(receiver.retrain_async())
     assert receiver.model_version == 1
 
 
@@ -110,10 +110,10 @@ def test_hash_mismatch_offers_matched_ids_only(two_states, tmp_path):
     inside.parent.mkdir()
     inside.write_text(yaml.safe_dump(raw), encoding="utf-8")
     view.path_input.value = f"incoming/{path.name}"  # relative to the project folder
-    asyncio.run(view._on_import())
+    run_async(view._on_import())
     assert view.pending_mismatch and view.matched_button.visible
     assert "SHA-256" in view.message and receiver.session.current_labels() == {}
-    asyncio.run(view._on_matched())
+    run_async(view._on_matched())
     assert not view.pending_mismatch and not view.matched_button.visible
     assert receiver.session.current_labels() == labels
     assert view.last_import.skipped_ids == ["not-here"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
+from async_support import run_async
 
 from core.errors import ModelError
 from dashboard.state import AppState
@@ -94,21 +93,21 @@ def test_retrain_bumps_the_model_version_and_keeps_it_on_failure(session, monkey
     assert state.retrain() and state.model_version == 1 and state.error == ""
     assert state.status == "model v1 trained"
     assert set(state.points()["predicted"]) <= {"0", "5"}
-    assert asyncio.run(state.retrain_async()) and state.model_version == 2
+    assert run_async(state.retrain_async()) and state.model_version == 2
 
     def broken_round(*args, **kwargs):
         raise ModelError("the GPU caught fire")
 
     monkeypatch.setattr("core.session.train_round", broken_round)
     assert not state.retrain()
-    assert not asyncio.run(state.retrain_async())
+    assert not run_async(state.retrain_async())
     assert "caught fire" in state.error and state.model_version == 2  # the old model stays
     assert session.state.model_version == 2
 
 
 def test_queue_selects_its_first_item_and_labelling_advances(session):
     state = AppState(session, annotator="ann", batch_size=4, strategy="random")
-    queue = asyncio.run(state.next_batch_async())
+    queue = run_async(state.next_batch_async())
     assert len(queue) == 4 and len(state.queue_reasons) == 4
     assert state.selection == queue[:1]
     assert state.points()["queued"].sum() == 4
@@ -160,7 +159,7 @@ def test_the_map_stays_put_across_retrains_and_moves_only_on_request(session):
     label_truth(state, 3, ["3", "7"])
     assert state.retrain()
     assert np.array_equal(state.xy, before)
-    assert asyncio.run(state.recompute_map_async()) and state.status == "map recomputed"
+    assert run_async(state.recompute_map_async()) and state.status == "map recomputed"
     assert state.xy.shape == before.shape and np.isfinite(state.xy).all()
     x0, y0 = state.xy.min(axis=0)
     x1, y1 = state.xy.max(axis=0)
@@ -172,5 +171,5 @@ def test_retrain_refreshes_an_existing_queue(session):
     label_truth(state, 3, ["0", "6"])
     state.retrain()
     state.next_batch()
-    assert asyncio.run(state.retrain_async())
+    assert run_async(state.retrain_async())
     assert len(state.queue_ids) == 3 and state.status.endswith("queue refreshed")
