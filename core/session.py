@@ -57,6 +57,7 @@ class Session:
         self._query = None
         self._clusters: tuple[int, int | None, Clusters] | None = None
         self._version_counter = 0
+        self.import_report = None  # set when the project file carried labels
         store.set_classes(project.classes)
 
     # ------------------------------------------------------------------ opening
@@ -71,7 +72,21 @@ class Session:
             path = project.resolve(project.label_store, allow_outside=allow_outside, field="label_store")
             path.parent.mkdir(parents=True, exist_ok=True)
             store = LabelStore(path)
-        return cls(project, dataset, store)
+        session = cls(project, dataset, store)
+        if project.labels is not None:
+            session.import_report = session._import_file_labels(allow_outside)
+        return session
+
+    def _import_file_labels(self, allow_outside: bool):
+        """Bring the labels a shared project file carries into the store.
+
+        Events already present are skipped; a label that differs from the store's current one is
+        never applied silently: it is listed in the report's ``conflicts`` instead.
+        """
+        from core.exchange import read_project_labels
+
+        records = read_project_labels(self.project, allow_outside=allow_outside)
+        return self.store.import_events([r.model_dump() for r in records], on_conflict="keep")
 
     @property
     def cache_dir(self) -> Path:

@@ -119,3 +119,31 @@ def test_unknown_item_ids_are_refused(session):
 
     with pytest.raises(ConfigError, match="unknown item id"):
         session.label(["no-such-item"], "0", "ann")
+
+
+def test_opening_a_shared_file_brings_its_labels_without_overwriting(tmp_path):
+    """An exported project opened directly (dashboard --project) restores its labels once."""
+    from core.data import make_demo
+    from core.exchange import export_project
+    from core.labels import LabelStore
+    from core.project import load_project
+
+    sender_path = make_demo("digits-lt", tmp_path / "sender", seed=0)
+    sender = Session.open(sender_path)
+    ids = sender.dataset.ids
+    sender.label(ids[:3].tolist(), "0", "alice")
+    sender.label(ids[3:5].tolist(), "1", "alice")
+    shared = export_project(sender, tmp_path / "shared")
+    sent = sender.current_labels()
+
+    project = load_project(shared)
+    local = LabelStore(project.resolve(project.label_store))
+    local.set_classes(project.classes)
+    local.record(ids[0], "1", "bob")  # a local label that disagrees with the file
+    receiver = Session.open(shared, store=local)
+    got = receiver.current_labels()
+    assert got[ids[0]] == "1"  # kept, listed as a conflict
+    assert [c[0] for c in receiver.import_report.conflicts] == [ids[0]]
+    assert {k: v for k, v in got.items() if k != ids[0]} == {k: v for k, v in sent.items() if k != ids[0]}
+    again = Session.open(shared, store=local)  # opening twice adds nothing
+    assert again.import_report.imported == 0
