@@ -140,14 +140,16 @@ DEMOS: dict[str, DemoSpec] = {
         load=load_digits_images,
         imbalance_ratio=50,
         n_max=150,
-        encoder={"kind": "tabular"},
+        # The map starts from the pixels; after each retrain the model's penultimate layer (the
+        # learned embedding) feeds the strategies, and "Recompute map" shows it.
+        encoder={"kind": "model", "base": "tabular"},
     ),
     "fashion-mnist-lt": DemoSpec(
         title="Fashion-MNIST, long-tailed (demo)",
         load=lambda: load_fashion_mnist(),
         imbalance_ratio=100,
         n_max=6000,
-        encoder={"kind": "tabular", "pca_components": 50},
+        encoder={"kind": "model", "base": "pretrained-image", "image_size": 64},
     ),
 }
 
