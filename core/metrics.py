@@ -1,0 +1,137 @@
+"""Evaluation for imbalanced labelling: balanced accuracy, macro-F1, tail recall, discovery and
+learning-curve summaries.
+
+``tail_recall`` is the mean recall over the *tail third* of the classes: the third with the fewest
+training labels (pass ``train_counts``) or an explicit ``tail_classes`` list; when neither is given,
+the third with the smallest test support.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "classes_found",
+    "evaluate",
+    "labels_to_reach",
+    "learning_curve_auc",
+    "tail_classes_by_frequency",
+]
+
+
+def tail_classes_by_frequency(counts: Mapping[str, int], fraction: float = 1 / 3) -> list[str]:
+    """The ``ceil(fraction * k)`` classes with the fewest items (ties broken by name)."""
+    if not counts:
+        return []
+    k = max(1, int(np.ceil(fraction * len(counts))))
+    return [c for c, _ in sorted(counts.items(), key=lambda kv: (kv[1], str(kv[0])))][:k]
+
+
+def evaluate(
+    y_true: Sequence | np.ndarray,
+    y_pred: Sequence | np.ndarray,
+    classes: Sequence[str],
+    tail_classes: Iterable[str] | None = None,
+    train_counts: Mapping[str, int] | None = None,
+) -> dict:
+    """Metrics of predictions ``y_pred`` against ``y_true`` over ``classes`` (names).
+
+    Returns ``balanced_accuracy`` (mean recall over classes present in ``y_true``), ``macro_f1``
+    (over the same classes), ``per_class`` {name: {precision, recall, f1, support}},
+    ``tail_recall``, ``tail_classes``, ``accuracy``, ``n`` and ``confusion`` (nested list, rows =
+    true class, columns = predicted class, in ``classes`` order).
+    """
+    y_true = np.asarray(y_true, dtype=object).astype(str)
+    y_pred = np.asarray(y_pred, dtype=object).astype(str)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length ({len(y_true)} vs {len(y_pred)})")
+    classes = [str(c) for c in classes]
+    missing = sorted(set(np.unique(y_true)) - set(classes))
+    if missing:
+        raise ValueError(f"y_true holds classes not in 'classes': {missing[:5]}")
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    t = np.fromiter((index[v] for v in y_true), dtype=np.int64, count=len(y_true))
+    p = np.fromiter((index.get(v, -1) for v in y_pred), dtype=np.int64, count=len(y_pred))
+    confusion = np.zeros((k, k), dtype=np.int64)
+    ok = p >= 0
+    np.add.at(confusion, (t[ok], p[ok]), 1)
+    support = np.bincount(t, minlength=k)
+    tp = np.diag(confusion).astype(float)
+    predicted = confusion.sum(axis=0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = support > 0
+    if tail_classes is None:
+        counts = (
+            dict(train_counts)
+            if train_counts is not None
+            else {c: int(s) for c, s in zip(classes, support) if s > 0}
+        )
+        counts = {c: counts.get(c, 0) for c in classes if present[index[c]]}
+        tail = tail_classes_by_frequency(counts)
+    else:
+        tail = [str(c) for c in tail_classes if str(c) in index and present[index[str(c)]]]
+    tail_idx = [index[c] for c in tail]
+    return {
+        "n": len(y_true),
+        "accuracy": float(tp.sum() / max(len(y_true), 1)),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "tail_recall": float(recall[tail_idx].mean()) if tail_idx else 0.0,
+        "tail_classes": tail,
+        "per_class": {
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for c, i in index.items()
+        },
+        "confusion": confusion.tolist(),
+        "classes": classes,
+    }
+
+
+def classes_found(labels: Iterable, classes: Iterable[str] | None = None) -> int:
+    """How many distinct classes appear among ``labels`` (``None`` entries ignored)."""
+    found = {str(v) for v in labels if v is not None}
+    if classes is not None:
+        found &= {str(c) for c in classes}
+    return len(found)
+
+
+def learning_curve_auc(
+    n_labels: Sequence[float],
+    values: Sequence[float],
+    lo: float | None = None,
+    hi: float | None = None,
+) -> float:
+    """Area under a learning curve divided by its label range (trapezoids), so it is in [0, 1]
+    for metrics in [0, 1]: the mean metric over the budget. ``lo``/``hi`` clip the range."""
+    x = np.asarray(n_labels, dtype=float)
+    y = np.asarray(values, dtype=float)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError("n_labels and values must be non-empty and of equal length")
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    lo = x[0] if lo is None else lo
+    hi = x[-1] if hi is None else hi
+    if hi <= lo:
+        return float(y[-1])
+    grid = np.union1d(x[(x >= lo) & (x <= hi)], [lo, hi])
+    yy = np.interp(grid, x, y)
+    return float(np.sum((grid[1:] - grid[:-1]) * (yy[1:] + yy[:-1]) / 2) / (hi - lo))
+
+
+def labels_to_reach(n_labels: Sequence[float], values: Sequence[float], target: float) -> float:
+    """Fewest labels at which the curve first reaches ``target``; ``inf`` if it never does."""
+    for x, y in zip(n_labels, values):
+        if y >= target:
+            return float(x)
+    return float("inf")

@@ -1,0 +1,120 @@
+"""Embedding-space helpers shared by the strategies: clustering, distances, typicality."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_KMEANS_FIT = 20_000  # k-means is fitted on at most this many rows, then predicts the rest
+
+
+def seed_of(rng: np.random.Generator) -> int:
+    """An integer seed drawn from ``rng`` for libraries that take ``random_state``."""
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster rows of ``x`` into ``k`` groups; returns ``(assignment, centres)``.
+
+    Uses scikit-learn's ``MiniBatchKMeans`` fitted on a random sample of at most
+    ``MAX_KMEANS_FIT`` rows, so the cost stays bounded on large pools.
+    """
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    x = np.asarray(x, dtype=np.float32)
+    k = int(max(1, min(k, len(x))))
+    fit_rows = (
+        x if len(x) <= MAX_KMEANS_FIT else x[rng.choice(len(x), MAX_KMEANS_FIT, replace=False)]
+    )
+    if len(fit_rows) <= 5_000:
+        model = KMeans(n_clusters=k, n_init=1, random_state=seed_of(rng), max_iter=100)
+    else:
+        model = MiniBatchKMeans(
+            n_clusters=k, n_init=3, random_state=seed_of(rng), batch_size=2048, max_iter=50
+        )
+    model.fit(fit_rows)
+    centres = model.cluster_centers_.astype(np.float32)
+    return nearest(x, centres)[0], centres
+
+
+def nearest(x: np.ndarray, ref: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``x``: index of and Euclidean distance to its nearest row of ``ref``."""
+    x = np.asarray(x, dtype=np.float32)
+    ref = np.asarray(ref, dtype=np.float32)
+    if len(ref) == 0:
+        return np.full(len(x), -1), np.full(len(x), np.inf, dtype=np.float32)
+    ref_sq = (ref**2).sum(axis=1)
+    idx = np.empty(len(x), dtype=np.int64)
+    dist = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), chunk):
+        block = x[start : start + chunk]
+        d2 = (block**2).sum(axis=1)[:, None] - 2.0 * block @ ref.T + ref_sq[None, :]
+        j = d2.argmin(axis=1)
+        idx[start : start + chunk] = j
+        dist[start : start + chunk] = np.sqrt(np.maximum(d2[np.arange(len(block)), j], 0.0))
+    return idx, dist
+
+
+def k_smallest_distances(
+    x: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into ``x``) of the ``k`` nearest rows to each query, and their squared distances."""
+    x = np.asarray(x, dtype=np.float32)
+    q = np.asarray(queries, dtype=np.float32)
+    k = min(k, len(x))
+    d2 = (x**2).sum(axis=1)[None, :] - 2.0 * q @ x.T + (q**2).sum(axis=1)[:, None]
+    part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    return part, np.take_along_axis(d2, part, axis=1)
+
+
+def typicality(
+    x: np.ndarray, k: int = 20, rng: np.random.Generator | None = None, max_rows: int = 2_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """TypiClust's typicality: inverse mean distance to the ``k`` nearest neighbours.
+
+    Returns ``(rows, typicality)`` where ``rows`` index ``x``; large groups are subsampled to
+    ``max_rows`` rows first.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    rows = np.arange(len(x))
+    if len(x) > max_rows:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        rows = np.sort(rng.choice(len(x), max_rows, replace=False))
+    sub = x[rows]
+    if len(sub) == 1:
+        return rows, np.ones(1)
+    kk = min(k + 1, len(sub))
+    _, d2 = k_smallest_distances(sub, sub, kk)
+    d = np.sqrt(np.maximum(d2, 0.0))
+    mean = d.sum(axis=1) / max(kk - 1, 1)  # the zero self-distance is among the kk
+    return rows, 1.0 / (mean + 1e-12)
+
+
+def greedy_k_center(
+    x: np.ndarray,
+    centres: np.ndarray,
+    n: int,
+    allowed: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Farthest-first traversal: ``n`` rows of ``x`` each farthest from ``centres`` + earlier picks.
+
+    ``allowed`` (bool mask) restricts which rows may be picked; ``weights`` multiply the distances
+    when choosing (e.g. the model's uncertainty). Returns ``(rows, distances)``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    _, dist = nearest(x, centres) if len(centres) else (None, np.full(len(x), np.inf, np.float32))
+    dist = dist.astype(np.float64)
+    if allowed is not None:
+        dist = np.where(allowed, dist, -np.inf)
+    picks, gaps = [], []
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    for _ in range(min(n, len(x))):
+        j = int(np.argmax(np.where(np.isfinite(dist), dist * w, dist)))
+        if not np.isfinite(dist[j]) and dist[j] < 0:
+            break
+        picks.append(j)
+        gaps.append(float(dist[j]))
+        step = np.sqrt(np.maximum(((x - x[j]) ** 2).sum(axis=1), 0.0))
+        dist = np.minimum(dist, step)
+        dist[j] = -np.inf
+    return np.asarray(picks, dtype=np.int64), np.asarray(gaps)

@@ -1,0 +1,310 @@
+"""The query contract: what a strategy may look at (:class:`QueryContext`), what it returns
+(:class:`QueryResult`) and the base class every strategy derives from (:class:`QueryStrategy`).
+
+Rules every strategy follows (checked by one contract test over the registry):
+
+* it returns ``min(n, number of unlabelled items)`` **distinct, unlabelled** ids: asking for more
+  than remain returns all that remain; an empty pool raises :class:`~core.errors.EmptyPoolError`;
+* each id comes with a score (larger = asked about first) and a short human-readable reason;
+* the same context (including the ``rng`` seed) gives the same answer.
+
+Fewer than two labelled classes (or no model yet, see :meth:`QueryContext.without_model`) is
+**handled, not an error**: strategies that need a model's probabilities hand over to the
+``discovery`` strategy, whose job is to find the classes nobody has labelled yet, and say so in
+the reasons.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.errors import ConfigError, DataError, EmptyPoolError, ModelError
+
+ROW_SUM_TOLERANCE = 1e-3
+
+__all__ = [
+    "Picks",
+    "QueryContext",
+    "QueryResult",
+    "QueryStrategy",
+    "pct",
+    "top_k",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class QueryContext:
+    """Everything a strategy may look at, read-only. Rows of every array follow pool order.
+
+    Validated on construction: shapes must agree, ``proba`` must be finite with rows summing to 1
+    (within 1e-3), and every labelled row must carry a label.
+    """
+
+    proba: np.ndarray  # (n_pool, k) calibrated probabilities; k may be 0 before any model exists
+    classes: tuple[str, ...]  # column names of proba
+    embedding: np.ndarray  # (n_pool, d)
+    pool_ids: np.ndarray  # (n_pool,) every item id
+    labelled_mask: np.ndarray  # (n_pool,) bool
+    labels: np.ndarray  # (n_pool,) object: class name or None
+    rng: np.random.Generator
+    rare_classes: tuple[str, ...] = ()
+    target_class: str | None = None
+
+    def __post_init__(self) -> None:
+        proba = np.asarray(self.proba)
+        n = len(self.pool_ids)
+        if proba.ndim != 2 or proba.shape[0] != n:
+            raise DataError(
+                f"QueryContext.proba must have shape (n_pool={n}, k), got {proba.shape}"
+            )
+        if proba.shape[1] != len(self.classes):
+            raise DataError(
+                f"QueryContext.proba has {proba.shape[1]} columns but {len(self.classes)} class "
+                "names were given; pass the model's classes_ as classes"
+            )
+        emb = np.asarray(self.embedding)
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise DataError(
+                f"QueryContext.embedding must have shape (n_pool={n}, d), got {emb.shape}"
+            )
+        for name in ("labelled_mask", "labels"):
+            arr = np.asarray(getattr(self, name))
+            if arr.shape != (n,):
+                raise DataError(f"QueryContext.{name} must have shape ({n},), got {arr.shape}")
+        object.__setattr__(self, "labelled_mask", np.asarray(self.labelled_mask, dtype=bool))
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "rare_classes", tuple(str(c) for c in self.rare_classes))
+        if proba.shape[1]:
+            _check_proba(proba, self.pool_ids)
+        if not np.all(np.isfinite(emb)):
+            row = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+            raise DataError(
+                f"QueryContext.embedding has NaN or infinite values (first at item "
+                f"{self.pool_ids[row]!r}); re-encode the data or check its features"
+            )
+        lab = np.asarray(self.labels, dtype=object)[self.labelled_mask]
+        if any(v is None for v in lab):
+            raise DataError("QueryContext.labels: a row marked labelled has label None")
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def without_model(
+        cls,
+        embedding: np.ndarray,
+        pool_ids: np.ndarray,
+        labelled_mask: np.ndarray,
+        labels: np.ndarray,
+        rng: np.random.Generator,
+        **kwargs: Any,
+    ) -> QueryContext:
+        """A context for the time before any model exists (zero probability columns)."""
+        n = len(pool_ids)
+        return cls(
+            proba=np.zeros((n, 0)),
+            classes=(),
+            embedding=embedding,
+            pool_ids=pool_ids,
+            labelled_mask=labelled_mask,
+            labels=labels,
+            rng=rng,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_pool(self) -> int:
+        return len(self.pool_ids)
+
+    @property
+    def has_model(self) -> bool:
+        return self.proba.shape[1] > 0
+
+    @property
+    def labelled_positions(self) -> np.ndarray:
+        return np.flatnonzero(self.labelled_mask)
+
+    @property
+    def unlabelled_positions(self) -> np.ndarray:
+        return np.flatnonzero(~self.labelled_mask)
+
+    def class_counts(self) -> dict[str, int]:
+        """Labelled items per class name (only classes with at least one label)."""
+        names, counts = np.unique(
+            np.asarray(self.labels, dtype=object)[self.labelled_mask].astype(str),
+            return_counts=True,
+        )
+        return {str(a): int(b) for a, b in zip(names, counts)}
+
+    def subset(self, positions: np.ndarray) -> QueryContext:
+        """The same context restricted to ``positions`` (used by the sub-pool wrapper)."""
+        return QueryContext(
+            proba=self.proba[positions],
+            classes=self.classes,
+            embedding=self.embedding[positions],
+            pool_ids=self.pool_ids[positions],
+            labelled_mask=self.labelled_mask[positions],
+            labels=np.asarray(self.labels, dtype=object)[positions],
+            rng=self.rng,
+            rare_classes=self.rare_classes,
+            target_class=self.target_class,
+        )
+
+
+def _check_proba(proba: np.ndarray, pool_ids: np.ndarray) -> None:
+    finite = np.isfinite(proba).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ModelError(
+            f"QueryContext.proba has NaN or infinite values ({int((~finite).sum())} rows, first "
+            f"at item {pool_ids[row]!r}); the model produced invalid probabilities - check the "
+            "features for NaN and retrain"
+        )
+    if (proba < -ROW_SUM_TOLERANCE).any():
+        raise ModelError("QueryContext.proba has negative values; pass probabilities, not logits")
+    sums = proba.sum(axis=1)
+    bad = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ModelError(
+            f"QueryContext.proba rows must sum to 1; row of item {pool_ids[row]!r} sums to "
+            f"{sums[row]:.4g} ({int(bad.sum())} such rows). Pass calibrated probabilities "
+            "(apply softmax to logits)"
+        )
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The items to ask about next, best first, with a score and a reason each."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    reasons: list[str]
+    strategy: str = ""  # which strategy (or bandit arm) chose them
+    arms: list[str] = field(default_factory=list)  # per item, for composite strategies
+    positions: np.ndarray | None = None  # rows of the ids in the context's pool order
+
+    def __post_init__(self) -> None:
+        if not (len(self.ids) == len(self.scores) == len(self.reasons)):
+            raise ValueError("QueryResult: ids, scores and reasons must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Picks:
+    """What a strategy's ``_select`` returns: pool positions, scores and reasons, best first."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+    reasons: list[str]
+    arms: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.positions = np.asarray(self.positions, dtype=np.int64)
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+
+
+class QueryStrategy(ABC):
+    """Base class: validates the request, handles the empty pool and the no-model case.
+
+    Subclasses implement :meth:`_select` on the unlabelled ``candidates`` (pool positions) and set
+    ``needs_model`` when they read ``ctx.proba``. Like scikit-learn estimators, ``__init__`` only
+    stores its arguments.
+    """
+
+    name: ClassVar[str] = "base"
+    needs_model: ClassVar[bool] = True
+
+    def query(self, ctx: QueryContext, n: int) -> QueryResult:
+        """Return up to ``n`` distinct unlabelled ids (all that remain if fewer), best first."""
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ConfigError(
+                f"{self.name}: the batch size n must be a positive integer, got {n!r}"
+            )
+        candidates = ctx.unlabelled_positions
+        if candidates.size == 0:
+            raise EmptyPoolError(
+                f"{self.name}: every one of the {ctx.n_pool} items is already labelled; "
+                "add data or retract labels to continue"
+            )
+        n = int(min(n, candidates.size))
+        if not self._can_run(ctx):
+            picks = self._without_model(ctx, candidates, n)
+        else:
+            picks = self._select(ctx, candidates, n)
+        return self._finish(ctx, picks, n)
+
+    def _can_run(self, ctx: QueryContext) -> bool:
+        """Whether ``_select`` can run; if not, ``discovery`` stands in (see module docstring)."""
+        return not self.needs_model or _model_usable(ctx)
+
+    def _without_model(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        from core.query.strategies import Discovery
+
+        why = (
+            "no model yet"
+            if not ctx.has_model
+            else f"only {len(ctx.class_counts())} class labelled"
+        )
+        picks = Discovery()._select(ctx, candidates, n)
+        picks.reasons = [f"{r} ({why}: exploring first)" for r in picks.reasons]
+        return picks
+
+    @abstractmethod
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        """Choose exactly ``n`` distinct positions from ``candidates``."""
+
+    def _finish(self, ctx: QueryContext, picks: Picks, n: int) -> QueryResult:
+        pos = picks.positions
+        if len(pos) != n or len(np.unique(pos)) != n or ctx.labelled_mask[pos].any():
+            raise RuntimeError(f"{self.name}: internal error, selection broke the query contract")
+        return QueryResult(
+            ids=np.asarray(ctx.pool_ids, dtype=object)[pos],
+            scores=picks.scores,
+            reasons=list(picks.reasons),
+            strategy=self.name,
+            arms=list(picks.arms) if picks.arms is not None else [self.name] * n,
+            positions=pos,
+        )
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments (scikit-learn style)."""
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def _model_usable(ctx: QueryContext) -> bool:
+    return ctx.proba.shape[1] >= 2 and len(ctx.class_counts()) >= 2
+
+
+def top_k(scores: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the ``n`` largest scores, best first, ties broken at random by ``rng``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    m = scores.size
+    n = min(n, m)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    jitter = rng.random(m)
+    if m > 4 * n:
+        threshold = np.partition(scores, m - n)[m - n]
+        keep = np.flatnonzero(scores >= threshold)
+    else:
+        keep = np.arange(m)
+    order = np.lexsort((jitter[keep], -scores[keep]))[:n]
+    return keep[order]
+
+
+def pct(p: float) -> str:
+    """A probability as a short percentage: 0.512 -> '51%'."""
+    return f"{100 * float(p):.0f}%"

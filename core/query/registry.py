@@ -1,0 +1,95 @@
+"""Strategy names users write (``core.project.STRATEGIES``) mapped to strategy classes.
+
+``get_strategy(name, **params)`` builds a ready-to-use strategy: expensive strategies come wrapped
+in :class:`~core.query.wrappers.KNNSubPool` so they stay fast on pools of 10^5-10^6 items, and
+``auto`` also in :class:`~core.query.wrappers.ColdStart` (TypiClust below ``cold_start`` labels).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from core.errors import ConfigError
+from core.query.auto import Auto
+from core.query.base import QueryStrategy
+from core.query.strategies import (
+    ClassBalancedMargin,
+    Committee,
+    Discovery,
+    EntropySampling,
+    Galaxy,
+    LeastConfidence,
+    MarginSampling,
+    MinorityPositives,
+    RandomSampling,
+    TargetClass,
+    TypiClust,
+)
+from core.query.wrappers import ColdStart, KNNSubPool
+
+STRATEGY_CLASSES: dict[str, type[QueryStrategy]] = {
+    cls.name: cls
+    for cls in (
+        Auto,
+        RandomSampling,
+        LeastConfidence,
+        MarginSampling,
+        EntropySampling,
+        Committee,
+        ClassBalancedMargin,
+        Galaxy,
+        Discovery,
+        TargetClass,
+        TypiClust,
+    )
+}
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGY_CLASSES)
+# What ``auto`` may use as arms: every strategy but itself, plus internal helpers.
+ARM_CLASSES: dict[str, type[QueryStrategy]] = {
+    **{k: v for k, v in STRATEGY_CLASSES.items() if k not in ("auto", "target_class")},
+    MinorityPositives.name: MinorityPositives,
+}
+
+# Strategies whose cost grows faster than linearly in the pool: run on a kNN sub-pool when large.
+SUBPOOLED = frozenset({"auto", "committee", "galaxy", "discovery", "typiclust", "target_class"})
+_SUBPOOL_PARAMS = ("max_pool", "n_random", "n_neighbors_subpool")
+
+__all__ = ["STRATEGY_CLASSES", "STRATEGY_NAMES", "SUBPOOLED", "get_strategy"]
+
+
+def get_strategy(name: str, **params: Any) -> Any:
+    """Build the strategy called ``name``.
+
+    ``params`` go to the strategy's constructor, except: ``cold_start`` (``auto`` only; default 10,
+    0 disables TypiClust), and ``max_pool`` / ``n_random`` / ``n_neighbors_subpool`` for the
+    sub-pool wrapper (``max_pool=None`` disables it). Unknown names or parameters raise
+    :class:`~core.errors.ConfigError`.
+    """
+    if name not in STRATEGY_CLASSES:
+        raise ConfigError(
+            f"query.strategy: unknown strategy {name!r}; choose one of: "
+            + ", ".join(STRATEGY_NAMES)
+        )
+    sub = {k: params.pop(k) for k in _SUBPOOL_PARAMS if k in params}
+    cold_start = params.pop("cold_start", 10)
+    cls = STRATEGY_CLASSES[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"strategy {name!r}: unknown parameter(s) {unknown}; it accepts "
+            + (", ".join(sorted(accepted)) or "no parameters")
+        )
+    strategy: Any = cls(**params)
+    if name == "auto" and cold_start:
+        strategy = ColdStart(strategy, min_labels=int(cold_start))
+    max_pool = sub.get("max_pool", 20_000)
+    if name in SUBPOOLED and max_pool is not None:
+        strategy = KNNSubPool(
+            strategy,
+            max_pool=int(max_pool),
+            n_random=int(sub.get("n_random", 10_000)),
+            n_neighbors=int(sub.get("n_neighbors_subpool", 20)),
+        )
+    return strategy

@@ -1,0 +1,576 @@
+"""The query strategies. Each class scores the unlabelled pool and explains every pick.
+
+See ``docs/strategies.md`` for what each strategy does and when to use it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import warnings
+
+import numpy as np
+
+from core.errors import ConfigError
+from core.query import _geometry as geo
+from core.query.base import Picks, QueryContext, QueryStrategy, pct, top_k
+from core.query.measures import entropy, least_confidence, margin, top_two, vote_entropy
+
+__all__ = [
+    "ClassBalancedMargin",
+    "Committee",
+    "Discovery",
+    "EntropySampling",
+    "Galaxy",
+    "LeastConfidence",
+    "MarginSampling",
+    "MinorityPositives",
+    "RandomSampling",
+    "TargetClass",
+    "TypiClust",
+]
+
+
+def _labels_of(ctx: QueryContext, positions: np.ndarray) -> np.ndarray:
+    return np.asarray(ctx.labels, dtype=object)[positions].astype(str)
+
+
+def _rare_word(ctx: QueryContext, cls: str) -> str:
+    return "rare class" if cls in ctx.rare_classes else "class"
+
+
+# ---------------------------------------------------------------------------- baselines
+class RandomSampling(QueryStrategy):
+    """Uniformly random unlabelled items: the unbiased baseline every strategy must beat."""
+
+    name = "random"
+    needs_model = False
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        pos = ctx.rng.choice(candidates, size=n, replace=False)
+        return Picks(pos, np.zeros(n), ["random pick (an unbiased sample of the pool)"] * n)
+
+
+class _Uncertainty(QueryStrategy):
+    """Top-``n`` by an uncertainty measure of the model's probabilities."""
+
+    def _score(self, proba: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reason(self, ctx: QueryContext, row: np.ndarray) -> str:
+        raise NotImplementedError
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        proba = ctx.proba[candidates]
+        scores = self._score(proba)
+        best = top_k(scores, n, ctx.rng)
+        reasons = [self._reason(ctx, proba[i]) for i in best]
+        return Picks(candidates[best], scores[best], reasons)
+
+
+class LeastConfidence(_Uncertainty):
+    """Items whose most likely class has the lowest probability."""
+
+    name = "least_confidence"
+
+    def _score(self, proba: np.ndarray) -> np.ndarray:
+        return least_confidence(proba)
+
+    def _reason(self, ctx: QueryContext, row: np.ndarray) -> str:
+        j = int(np.argmax(row))
+        return f"predicted '{ctx.classes[j]}' with {pct(row[j])} confidence"
+
+
+class MarginSampling(_Uncertainty):
+    """Items with the smallest gap between the two most likely classes."""
+
+    name = "margin"
+
+    def _score(self, proba: np.ndarray) -> np.ndarray:
+        return -margin(proba)
+
+    def _reason(self, ctx: QueryContext, row: np.ndarray) -> str:
+        i1, p1, i2, p2 = (a[0] for a in top_two(row[None, :]))
+        return f"torn between '{ctx.classes[i1]}' ({pct(p1)}) and '{ctx.classes[i2]}' ({pct(p2)})"
+
+
+class EntropySampling(_Uncertainty):
+    """Items whose predicted class distribution has the highest entropy."""
+
+    name = "entropy"
+
+    def _score(self, proba: np.ndarray) -> np.ndarray:
+        return entropy(proba)
+
+    def _reason(self, ctx: QueryContext, row: np.ndarray) -> str:
+        order = np.argsort(-row)[:3]
+        top = ", ".join(f"'{ctx.classes[j]}' {pct(row[j])}" for j in order if row[j] >= 0.05)
+        return f"spread over several classes: {top} (entropy {entropy(row[None])[0]:.2f} nats)"
+
+
+# ---------------------------------------------------------------------------- committee
+class Committee(QueryStrategy):
+    """Query by committee: vote entropy of logistic regression, random forest and kNN.
+
+    The three members are fitted on the labelled items' embedding at every query (the
+    AstronomicAL-style baseline); ties in vote entropy are broken by the members' mean entropy.
+    """
+
+    name = "committee"
+
+    def __init__(self, n_estimators: int = 50, n_neighbors: int = 5) -> None:
+        self.n_estimators = n_estimators
+        self.n_neighbors = n_neighbors
+
+    def _can_run(self, ctx: QueryContext) -> bool:
+        return len(ctx.class_counts()) >= 2
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.neighbors import KNeighborsClassifier
+
+        lab = ctx.labelled_positions
+        x_lab = ctx.embedding[lab]
+        classes, y_lab = np.unique(_labels_of(ctx, lab), return_inverse=True)
+        members = {
+            "LR": LogisticRegression(max_iter=500, class_weight="balanced"),
+            "RF": RandomForestClassifier(
+                n_estimators=self.n_estimators,
+                class_weight="balanced",
+                random_state=geo.seed_of(ctx.rng),
+                n_jobs=1,
+            ),
+            "kNN": KNeighborsClassifier(n_neighbors=min(self.n_neighbors, len(lab))),
+        }
+        x_pool = ctx.embedding[candidates]
+        votes, mean_entropy = [], np.zeros(len(candidates))
+        for model in members.values():
+            with warnings.catch_warnings():  # one-label classes are expected early on
+                warnings.simplefilter("ignore", UserWarning)
+                model.fit(x_lab, y_lab)
+            proba = model.predict_proba(x_pool)
+            votes.append(model.classes_[proba.argmax(axis=1)])
+            mean_entropy += entropy(proba) / len(members)
+        votes = np.asarray(votes)
+        scores = vote_entropy(votes, len(classes)) + 1e-3 * mean_entropy
+        best = top_k(scores, n, ctx.rng)
+        names = list(members)
+        reasons = []
+        for i in best:
+            said = ", ".join(f"{m} '{classes[votes[k, i]]}'" for k, m in enumerate(names))
+            agree = len(set(votes[:, i].tolist())) == 1
+            reasons.append(
+                ("committee agrees but is unsure: " if agree else "committee split: ") + said
+            )
+        return Picks(candidates[best], scores[best], reasons)
+
+
+# ---------------------------------------------------------------------------- class-balanced
+class ClassBalancedMargin(QueryStrategy):
+    """BASE-like balanced selection: for each class, the items nearest its decision boundary.
+
+    The batch is filled one item at a time for the class with the fewest labels (counting the
+    items already chosen for it), taking the unchosen item closest to that class's one-vs-rest
+    boundary ``|p(c) - max_{c' != c} p(c')|``. Classes with fewer labels thus get more queries.
+    """
+
+    name = "class_balanced_margin"
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        proba = ctx.proba[candidates]
+        k = proba.shape[1]
+        counts = ctx.class_counts()
+        virtual = np.array([counts.get(c, 0) for c in ctx.classes], dtype=float)
+        # Per class: the n candidates nearest its boundary, nearest first.
+        ranked, dists = [], []
+        for j in range(k):
+            others = np.delete(proba, j, axis=1).max(axis=1) if k > 1 else np.zeros(len(proba))
+            dist = np.abs(proba[:, j] - others)
+            order = top_k(-dist, n, ctx.rng)
+            ranked.append(order)
+            dists.append(dist)
+        cursor = np.zeros(k, dtype=int)
+        chosen: set[int] = set()
+        rows, scores, reasons = [], [], []
+        tie = ctx.rng.random(k)
+        while len(rows) < n:
+            open_classes = [j for j in range(k) if cursor[j] < len(ranked[j])]
+            j = min(open_classes, key=lambda c: (virtual[c], tie[c]))
+            i = int(ranked[j][cursor[j]])
+            cursor[j] += 1
+            if i in chosen:
+                continue
+            chosen.add(i)
+            virtual[j] += 1
+            cls = ctx.classes[j]
+            rows.append(i)
+            scores.append(-float(dists[j][i]))
+            reasons.append(
+                f"near the boundary of {_rare_word(ctx, cls)} '{cls}' "
+                f"(p={pct(proba[i, j])}; {counts.get(cls, 0)} labels so far)"
+            )
+        rows = np.asarray(rows)
+        return Picks(candidates[rows], np.asarray(scores), reasons)
+
+
+class Galaxy(QueryStrategy):
+    """GALAXY (Zhang et al., ICML 2022), simplified: graph bisection on per-class margin orderings.
+
+    For every class ``c`` all items (labelled and not) are sorted by the one-vs-rest margin
+    ``p(c) - max_{c' != c} p(c')``, giving a linear graph. Adjacent labelled items on it with
+    different ``c``-vs-rest labels bound a path of unlabelled items that must hold a label change;
+    the shortest such path is bisected (its midpoint is queried), as in S2. Classes are visited
+    round-robin, fewest labels first; within a batch each bisected path is split into its two halves
+    for later picks. A class without any cut ("connect" step) gets its highest-scoring item.
+    """
+
+    name = "galaxy"
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        lab = ctx.labelled_positions
+        nodes = np.concatenate([lab, candidates])
+        is_lab = np.zeros(len(nodes), bool)
+        is_lab[: len(lab)] = True
+        y = np.empty(len(nodes), dtype=object)
+        y[: len(lab)] = _labels_of(ctx, lab)
+        proba = ctx.proba[nodes]
+        k = proba.shape[1]
+        counts = ctx.class_counts()
+        order_classes = sorted(
+            range(k), key=lambda j: (counts.get(ctx.classes[j], 0), ctx.rng.random())
+        )
+        heaps, sorted_nodes, scores_by_class = {}, {}, {}
+        for j in order_classes:
+            others = np.delete(proba, j, axis=1).max(axis=1)
+            score = proba[:, j] - others
+            order = np.lexsort((ctx.rng.random(len(nodes)), score))
+            sorted_nodes[j], scores_by_class[j] = order, score
+            y_sorted = y[order]
+            positive = y_sorted == ctx.classes[j]
+            lab_rank = np.flatnonzero(is_lab[order])
+            heap = []
+            for a, b in itertools.pairwise(lab_rank):
+                if positive[a] != positive[b] and b - a > 1:
+                    other = y_sorted[b] if positive[a] else y_sorted[a]
+                    heapq.heappush(heap, (int(b - a - 1), int(a), int(b), str(other)))
+            heaps[j] = heap
+        picked: set[int] = set()
+        rows, scores, reasons = [], [], []
+        idle = 0
+        while len(rows) < n and idle < k:
+            progressed = False
+            for j in order_classes:
+                if len(rows) >= n:
+                    break
+                cls = ctx.classes[j]
+                order = sorted_nodes[j]
+                heap = heaps[j]
+                pick = None
+                while heap and pick is None:
+                    length, a, b, other = heapq.heappop(heap)
+                    mid = (a + b) // 2
+                    node = int(order[mid])
+                    if mid - a > 1:
+                        heapq.heappush(heap, (mid - a - 1, a, mid, other))
+                    if b - mid > 1:
+                        heapq.heappush(heap, (b - mid - 1, mid, b, other))
+                    if node not in picked and not is_lab[node]:
+                        pick = node
+                        reason = (
+                            f"bisects the '{cls}'-vs-rest boundary: middle of {length} unlabelled "
+                            f"items between a '{cls}' and a '{other}'"
+                        )
+                if pick is None:  # connect step: most '{cls}'-like unlabelled item not yet taken
+                    for node in order[::-1]:
+                        if not is_lab[node] and int(node) not in picked:
+                            pick = int(node)
+                            reason = (
+                                f"most '{cls}'-like unlabelled item (p={pct(proba[pick, j])}); "
+                                f"no open '{cls}' boundary left"
+                            )
+                            break
+                if pick is None:
+                    continue
+                picked.add(pick)
+                progressed = True
+                rows.append(pick)
+                scores.append(float(n - len(rows)))
+                reasons.append(reason)
+            idle = 0 if progressed else idle + 1
+        node_pos = nodes[np.asarray(rows, dtype=int)]
+        return Picks(node_pos, np.asarray(scores), reasons)
+
+
+class MinorityPositives(QueryStrategy):
+    """Hunt for more members of the least-labelled classes (an arm of ``auto``).
+
+    Like :class:`ClassBalancedMargin` the batch goes one item at a time to the class with the
+    fewest labels, but it takes that class's *most probable* unchosen item, the item most likely
+    to be a new positive of the minority class.
+    """
+
+    name = "minority_positives"
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        proba = ctx.proba[candidates]
+        k = proba.shape[1]
+        counts = ctx.class_counts()
+        virtual = np.array([counts.get(c, 0) for c in ctx.classes], dtype=float)
+        ranked = [top_k(proba[:, j], n, ctx.rng) for j in range(k)]
+        cursor = np.zeros(k, dtype=int)
+        tie = ctx.rng.random(k)
+        chosen: set[int] = set()
+        rows, scores, reasons = [], [], []
+        while len(rows) < n:
+            j = min(
+                (c for c in range(k) if cursor[c] < len(ranked[c])),
+                key=lambda c: (virtual[c], tie[c]),
+            )
+            i = int(ranked[j][cursor[j]])
+            cursor[j] += 1
+            if i in chosen:
+                continue
+            chosen.add(i)
+            virtual[j] += 1
+            cls = ctx.classes[j]
+            rows.append(i)
+            scores.append(float(proba[i, j]))
+            reasons.append(
+                f"likely a new '{cls}' (p={pct(proba[i, j])}); "
+                f"{_rare_word(ctx, cls)} '{cls}' has only {counts.get(cls, 0)} labels"
+            )
+        rows = np.asarray(rows)
+        return Picks(candidates[rows], np.asarray(scores), reasons)
+
+
+# ---------------------------------------------------------------------------- exploration
+class Discovery(QueryStrategy):
+    """Find classes nobody has labelled yet.
+
+    Clusters the embedding into ``cluster_factor * (n_labelled + n)`` groups (8 to
+    ``max_clusters``) and first takes the most typical item of each cluster that has no labelled
+    member, farthest-first (a pick covers its neighbourhood for the next). Remaining picks go to
+    sparse, novel regions: farthest-first traversal from the labelled items over items typical of
+    their cluster, so single outliers are not preferred. With a model, distances are weighted by
+    its doubt (``1 - max p``, to the power ``doubt_power``): an unseen class is spread over the
+    known ones, while unlabelled chunks of known classes look confident. Works without a model.
+    """
+
+    name = "discovery"
+    needs_model = False
+
+    def __init__(
+        self,
+        max_clusters: int = 100,
+        cluster_factor: float = 1.0,
+        doubt_power: float = 1.0,
+        size_weight: bool = True,
+    ) -> None:
+        self.max_clusters = max_clusters
+        self.cluster_factor = cluster_factor
+        self.doubt_power = doubt_power
+        self.size_weight = size_weight
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        lab = ctx.labelled_positions
+        nodes = np.concatenate([lab, candidates])
+        x = np.asarray(ctx.embedding[nodes], dtype=np.float32)
+        n_lab = len(lab)
+        k = int(np.clip(self.cluster_factor * (n_lab + n), 8, self.max_clusters))
+        k = min(k, max(1, len(candidates) // 3), len(nodes))
+        assign, centres = geo.kmeans(x, k, ctx.rng)
+        sizes = np.bincount(assign, minlength=k)
+        covered = np.zeros(k, bool)
+        covered[assign[:n_lab]] = True
+        _, centre_gap = geo.nearest(centres, x[:n_lab]) if n_lab else (None, np.ones(k))
+        cand_assign = assign[n_lab:]
+        x_c = x[n_lab:]
+        d_centre = np.sqrt(((x_c - centres[cand_assign]) ** 2).sum(axis=1))
+        scale = float(np.median(d_centre)) + 1e-12
+
+        # With a model, prefer clusters it is unsure about: a class nobody has labelled yet gets
+        # spread over the known classes, while unlabelled chunks of known classes look confident.
+        doubt = np.ones(k)
+        if ctx.proba.shape[1] >= 2:
+            lc = least_confidence(ctx.proba[candidates])
+            doubt = (
+                np.bincount(cand_assign, weights=lc, minlength=k)
+                / np.maximum(np.bincount(cand_assign, minlength=k), 1)
+                + 0.05
+            )
+        rows, scores, reasons = [], [], []
+        uncovered = [c for c in range(k) if not covered[c] and sizes[c] >= 2]
+        # Farthest-first over uncovered clusters: a pick covers its neighbourhood for the next one.
+        gap = centre_gap.astype(np.float64).copy()
+        weight = doubt**self.doubt_power * (np.log1p(sizes) if self.size_weight else 1.0)
+        while uncovered and len(rows) < n:
+            c = max(uncovered, key=lambda c: gap[c] * weight[c])
+            uncovered.remove(c)
+            members = np.flatnonzero(cand_assign == c)
+            best = members[np.argmin(d_centre[members])]
+            rows.append(int(best))
+            scores.append(2.0 + float(gap[c]) / scale)
+            reasons.append(f"no labelled item in this cluster ({sizes[c]} items)")
+            gap = np.minimum(gap, np.sqrt(((centres - x_c[best]) ** 2).sum(axis=1)))
+        if len(rows) < n:
+            typical = np.zeros(len(candidates), bool)
+            for c in range(k):
+                members = np.flatnonzero(cand_assign == c)
+                if len(members):
+                    typical[members] = d_centre[members] <= np.median(d_centre[members])
+            typical[rows] = False
+            refs = (
+                np.concatenate([x[:n_lab], x_c[rows]])
+                if (n_lab or rows)
+                else np.zeros((0, x.shape[1]))
+            )
+            perm = ctx.rng.permutation(len(candidates))
+            point_doubt = None
+            if ctx.proba.shape[1] >= 2:
+                point_doubt = (least_confidence(ctx.proba[candidates]) + 0.05)[
+                    perm
+                ] ** self.doubt_power
+            extra, gaps = geo.greedy_k_center(
+                x_c[perm], refs, n - len(rows), allowed=typical[perm], weights=point_doubt
+            )
+            extra = perm[extra]
+            if len(rows) + len(extra) < n:  # tiny pools: fill with anything not taken yet
+                rest = np.setdiff1d(
+                    np.arange(len(candidates)), np.concatenate([rows, extra]).astype(int)
+                )
+                fill = ctx.rng.permutation(rest)[: n - len(rows) - len(extra)]
+                extra = np.concatenate([extra, fill])
+                gaps = np.concatenate([gaps, np.zeros(len(fill))])
+            for i, g in zip(extra, gaps):
+                rows.append(int(i))
+                rel = g / scale if np.isfinite(g) else float("inf")
+                scores.append(min(float(rel), 1.99))
+                reasons.append(
+                    "far from every labelled item (a sparse, unexplored region)"
+                    if np.isfinite(rel)
+                    else "spread-out pick over the unexplored pool"
+                )
+        rows = np.asarray(rows, dtype=int)
+        return Picks(candidates[rows], np.asarray(scores), reasons)
+
+
+class TargetClass(QueryStrategy):
+    """Maximise new positives of one class: highest ``p(target)``, spread over the embedding.
+
+    Takes the ``5n`` items most likely to be the target and picks greedily by ``p(target)``
+    discounted for closeness to items already picked in this batch. Until the model knows the
+    target class it explores with ``discovery``.
+    """
+
+    name = "target_class"
+
+    def __init__(self, target_class: str | None = None, pool_factor: int = 5) -> None:
+        self.target_class = target_class
+        self.pool_factor = pool_factor
+
+    def _target(self, ctx: QueryContext) -> str:
+        target = self.target_class or ctx.target_class
+        if target is None:
+            raise ConfigError(
+                "target_class: no target class chosen; set query.target_class in the project "
+                "file or pick a class in the dashboard"
+            )
+        return str(target)
+
+    def query(self, ctx: QueryContext, n: int):
+        self._target(ctx)
+        return super().query(ctx, n)
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        target = self._target(ctx)
+        if target not in ctx.classes:
+            picks = Discovery()._select(ctx, candidates, n)
+            picks.reasons = [
+                f"{r} (the model does not know '{target}' yet: exploring)" for r in picks.reasons
+            ]
+            return picks
+        p = ctx.proba[candidates, ctx.classes.index(target)]
+        top = top_k(p, max(self.pool_factor * n, 50), ctx.rng)
+        x = np.asarray(ctx.embedding[candidates[top]], dtype=np.float32)
+        if len(top) > 1:
+            _, d = geo.k_smallest_distances(x, x, 2)
+            scale = float(np.median(np.sqrt(np.maximum(d.max(axis=1), 0)))) + 1e-12
+        else:
+            scale = 1.0
+        closeness = np.full(len(top), np.inf)
+        value = p[top].astype(float)
+        taken = np.zeros(len(top), bool)
+        rows, scores = [], []
+        for _ in range(n):
+            gain = np.where(taken, -np.inf, value * np.minimum(1.0, closeness / scale))
+            i = int(np.argmax(gain))
+            taken[i] = True
+            rows.append(i)
+            scores.append(float(value[i]))
+            closeness = np.minimum(closeness, np.sqrt(((x - x[i]) ** 2).sum(axis=1)))
+        rows = top[np.asarray(rows)]
+        reasons = [f"predicted '{target}' with {pct(p[i])} (target class)" for i in rows]
+        return Picks(candidates[rows], np.asarray(scores), reasons)
+
+
+class TypiClust(QueryStrategy):
+    """TypiClust (Hacohen et al., ICML 2022) for the cold start.
+
+    Clusters labelled + unlabelled items into ``n_labelled + n`` clusters (at most
+    ``max_clusters``) and takes the most typical item (inverse mean distance to its 20 nearest
+    neighbours) of the largest clusters without a labelled member.
+    """
+
+    name = "typiclust"
+    needs_model = False
+
+    def __init__(self, max_clusters: int = 200, n_neighbors: int = 20) -> None:
+        self.max_clusters = max_clusters
+        self.n_neighbors = n_neighbors
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
+        lab = ctx.labelled_positions
+        nodes = np.concatenate([lab, candidates])
+        x = np.asarray(ctx.embedding[nodes], dtype=np.float32)
+        k = min(len(lab) + n, self.max_clusters, len(nodes))
+        assign, _ = geo.kmeans(x, k, ctx.rng)
+        sizes = np.bincount(assign, minlength=k)
+        n_lab_in = np.bincount(assign[: len(lab)], minlength=k)
+        cand_assign = assign[len(lab) :]
+        tie = ctx.rng.random(k)
+        order = sorted(range(k), key=lambda c: (n_lab_in[c], -sizes[c], tie[c]))
+        queues: dict[int, list[int]] = {}
+        rows, scores, reasons = [], [], []
+        while len(rows) < n:
+            progressed = False
+            for c in order:
+                if len(rows) >= n:
+                    break
+                if c not in queues:
+                    members = np.flatnonzero(cand_assign == c)
+                    if len(members) == 0:
+                        queues[c] = []
+                        continue
+                    sub, typ = geo.typicality(x[len(lab) :][members], self.n_neighbors, ctx.rng)
+                    queues[c] = [int(members[s]) for s in sub[np.argsort(-typ, kind="stable")]]
+                while queues[c] and queues[c][0] in rows:
+                    queues[c].pop(0)
+                if not queues[c]:
+                    continue
+                rows.append(queues[c].pop(0))
+                progressed = True
+                scores.append(float(sizes[c]))
+                reasons.append(
+                    f"most typical item of an unlabelled cluster of {sizes[c]} items"
+                    if n_lab_in[c] == 0
+                    else f"typical item of a cluster of {sizes[c]} items with {n_lab_in[c]} labels"
+                )
+            if not progressed:  # typicality subsampling left too few rows: fill at random
+                rest = np.setdiff1d(np.arange(len(candidates)), rows)
+                for i in ctx.rng.permutation(rest)[: n - len(rows)]:
+                    rows.append(int(i))
+                    scores.append(0.0)
+                    reasons.append("random fill (clusters exhausted)")
+        rows = np.asarray(rows, dtype=int)
+        return Picks(candidates[rows], np.asarray(scores), reasons)

@@ -1,0 +1,170 @@
+"""Strategies that wrap other strategies.
+
+* :class:`KNNSubPool` keeps expensive strategies fast on large pools (after SEALS, Coleman et al.
+  2022, and AnchorAL, Lesci & Vlachos 2024): the wrapped strategy only sees the labelled items, the
+  nearest neighbours of labelled items and a random sample of the pool.
+* :class:`ColdStart` hands the query to a cold-start strategy (TypiClust by default) while fewer
+  than ``min_labels`` items are labelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from core.query.base import QueryContext, QueryResult, QueryStrategy
+
+__all__ = ["ColdStart", "KNNSubPool"]
+
+
+class _Wrapper:
+    """Shared plumbing: a name, the wrapped strategy, and state pass-through."""
+
+    def __init__(self, strategy: QueryStrategy) -> None:
+        self.strategy = strategy
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+    @property
+    def inner(self) -> Any:
+        """The innermost strategy (past every wrapper)."""
+        inner = self.strategy
+        while isinstance(inner, _Wrapper):
+            inner = inner.strategy
+        return inner
+
+    def state_dict(self) -> dict | None:
+        """JSON-serialisable state of the innermost strategy, if it keeps any."""
+        fn = getattr(self.inner, "state_dict", None)
+        return fn() if fn else None
+
+    def load_state_dict(self, state: dict) -> None:
+        fn = getattr(self.inner, "load_state_dict", None)
+        if fn:
+            fn(state)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.strategy!r})"
+
+
+class KNNSubPool(_Wrapper):
+    """Restrict a strategy to the neighbours of labelled items plus a random sample.
+
+    Below ``max_pool`` unlabelled items the wrapper does nothing. Above it, the candidates are
+    ``n_random`` random unlabelled items plus the ``n_neighbors`` nearest unlabelled items of each
+    labelled item. Neighbour lists are computed once per labelled item (brute force, in chunks) and
+    cached, so each round only pays for the items labelled since the last one; at most
+    ``max_new_seeds`` new labelled items are indexed per call.
+    """
+
+    def __init__(
+        self,
+        strategy: QueryStrategy,
+        max_pool: int = 20_000,
+        n_random: int = 10_000,
+        n_neighbors: int = 20,
+        max_new_seeds: int = 256,
+    ) -> None:
+        super().__init__(strategy)
+        self.max_pool = max_pool
+        self.n_random = n_random
+        self.n_neighbors = n_neighbors
+        self.max_new_seeds = max_new_seeds
+        self._key: tuple | None = None
+        self._neighbours: dict[int, np.ndarray] = {}
+        self._sq: np.ndarray | None = None
+
+    def query(self, ctx: QueryContext, n: int) -> QueryResult:
+        """Query the wrapped strategy on a sub-pool when the pool is large."""
+        unlabelled = ctx.unlabelled_positions
+        if len(unlabelled) <= self.max_pool:
+            return self.strategy.query(ctx, n)
+        candidates = self.candidates(ctx)
+        keep = np.union1d(ctx.labelled_positions, candidates)
+        result = self.strategy.query(ctx.subset(keep), n)
+        return replace(result, positions=keep[result.positions])
+
+    def candidates(self, ctx: QueryContext) -> np.ndarray:
+        """Unlabelled positions the wrapped strategy will see."""
+        self._refresh_cache(ctx)
+        unlabelled = ctx.unlabelled_positions
+        sample = ctx.rng.choice(unlabelled, size=min(self.n_random, len(unlabelled)), replace=False)
+        lab = ctx.labelled_positions
+        known = [p for p in lab.tolist() if p not in self._neighbours]
+        if known:
+            seeds = np.asarray(
+                known
+                if len(known) <= self.max_new_seeds
+                else ctx.rng.choice(known, self.max_new_seeds, replace=False)
+            )
+            self._index(ctx, seeds)
+        near = [self._neighbours[p] for p in lab.tolist() if p in self._neighbours]
+        parts = [sample] + near
+        pos = np.unique(np.concatenate(parts)) if parts else sample
+        return pos[~ctx.labelled_mask[pos]]
+
+    def _refresh_cache(self, ctx: QueryContext) -> None:
+        emb = ctx.embedding
+        key = (
+            ctx.n_pool,
+            emb.shape[1],
+            str(ctx.pool_ids[0]),
+            str(ctx.pool_ids[-1]),
+            float(np.asarray(emb[0], dtype=np.float64).sum()),
+        )
+        if key != self._key:
+            self._key = key
+            self._neighbours = {}
+            self._sq = None
+
+    def _index(self, ctx: QueryContext, seeds: np.ndarray, chunk: int = 200_000) -> None:
+        emb = ctx.embedding
+        if self._sq is None:
+            self._sq = np.einsum("ij,ij->i", emb, emb, dtype=np.float64).astype(np.float32)
+        q = np.asarray(emb[seeds], dtype=np.float32)
+        k = self.n_neighbors + 1
+        best_d = np.full((len(seeds), 0), np.inf, dtype=np.float32)
+        best_i = np.zeros((len(seeds), 0), dtype=np.int64)
+        for start in range(0, ctx.n_pool, chunk):
+            block = np.asarray(emb[start : start + chunk], dtype=np.float32)
+            d2 = self._sq[start : start + chunk][None, :] - 2.0 * (q @ block.T)
+            kk = min(k, d2.shape[1])
+            part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+            cand_d = np.concatenate([best_d, np.take_along_axis(d2, part, axis=1)], axis=1)
+            cand_i = np.concatenate([best_i, part + start], axis=1)
+            keep = np.argsort(cand_d, axis=1)[:, :k]
+            best_d = np.take_along_axis(cand_d, keep, axis=1)
+            best_i = np.take_along_axis(cand_i, keep, axis=1)
+        for s, row in zip(seeds.tolist(), best_i):
+            self._neighbours[int(s)] = row[row != s]
+
+
+class ColdStart(_Wrapper):
+    """Use ``cold`` (TypiClust by default) while fewer than ``min_labels`` items are labelled."""
+
+    def __init__(
+        self, strategy: QueryStrategy, min_labels: int = 10, cold: QueryStrategy | None = None
+    ) -> None:
+        super().__init__(strategy)
+        self.min_labels = min_labels
+        if cold is None:
+            from core.query.strategies import TypiClust
+
+            cold = TypiClust()
+        self.cold = cold
+
+    def query(self, ctx: QueryContext, n: int) -> QueryResult:
+        """Cold-start strategy below ``min_labels`` labels, the wrapped strategy from then on."""
+        if int(ctx.labelled_mask.sum()) < self.min_labels:
+            result = self.cold.query(ctx, n)
+            reasons = [
+                f"{r} (cold start: fewer than {self.min_labels} labels)" for r in result.reasons
+            ]
+            return replace(
+                result, reasons=reasons, strategy=self.name, arms=[self.cold.name] * len(result.ids)
+            )
+        return self.strategy.query(ctx, n)

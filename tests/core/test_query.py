@@ -1,0 +1,313 @@
+"""Query strategies: one contract test over the whole registry, then strategy-specific tests."""
+
+from __future__ import annotations
+
+import json
+import typing
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError, DataError, EmptyPoolError, ModelError
+from core.project import STRATEGIES, QueryConfig
+from core.query import QueryContext, get_strategy
+from core.query.auto import Auto, label_reward
+from core.query.measures import entropy, least_confidence, margin, vote_entropy
+from core.query.registry import STRATEGY_NAMES, SUBPOOLED
+from core.query.wrappers import ColdStart, KNNSubPool
+
+SIZES = (120, 60, 30, 12, 8)  # a long tail of five well separated blobs
+
+
+def blobs(seed: int = 0, sizes=SIZES, d: int = 4):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, (len(sizes), d))
+    x = np.concatenate([rng.normal(c, 1.0, (m, d)) for c, m in zip(centres, sizes)]).astype(
+        np.float32
+    )
+    y = np.concatenate([[f"c{i}"] * m for i, m in enumerate(sizes)]).astype(object)
+    return x, y
+
+
+def softmax_proba(x: np.ndarray, y: np.ndarray, labelled: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Probabilities of a nearest-centroid model fitted on the labelled rows."""
+    classes = tuple(sorted(set(y[labelled].tolist())))
+    centres = np.stack([x[labelled & (y == c)].mean(axis=0) for c in classes])
+    logits = -((x[:, None, :] - centres[None]) ** 2).sum(axis=2) / 4.0
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True), classes
+
+
+def make_ctx(labelled_rows, seed: int = 0, with_model: bool = True, target: str | None = "c1"):
+    x, y = blobs()
+    labelled = np.zeros(len(y), bool)
+    labelled[list(labelled_rows)] = True
+    labels = np.where(labelled, y, None).astype(object)
+    ids = np.array([f"item-{i:03d}" for i in range(len(y))], dtype=object)
+    kw = {
+        "embedding": x,
+        "pool_ids": ids,
+        "labelled_mask": labelled,
+        "labels": labels,
+        "rng": np.random.default_rng(seed),
+        "target_class": target,
+        "rare_classes": ("c4",),
+    }
+    if with_model and len(set(y[labelled].tolist())) >= 2:
+        proba, classes = softmax_proba(x, y, labelled)
+        return QueryContext(proba=proba, classes=classes, **kw)
+    return QueryContext.without_model(**kw)
+
+
+# rows of c0 (0..119), c1 (120..179) and c2 (180..209) are labelled; c3 and c4 are not
+LABELLED = list(range(0, 120, 12)) + list(range(120, 180, 15)) + [180, 190]
+
+
+def strategy(name: str, subpool: bool = False):
+    params = {"max_pool": 40, "n_random": 30} if subpool else {}
+    if name == "auto":
+        params["cold_start"] = 5
+    return get_strategy(name, **params)
+
+
+CASES = [(n, False) for n in STRATEGY_NAMES] + [(n, True) for n in sorted(SUBPOOLED)]
+
+
+def test_registry_matches_the_names_users_write():
+    assert STRATEGY_NAMES == STRATEGIES
+    assert set(typing.get_args(QueryConfig.model_fields["strategy"].annotation)) == set(STRATEGIES)
+
+
+@pytest.mark.parametrize(
+    ("name", "subpool"), CASES, ids=[f"{n}{'-subpool' if s else ''}" for n, s in CASES]
+)
+def test_strategy_contract(name, subpool):
+    ctx = make_ctx(LABELLED)
+    result = strategy(name, subpool).query(ctx, 7)
+    # n distinct unlabelled ids from the pool, with a finite score and a reason each
+    assert len(result.ids) == 7 and len(set(result.ids.tolist())) == 7
+    rows = np.array([int(i.split("-")[1]) for i in result.ids])
+    assert not ctx.labelled_mask[rows].any()
+    assert np.isfinite(result.scores).all() and len(result.scores) == 7
+    assert all(isinstance(r, str) and r.strip() for r in result.reasons)
+    assert result.positions is not None and (ctx.pool_ids[result.positions] == result.ids).all()
+    # deterministic for a seed
+    again = strategy(name, subpool).query(make_ctx(LABELLED), 7)
+    assert again.ids.tolist() == result.ids.tolist()
+    # asking for more than remain returns all that remain
+    almost = [i for i in range(sum(SIZES)) if i not in (3, 130, 200, 215)]
+    rest = strategy(name, subpool).query(make_ctx(almost), 10)
+    assert sorted(rest.ids.tolist()) == ["item-003", "item-130", "item-200", "item-215"]
+    # an empty pool is a clear error
+    with pytest.raises(EmptyPoolError, match="already labelled"):
+        strategy(name, subpool).query(make_ctx(range(sum(SIZES))), 3)
+    # a single labelled class (and no model) is handled: valid ids, explained
+    for ctx1 in (make_ctx(range(0, 120, 10)), make_ctx([], with_model=False)):
+        res = strategy(name, subpool).query(ctx1, 5)
+        rows = np.array([int(i.split("-")[1]) for i in res.ids])
+        assert len(set(rows.tolist())) == 5 and not ctx1.labelled_mask[rows].any()
+        assert all(r.strip() for r in res.reasons)
+    with pytest.raises(ConfigError, match="positive integer"):
+        strategy(name, subpool).query(ctx, 0)
+
+
+def test_nan_and_unnormalised_probabilities_are_refused():
+    ctx = make_ctx(LABELLED)
+    bad = ctx.proba.copy()
+    bad[5, 0] = np.nan
+    fields = {
+        "classes": ctx.classes,
+        "embedding": ctx.embedding,
+        "pool_ids": ctx.pool_ids,
+        "labelled_mask": ctx.labelled_mask,
+        "labels": ctx.labels,
+        "rng": np.random.default_rng(0),
+    }
+    with pytest.raises(ModelError, match="NaN.*item-005"):
+        QueryContext(proba=bad, **fields)
+    with pytest.raises(ModelError, match="sum to 1"):
+        QueryContext(proba=ctx.proba * 2, **fields)
+    with pytest.raises(ModelError, match="negative"):
+        QueryContext(proba=ctx.proba - 0.5, **fields)
+    with pytest.raises(DataError, match="columns"):
+        QueryContext(proba=ctx.proba[:, :2], **fields)
+    emb = ctx.embedding.copy()
+    emb[3, 1] = np.inf
+    with pytest.raises(DataError, match="embedding.*item-003"):
+        QueryContext(proba=ctx.proba, **{**fields, "embedding": emb})
+
+
+def test_unknown_strategy_and_parameter_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'.*margin"):
+        get_strategy("nope")
+    with pytest.raises(ConfigError, match="unknown parameter.*'bogus'"):
+        get_strategy("margin", bogus=1)
+    with pytest.raises(ConfigError, match="unknown arm"):
+        get_strategy("auto", arms=("margin", "nope"))
+    with pytest.raises(ConfigError, match="no target class"):
+        get_strategy("target_class").query(make_ctx(LABELLED, target=None), 3)
+
+
+def test_measures():
+    p = np.array([[1.0, 0.0, 0.0], [0.5, 0.3, 0.2], [1 / 3, 1 / 3, 1 / 3]])
+    np.testing.assert_allclose(least_confidence(p), [0.0, 0.5, 2 / 3])
+    np.testing.assert_allclose(margin(p), [1.0, 0.2, 0.0], atol=1e-12)
+    np.testing.assert_allclose(
+        entropy(p), [0.0, -(0.5 * np.log(0.5) + 0.3 * np.log(0.3) + 0.2 * np.log(0.2)), np.log(3)]
+    )
+    votes = np.array([[0, 0, 1], [0, 1, 2], [0, 1, 0]])  # 3 members, 3 items
+    np.testing.assert_allclose(
+        vote_entropy(votes, 3), [0.0, entropy(np.array([[1 / 3, 2 / 3]]))[0], np.log(3)]
+    )
+
+
+def test_discovery_finds_the_unlabelled_cluster():
+    _x, y = blobs()
+    ctx = make_ctx(LABELLED)  # c3 and c4 have no label
+    res = get_strategy("discovery").query(ctx, 2)
+    rows = [int(i.split("-")[1]) for i in res.ids]
+    assert {y[r] for r in rows} == {"c3", "c4"}
+    assert all("no labelled item in this cluster" in r for r in res.reasons)
+    # uncertainty sampling, by contrast, need not look there at all
+    assert get_strategy("random").query(make_ctx(LABELLED), 2).ids.tolist() != res.ids.tolist()
+
+
+def test_target_class_favours_the_target():
+    ctx = make_ctx(LABELLED, target="c2")
+    res = get_strategy("target_class").query(ctx, 10)
+    j = ctx.classes.index("c2")
+    picked = ctx.proba[res.positions, j]
+    others = np.delete(ctx.proba[:, j], np.concatenate([res.positions, ctx.labelled_positions]))
+    assert picked.min() > np.median(others)
+    _, y = blobs()
+    share_pool = np.mean(y[ctx.unlabelled_positions] == "c2")  # about 13 %
+    assert np.mean(y[res.positions] == "c2") >= max(0.5, 3 * share_pool)
+    assert all("'c2'" in r for r in res.reasons)
+
+
+def test_class_balanced_margin_gives_the_least_labelled_class_most_queries():
+    ctx = make_ctx(LABELLED)  # c2 has 2 labels, c1 4, c0 10
+    res = get_strategy("class_balanced_margin").query(ctx, 6)
+    named = [r.split("'")[1] for r in res.reasons]
+    assert named.count("c2") >= named.count("c1") >= named.count("c0")
+    assert named.count("c2") >= 3
+
+
+def test_typiclust_covers_every_cluster_without_labels():
+    ctx = make_ctx([], with_model=False)
+    res = get_strategy("typiclust").query(ctx, 5)
+    _, y = blobs()
+    assert len({y[p] for p in res.positions}) >= 4  # one pick per blob (the two smallest may merge)
+
+
+def test_cold_start_wrapper_switches_at_the_threshold():
+    wrapped = get_strategy("auto", cold_start=12)
+    assert isinstance(wrapped, ColdStart) or isinstance(
+        getattr(wrapped, "strategy", None), ColdStart
+    )
+    early = wrapped.query(make_ctx(LABELLED[:10]), 4)
+    assert early.arms == ["typiclust"] * 4 and "cold start" in early.reasons[0]
+    later = wrapped.query(make_ctx(LABELLED), 4)
+    assert "typiclust" not in later.arms
+
+
+def test_subpool_restricts_the_candidates_to_neighbours_and_a_sample():
+    ctx = make_ctx(LABELLED)
+    sub = KNNSubPool(get_strategy("margin"), max_pool=40, n_random=10, n_neighbors=3)
+    cands = sub.candidates(ctx)
+    assert 10 <= len(cands) <= 10 + 3 * len(LABELLED)
+    assert not ctx.labelled_mask[cands].any()
+    # the neighbours of a labelled item are among the candidates
+    lab = LABELLED[0]
+    d = ((ctx.embedding - ctx.embedding[lab]) ** 2).sum(axis=1)
+    d[ctx.labelled_mask] = np.inf
+    assert int(np.argmin(d)) in set(cands.tolist())
+
+
+def test_label_reward_prefers_new_then_rare_classes():
+    counts = {"head": 100, "mid": 9, "tail": 1}
+    assert label_reward("new", counts) == 1.0
+    assert label_reward("tail", counts) == 1.0
+    assert label_reward("head", counts) < label_reward("mid", counts) < 1.0
+    # known_scale shrinks known-class rewards so a new class stands out
+    assert label_reward("tail", counts, known_scale=0.5) == 0.5
+    assert label_reward("new", counts, known_scale=0.5) == 1.0
+
+
+def test_auto_bandit_updates_and_round_trips_as_json():
+    bandit = Auto(arms=("discovery", "margin"), discount=1.0)
+    ctx = make_ctx(LABELLED, seed=1)
+    res = bandit.query(ctx, 8)
+    assert set(res.arms) <= {"discovery", "margin"} and all(r.startswith("[") for r in res.reasons)
+    before = dict(bandit.alpha), dict(bandit.beta)
+    # the expert labels the batch; items chosen by discovery turn out to be a brand-new class
+    _, y = blobs()
+    labelled = ctx.labelled_mask.copy()
+    labelled[res.positions] = True
+    labels = np.where(labelled, y, None).astype(object)
+    for p, arm in zip(res.positions, res.arms):
+        labels[p] = "brand-new" if arm == "discovery" else "c0"
+    nxt = QueryContext(
+        proba=ctx.proba,
+        classes=ctx.classes,
+        embedding=ctx.embedding,
+        pool_ids=ctx.pool_ids,
+        labelled_mask=labelled,
+        labels=labels,
+        rng=np.random.default_rng(2),
+    )
+    rewards = bandit.update(nxt)
+    for arm in ("discovery", "margin"):
+        n_items = res.arms.count(arm)
+        assert len(rewards[arm]) == n_items
+        assert bandit.alpha[arm] + bandit.beta[arm] == pytest.approx(
+            sum(before[0].values()) / 2 + sum(before[1].values()) / 2 + n_items
+        )
+    if "discovery" in res.arms:
+        assert bandit.alpha["discovery"] > before[0]["discovery"]
+        assert rewards["discovery"] and min(rewards["discovery"]) == 1.0
+    state = json.loads(json.dumps(bandit.state_dict()))
+    clone = Auto(arms=("discovery", "margin"))
+    clone.load_state_dict(state)
+    assert (
+        clone.alpha == bandit.alpha and clone.beta == bandit.beta and clone.rounds == bandit.rounds
+    )
+    with pytest.raises(ConfigError, match="unsupported bandit state"):
+        clone.load_state_dict({"version": 99})
+
+
+def test_auto_surprise_rewards_wrong_predictions():
+    bandit = Auto(arms=("margin",), discount=1.0, surprise=1.0)
+    ctx = make_ctx(LABELLED, seed=3)
+    res = bandit.query(ctx, 6)
+    predicted = [p for *_, p in bandit.pending]
+    labelled = ctx.labelled_mask.copy()
+    labelled[res.positions] = True
+    labels = np.where(labelled, None, None).astype(object)
+    labels[ctx.labelled_mask] = ctx.labels[ctx.labelled_mask]
+    truth = ["c0" if i % 2 else "c1" for i in range(6)]  # known, not the rarest (c2) class
+    labels[res.positions] = truth
+    nxt = QueryContext(
+        proba=ctx.proba,
+        classes=ctx.classes,
+        embedding=ctx.embedding,
+        pool_ids=ctx.pool_ids,
+        labelled_mask=labelled,
+        labels=labels,
+        rng=np.random.default_rng(4),
+    )
+    rewards = bandit.update(nxt)["margin"]
+    expected = [float(p != t) for p, t in zip(predicted, truth)]
+    assert rewards == pytest.approx(expected)
+    assert 0 < sum(expected) < 6  # the check saw both right and wrong predictions
+
+
+def test_auto_shifts_budget_to_the_rewarded_arm():
+    bandit = Auto(arms=("discovery", "margin"), discount=1.0)
+    bandit.alpha, bandit.beta = (
+        {"discovery": 30.0, "margin": 1.0},
+        {"discovery": 1.0, "margin": 30.0},
+    )
+    quota = bandit.allocate(20, np.random.default_rng(0))
+    assert quota["discovery"] >= 18

@@ -1,0 +1,181 @@
+"""``core.simulate`` and ``tailwise simulate`` on the digits-LT demo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from core.cli import app
+from core.data.demos import build_demo
+from core.errors import ConfigError
+from core.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def digits_csv(tmp_path_factory):
+    demo = build_demo("digits-lt", seed=0)
+    feats = demo.images.reshape(len(demo.ids), -1).astype(np.float32) / 255.0
+    frame = pd.DataFrame(feats, columns=[f"px{i}" for i in range(feats.shape[1])])
+    frame.insert(0, "item", demo.ids.astype(str))
+    frame["digit"] = demo.labels.astype(str)
+    path = tmp_path_factory.mktemp("digits") / "digits.csv"
+    frame.to_csv(path, index=False)
+    return path, len(set(demo.labels.tolist()))
+
+
+def check_outputs(out, n_classes, budget):
+    curve = pd.read_csv(out / "curve.csv")
+    assert list(curve.columns[:6]) == [
+        "round",
+        "labels",
+        "balanced_accuracy",
+        "macro_f1",
+        "tail_recall",
+        "classes_found",
+    ]
+    assert curve["labels"].is_monotonic_increasing and curve["labels"].iloc[-1] == budget
+    assert curve["round"].tolist() == list(range(len(curve)))
+    for col in ("balanced_accuracy", "macro_f1", "tail_recall"):
+        assert curve[col].between(0, 1).all()
+    assert curve["classes_found"].is_monotonic_increasing
+    assert curve["classes_found"].max() <= n_classes
+    assert (curve["seconds_select"] >= 0).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_classes"] == n_classes and summary["budget"] == budget
+    assert 0 <= summary["auc_balanced_accuracy"] <= 1
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return curve, summary
+
+
+def test_cli_simulate_on_a_csv(digits_csv, tmp_path):
+    path, n_classes = digits_csv
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--data",
+            str(path),
+            "--id-column",
+            "item",
+            "--label-column",
+            "digit",
+            "--strategy",
+            "auto",
+            "--budget",
+            "50",
+            "--batch",
+            "10",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--model",
+            "logistic",
+            "--cold-start",
+            "10",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "balanced accuracy" in result.output
+    curve, summary = check_outputs(out, n_classes, 50)
+    assert len(curve) == 5  # 10, 20, ..., 50 labels
+    assert summary["strategy"] == "auto" and "strategy_state" in summary
+    # auto learns something: better than chance at the end
+    assert curve["balanced_accuracy"].iloc[-1] > 1.5 / n_classes
+
+
+def test_cli_simulate_from_a_demo_project(tmp_path):
+    from core.data import make_demo
+
+    project = make_demo("digits-lt", tmp_path / "demo")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--project",
+            str(project),
+            "--strategy",
+            "margin",
+            "--model",
+            "logistic",
+            "--budget",
+            "30",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    check_outputs(out, 10, 30)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--label-column", "nope"], "nope"),
+        (["--label-column", "digit", "--features", "px0,bogus"], "bogus"),
+        (["--label-column", "digit", "--strategy", "clever"], "unknown strategy 'clever'"),
+        ([], "--label-column"),
+    ],
+)
+def test_cli_simulate_reports_bad_input(digits_csv, tmp_path, args, message):
+    path, _ = digits_csv
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--data",
+            str(path),
+            "--id-column",
+            "item",
+            "--budget",
+            "20",
+            "--out",
+            str(tmp_path / "x"),
+            *args,
+        ],
+    )
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_cli_simulate_needs_data_or_project(tmp_path):
+    result = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--data" in result.output
+
+
+def test_simulate_is_deterministic_and_respects_the_budget():
+    demo = build_demo("digits-lt", seed=1)
+    x = demo.images.reshape(len(demo.ids), -1).astype(np.float32)
+    runs = [
+        simulate(
+            x,
+            demo.labels,
+            demo.ids,
+            strategy="class_balanced_margin",
+            budget=40,
+            batch=7,
+            seed=5,
+            cold_start=5,
+        )
+        for _ in range(2)
+    ]
+    assert runs[0].curve == [
+        dict(
+            r,
+            seconds_train=runs[0].curve[i]["seconds_train"],
+            seconds_select=runs[0].curve[i]["seconds_select"],
+        )
+        for i, r in enumerate(runs[1].curve)
+    ]
+    assert runs[0].labelled_ids == runs[1].labelled_ids
+    labels = [r["labels"] for r in runs[0].curve]
+    assert labels == [5, 12, 19, 26, 33, 40]
+    assert len(set(runs[0].labelled_ids)) == 40
+    with pytest.raises(ConfigError, match="batch"):
+        simulate(x, demo.labels, strategy="random", batch=0)
