@@ -240,7 +240,8 @@ class Session:
         from core.query import get_strategy
 
         if name not in self._strategies:
-            self._strategies[name] = get_strategy(name)
+            params = {"cold_start": self.project.query.cold_start} if name == "auto" else {}
+            self._strategies[name] = get_strategy(name, **params)
         return self._strategies[name]
 
     def query_context(self, target_class: str | None = None):

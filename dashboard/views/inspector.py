@@ -109,7 +109,7 @@ class InspectorView(pn.viewable.Viewer):
             parts.append(self._thumbnails(rows, labels))
         if len(rows) == 1:
             row, item = int(rows[0]), selection[0]
-            parts.append(f"<p><b>{escape(item)}</b> · label: <b>{escape(labels[row] or '–')}</b></p>")
+            parts.append(f"<p><b class='tw-item-id' data-item='{escape(item)}'>{escape(item)}</b> · label: <b>{escape(labels[row] or '–')}</b></p>")
             if not self.state.dataset.is_image:
                 parts.append(self._features(row))
             parts.append(self._probabilities(row))

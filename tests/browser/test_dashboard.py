@@ -139,3 +139,55 @@ def test_two_browser_contexts_label_at_once(browser, dashboard_server, screensho
     pages[1].screenshot(path=screenshots / "second-expert.png", full_page=True)
     for page in pages:
         page.context.close()
+
+
+def tile(page: Page, name: str) -> float:
+    """The value of a metrics tile ('balanced accuracy', 'tail recall', ...)."""
+    cell = page.locator(".tw-tile", has=page.locator(".tw-tile-name", has_text=name))
+    return float(cell.locator(".tw-tile-value").inner_text())
+
+
+def test_labelling_the_queue_raises_tail_recall(browser, tmp_path, screenshots):
+    """A new user's loop from the README: queue → label → retrain, twice; tail recall goes up."""
+    import numpy as np
+    from browser_support import make_test_project, serve_dashboard
+
+    project = make_test_project(tmp_path / "loop")
+    data = np.load(project.parent / "digits-lt.npz")
+    truth = dict(zip(data["id"].astype(str).tolist(), data["label"].astype(str).tolist()))
+    with serve_dashboard(project) as server:
+        page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+        open_dashboard(page, server, annotator="new-user")
+        version = page.locator(".tw-model-version")
+
+        def label_batches(count: int) -> None:
+            for _ in range(count):
+                page.locator(".tw-next-batch button").click()
+                expect(page.locator(".tw-status")).to_contain_text("queued 10 items", timeout=WAIT_MS)
+                previous = None
+                for _ in range(10):
+                    item = page.locator(".tw-inspector .tw-item-id")
+                    if previous is not None:
+                        expect(item).not_to_have_attribute("data-item", previous, timeout=WAIT_MS)
+                    previous = item.get_attribute("data-item")
+                    label_selected(page, truth[previous])  # the expert knows the answer
+
+        def retrain() -> float:
+            before = int(version.get_attribute("data-version"))
+            page.locator(".tw-retrain button").click()
+            expect(version).to_have_attribute("data-version", str(before + 1), timeout=180_000)
+            page.locator(".bk-tab", has_text="Metrics").click()
+            expect(page.locator(".tw-metrics-summary")).to_contain_text(f"model v{before + 1}",
+                                                                        timeout=WAIT_MS)
+            return tile(page, "tail recall")
+
+        label_batches(2)
+        early = retrain()
+        label_batches(2)
+        later = retrain()
+        page.screenshot(path=screenshots / "tail-recall.png", full_page=True)
+        with sqlite3.connect(server.store) as conn:
+            (stored_labels,) = conn.execute(
+                "SELECT count(*) FROM events WHERE annotator = 'new-user'").fetchone()
+        assert stored_labels == 40
+        assert later > early, (early, later)
