@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
-from core.project import STRATEGIES
+from core.project import STRATEGIES, format_validation_error
 
 __all__ = [
     "COLOUR_BY",
@@ -152,19 +152,6 @@ class Layout(_Strict):
         return self.model_dump(mode="json")
 
 
-def _format(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: {err.error_count()} problem(s) in the layout file:"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (not part of layout schema version 1)"
-        elif e["type"] == "literal_error":
-            msg = f"{msg}; got {e.get('input')!r}"
-        lines.append(f"  - {loc or '<root>'}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_layout(data: object, *, source: str = "<layout>") -> Layout:
     """Validate a mapping as a layout."""
     if not isinstance(data, dict):
@@ -172,7 +159,7 @@ def parse_layout(data: object, *, source: str = "<layout>") -> Layout:
     try:
         return Layout.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, "layout file")) from None
 
 
 def available_layouts(folder: str | Path | None = None) -> list[str]:

@@ -9,8 +9,9 @@ cross-validation on the expert labels.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def measure(
     if dataset.ground_truth is not None:
         held_out = np.ones(len(dataset), dtype=bool)
         held_out[rows] = False
-        held_out &= dataset.ground_truth != None  # noqa: E711  (object array)
+        held_out &= dataset.ground_truth != None
         if held_out.sum() > 0:
             truth = dataset.ground_truth[held_out].astype(str)
             classes = sorted(set(truth.tolist()) | set(y.astype(str).tolist()))

@@ -11,10 +11,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import ConfigError
 
@@ -24,10 +32,10 @@ MAX_PROJECT_FILE_BYTES = 5 * 1024 * 1024
 
 # Names users write in project files. Registries in core.embed / core.models / core.query must
 # provide exactly these (a test checks both directions).
-ENCODER_KINDS = ("tabular", "pretrained-image", "self-supervised", "model")
-LOSSES = ("ce", "class_balanced", "focal", "ldam_drw", "logit_adjusted", "balanced_softmax")
-SAMPLERS = ("instance", "class_balanced", "sqrt", "riws")
-STRATEGIES = (
+EncoderKind = Literal["tabular", "pretrained-image", "self-supervised", "model"]
+Loss = Literal["ce", "class_balanced", "focal", "ldam_drw", "logit_adjusted", "balanced_softmax"]
+Sampler = Literal["instance", "class_balanced", "sqrt", "riws"]
+StrategyName = Literal[
     "auto",
     "random",
     "least_confidence",
@@ -39,7 +47,11 @@ STRATEGIES = (
     "discovery",
     "target_class",
     "typiclust",
-)
+]
+ENCODER_KINDS: tuple[str, ...] = get_args(EncoderKind)
+LOSSES: tuple[str, ...] = get_args(Loss)
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 DEMO_DATASETS = ("digits-lt", "fashion-mnist-lt")
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -71,7 +83,7 @@ class DataConfig(_Strict):
     sha256: str | None = Field(None, description="Expected SHA-256 of the data file, if pinned.")
 
     @model_validator(mode="after")
-    def _kind_needs(self) -> "DataConfig":
+    def _kind_needs(self) -> DataConfig:
         if self.kind == "demo":
             if self.demo is None:
                 raise ValueError("kind 'demo' needs 'demo' (one of: " + ", ".join(DEMO_DATASETS) + ")")
@@ -107,7 +119,7 @@ class ClassConfig(_Strict):
 class EncoderConfig(_Strict):
     """How items become embeddings (see README, 'Encoders')."""
 
-    kind: Literal["tabular", "pretrained-image", "self-supervised", "model"] = "tabular"
+    kind: EncoderKind = "tabular"
     pca_components: int | None = Field(None, ge=2, le=4096)
     dim: int = Field(64, ge=2, le=4096, description="Embedding size of the self-supervised encoder.")
     epochs: int = Field(30, ge=1, le=10_000)
@@ -122,10 +134,8 @@ class MLPConfig(_Strict):
     """The imbalance-aware PyTorch MLP head."""
 
     kind: Literal["mlp"] = "mlp"
-    loss: Literal["ce", "class_balanced", "focal", "ldam_drw", "logit_adjusted", "balanced_softmax"] = (
-        "logit_adjusted"
-    )
-    sampler: Literal["instance", "class_balanced", "sqrt", "riws"] = "instance"
+    loss: Loss = "logit_adjusted"
+    sampler: Sampler = "instance"
     # defaults chosen by benchmarks/learners.py (docs/benchmarks.md, "Learners")
     hidden: list[int] = Field(default_factory=lambda: [128])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -164,7 +174,7 @@ def _default_model_kind(value: Any) -> Any:
 
 
 ModelConfig = Annotated[
-    Union[MLPConfig, LogisticConfig, RandomForestConfig],
+    MLPConfig | LogisticConfig | RandomForestConfig,
     Field(discriminator="kind"),
     BeforeValidator(_default_model_kind),
 ]
@@ -173,19 +183,7 @@ ModelConfig = Annotated[
 class QueryConfig(_Strict):
     """Which items to ask the expert about next."""
 
-    strategy: Literal[
-        "auto",
-        "random",
-        "least_confidence",
-        "margin",
-        "entropy",
-        "committee",
-        "class_balanced_margin",
-        "galaxy",
-        "discovery",
-        "target_class",
-        "typiclust",
-    ] = "auto"
+    strategy: StrategyName = "auto"
     batch_size: int = Field(10, ge=1, le=10_000)
     target_class: str | None = None
     cold_start: int = Field(10, ge=0, description="Use the cold-start strategy below this many labels.")
@@ -259,7 +257,7 @@ class ProjectConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _classes_unique(self) -> "ProjectConfig":
+    def _classes_unique(self) -> ProjectConfig:
         names = [c.name for c in self.classes]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -302,13 +300,14 @@ def resolve_inside(base: Path, relative: str | Path, *, allow_outside: bool = Fa
     return full
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: {err.error_count()} problem(s) in the project file:"]
+def format_validation_error(err: ValidationError, source: str, what: str = "project file") -> str:
+    """One line per problem, each naming its field (``model.loss: ...``), for people."""
+    lines = [f"{source}: {err.error_count()} problem(s) in the {what}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (not part of schema version 1)"
+            msg = f"unknown key (not part of the {what} schema version 1)"
         elif e["type"] == "literal_error":
             msg = f"{msg}; got {e.get('input')!r}"
         lines.append(f"  - {loc or '<root>'}: {msg}")
@@ -327,7 +326,7 @@ def parse_project(data: Any, *, source: str = "<project>", base_dir: Path | None
     try:
         project = ProjectConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
     project._base_dir = Path(base_dir).resolve() if base_dir is not None else None
     project._allow_outside = allow_outside
     _check_paths(project, allow_outside=allow_outside)

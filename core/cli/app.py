@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from core import __version__
@@ -13,6 +15,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+AllowOutside = Annotated[
+    bool,
+    typer.Option("--allow-outside", help="Allow data, label and store paths outside the project file's folder."),
+]
+"""The one ``--allow-outside`` flag every command that reads a project file takes."""
 
 
 def _version(value: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli.app import app
+from core.cli.app import AllowOutside, app
 from core.errors import ConfigError, DataError
 
 EXIT_INVALID = 2
@@ -39,12 +39,7 @@ def validate(
     project: Annotated[
         Path, typer.Argument(metavar="PROJECT", help="Project file (.yaml, .yml or .json).")
     ],
-    allow_outside: Annotated[
-        bool,
-        typer.Option(
-            "--allow-outside", help="Allow data and stores outside the project file's folder."
-        ),
-    ] = False,
+    allow_outside: AllowOutside = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as one JSON object.")
     ] = False,

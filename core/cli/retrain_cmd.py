@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli.app import app
+from core.cli.app import AllowOutside, app
 
 BAD_INPUT = 2
 
@@ -113,12 +113,7 @@ def retrain(
             "--device", help="Where the model trains (default: the project's model.device)."
         ),
     ] = None,
-    allow_outside: Annotated[
-        bool,
-        typer.Option(
-            "--allow-outside", help="Allow data/label paths outside the project's folder."
-        ),
-    ] = False,
+    allow_outside: AllowOutside = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train the project's model headless; write model, predictions, metrics and a report."""
@@ -162,12 +157,7 @@ def export_cmd(
     layout: Annotated[
         str | None, typer.Option("--layout", help="Layout name to record (default: the project's).")
     ] = None,
-    allow_outside: Annotated[
-        bool,
-        typer.Option(
-            "--allow-outside", help="Allow data/label paths outside the project's folder."
-        ),
-    ] = False,
+    allow_outside: AllowOutside = False,
 ) -> None:
     """Write a shareable project file (settings, classes, layout, label history, data reference)."""
     from core.exchange import export_project, open_project_parts
@@ -199,10 +189,7 @@ def import_cmd(
             help="If the data's SHA-256 differs, keep only labels whose item ids exist in the data.",
         ),
     ] = False,
-    allow_outside: Annotated[
-        bool,
-        typer.Option("--allow-outside", help="Allow data/label paths outside the file's folder."),
-    ] = False,
+    allow_outside: AllowOutside = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Restore classes and labels from a shared project file into a local label store."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from core.cli.app import app
+from core.cli.app import AllowOutside, app
 from core.cli.retrain_cmd import _clear_errors, progress_reporter
 
 
@@ -85,9 +85,7 @@ def simulate(
     target_class: str | None = typer.Option(
         None, "--target-class", help="Class for the target_class strategy."
     ),
-    allow_outside: bool = typer.Option(
-        False, "--allow-outside", help="Allow project data paths outside its folder."
-    ),
+    allow_outside: AllowOutside = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Replay active labelling with an oracle reading the ground truth; write a learning curve."""

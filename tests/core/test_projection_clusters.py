@@ -28,7 +28,7 @@ def test_pca_map_separates_blobs_and_is_deterministic():
 
 
 def test_neighbour_placement_beyond_the_sample_keeps_items_near_their_blob(monkeypatch):
-    import core.projection as projection
+    from core import projection
 
     # Replace UMAP by an exact linear map so that the test checks the placement of the rest.
     monkeypatch.setattr(projection, "_umap", lambda x, config, seed, init: x[:, :2].copy())
@@ -46,7 +46,7 @@ def test_cached_projection_reuses_the_file(tmp_path, monkeypatch):
     config = MapConfig(method="pca")
     first = cached_projection(x, config, tmp_path)
     assert len(list(tmp_path.glob("map-*.npy"))) == 1
-    import core.projection as projection
+    from core import projection
 
     monkeypatch.setattr(projection, "project_2d", lambda *a, **k: pytest.fail("cache missed"))
     np.testing.assert_array_equal(first, cached_projection(x, config, tmp_path))

@@ -157,7 +157,12 @@ def test_headless_in_a_fresh_process_and_reproducible(first_run, shared, tmp_pat
     assert status == {"code": 0, "ui": []}
     first = pd.read_parquet(out1 / "predictions.parquet")
     second = pd.read_parquet(out2 / "predictions.parquet")
-    pd.testing.assert_frame_equal(first, second, check_exact=True)
+    # Predictions and probabilities are bit-identical. Query scores come from BLAS distance
+    # computations whose last digits depend on the thread count of the process: compare them
+    # to 1e-5 (the chosen items and their order are compared exactly through query_rank).
+    exact = [c for c in first.columns if c != "query_score"]
+    pd.testing.assert_frame_equal(first[exact], second[exact], check_exact=True)
+    np.testing.assert_allclose(first["query_score"], second["query_score"], rtol=1e-5, atol=1e-9)
     m1 = json.loads((out1 / "metrics.json").read_text(encoding="utf-8"))
     m2 = json.loads((out2 / "metrics.json").read_text(encoding="utf-8"))
     assert m1 == m2
