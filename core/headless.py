@@ -157,7 +157,9 @@ def _open_session(project: ProjectConfig, scratch: Path, *, allow_outside: bool)
         store = LabelStore(store_path)
         source = str(store_path)
     try:
-        return Session.open(project, allow_outside=allow_outside, store=store), source
+        session = Session.open(project, allow_outside=allow_outside, store=store,
+                               resume_strategies=False)  # output depends on the file alone
+        return session, source
     except BaseException:
         _close(store)
         raise

@@ -7,8 +7,10 @@ from the project file and the store, so several sessions over one project stay c
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 from core.clusters import Clusters, cluster_embedding, summarise_clusters
 from core.data import load_dataset
 from core.data.base import Dataset
-from core.errors import ConfigError, EmptyPoolError
+from core.errors import ConfigError, EmptyPoolError, TailwiseError
 from core.labels import LabelEvent, LabelStore
 from core.pipeline import ModelState, check_features, train_round
 from core.project import PALETTE, ClassConfig, ProjectConfig, load_project
@@ -43,8 +45,12 @@ class RoundRecord:
 class Session:
     """Live state of one project. Thread-safe: retraining may run in a worker thread."""
 
-    def __init__(self, project: ProjectConfig, dataset: Dataset, store: LabelStore) -> None:
+    def __init__(self, project: ProjectConfig, dataset: Dataset, store: LabelStore, *,
+                 resume_strategies: bool = True) -> None:
         self.project = project
+        # Learning strategies (auto's bandit) keep their state in the cache folder between
+        # restarts; a headless run turns this off so that its output depends on the file alone.
+        self.resume_strategies = resume_strategies
         self.dataset = dataset
         self.store = store
         self._lock = threading.RLock()
@@ -63,7 +69,7 @@ class Session:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, project: ProjectConfig | str | Path, *, allow_outside: bool = False,
-             store: LabelStore | None = None) -> Session:
+             store: LabelStore | None = None, resume_strategies: bool = True) -> Session:
         """Validate the project, load its data and open (or create) its label store."""
         if not isinstance(project, ProjectConfig):
             project = load_project(project, allow_outside=allow_outside)
@@ -72,7 +78,7 @@ class Session:
             path = project.resolve(project.label_store, allow_outside=allow_outside, field="label_store")
             path.parent.mkdir(parents=True, exist_ok=True)
             store = LabelStore(path)
-        session = cls(project, dataset, store)
+        session = cls(project, dataset, store, resume_strategies=resume_strategies)
         if project.labels is not None:
             session.import_report = session._import_file_labels(allow_outside)
         return session
@@ -241,8 +247,30 @@ class Session:
 
         if name not in self._strategies:
             params = {"cold_start": self.project.query.cold_start} if name == "auto" else {}
-            self._strategies[name] = get_strategy(name, **params)
+            strategy = get_strategy(name, **params)
+            saved = self._strategy_state_path(name)
+            if self.resume_strategies and saved.exists() and getattr(strategy, "load_state_dict", None):
+                try:  # a learning strategy (auto's bandit) resumes where it stopped
+                    strategy.load_state_dict(json.loads(saved.read_text(encoding="utf-8")))
+                except (ValueError, TypeError, KeyError, TailwiseError) as err:
+                    warnings.warn(f"ignoring the saved state of strategy {name!r}: {err}", stacklevel=2)
+            self._strategies[name] = strategy
         return self._strategies[name]
+
+    def _strategy_state_path(self, name: str) -> Path:
+        return self.cache_dir / f"strategy-{name}.json"
+
+    def _save_strategy_state(self, name: str) -> None:
+        if not self.resume_strategies:
+            return
+        state = getattr(self._strategies[name], "state_dict", lambda: None)()
+        if state is None:
+            return
+        path = self._strategy_state_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        tmp.replace(path)
 
     def query_context(self, target_class: str | None = None):
         """The read-only view of the pool a query strategy works on."""
@@ -277,6 +305,7 @@ class Session:
         if ctx.labelled_mask.all():
             raise EmptyPoolError("every item is labelled: there is nothing left to query")
         result = self._strategy(name).query(ctx, n)
+        self._save_strategy_state(name)
         self._query = result
         return result
 

@@ -147,3 +147,18 @@ def test_opening_a_shared_file_brings_its_labels_without_overwriting(tmp_path):
     assert {k: v for k, v in got.items() if k != ids[0]} == {k: v for k, v in sent.items() if k != ids[0]}
     again = Session.open(shared, store=local)  # opening twice adds nothing
     assert again.import_report.imported == 0
+
+
+def test_auto_strategy_resumes_its_bandit_after_a_restart(session):
+    classes = sorted(set(session.dataset.ground_truth.tolist()))
+    truth = dict(zip(session.dataset.ids.tolist(), session.dataset.ground_truth.tolist()))
+    for cls in classes:
+        session.label(_truth(session, cls, 2), cls, "ann")
+    session.retrain()
+    for _ in range(2):  # two rounds: the second rewards the arms that picked the first batch
+        for item in session.next_batch(5, strategy="auto").ids:
+            session.label([item], truth[item], "ann")
+    state = session._strategies["auto"].state_dict()
+    assert state["rounds"] >= 2
+    restarted = Session.open(session.project, store=session.store)
+    assert restarted._strategy("auto").state_dict() == state
