@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
-from core.project import STRATEGIES, format_validation_error
+from core.project import STRATEGIES, format_validation_error, write_settings_file
 
 __all__ = [
     "COLOUR_BY",
@@ -208,16 +208,4 @@ def load_layout(name_or_path: str | Path, *, search: list[str | Path] | None = N
 
 def save_layout(layout: Layout, path: str | Path) -> Path:
     """Write ``layout`` as YAML or JSON (by suffix), atomically. Returns the path written."""
-    path = Path(path)
-    data = layout.to_dict()
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    elif suffix in (".yaml", ".yml"):
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    else:
-        raise ConfigError(f"{path}: layout files end in .yaml, .yml or .json")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_settings_file(layout.to_dict(), path, what="layout files")

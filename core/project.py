@@ -390,14 +390,19 @@ def _parse_text(text: str, path: Path) -> Any:
 
 def dump_project(project: ProjectConfig, path: str | Path) -> Path:
     """Write ``project`` as YAML or JSON (by suffix). Returns the path written."""
+    return write_settings_file(project.to_dict(), path, what="project files")
+
+
+def write_settings_file(data: dict[str, Any], path: str | Path, *, what: str) -> Path:
+    """Write plain data as YAML or JSON (chosen by the suffix), atomically."""
     path = Path(path)
-    data = project.to_dict()
-    if path.suffix.lower() == ".json":
+    suffix = path.suffix.lower()
+    if suffix == ".json":
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    elif path.suffix.lower() in (".yaml", ".yml"):
+    elif suffix in (".yaml", ".yml"):
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     else:
-        raise ConfigError(f"{path}: project files end in .yaml, .yml or .json")
+        raise ConfigError(f"{path}: {what} end in .yaml, .yml or .json")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
