@@ -362,7 +362,7 @@ class Discovery(QueryStrategy):
 
     def __init__(
         self,
-        max_clusters: int = 100,
+        max_clusters: int = 300,
         cluster_factor: float = 1.0,
         doubt_power: float = 1.0,
         size_weight: bool = True,

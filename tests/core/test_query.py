@@ -173,6 +173,25 @@ def test_discovery_finds_the_unlabelled_cluster():
     assert get_strategy("random").query(make_ctx(LABELLED), 2).ids.tolist() != res.ids.tolist()
 
 
+def test_discovery_still_finds_unlabelled_groups_after_many_labels():
+    # 150 tight groups, 140 of them labelled once: with far more labels than the old cap of 100
+    # clusters, discovery must still cluster finely enough to see the 10 unlabelled groups.
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 10, (150, 8)).astype(np.float32)
+    group = np.repeat(np.arange(150), 20)
+    x = centres[group] + rng.normal(0, 0.3, (len(group), 8)).astype(np.float32)
+    labelled = np.zeros(len(group), bool)
+    labelled[np.arange(140) * 20] = True
+    labels = np.where(labelled, group.astype(str), None).astype(object)
+    ids = np.array([f"g-{i}" for i in range(len(group))], dtype=object)
+    ctx = QueryContext(
+        np.zeros((len(group), 0)), (), x, ids, labelled, labels, np.random.default_rng(0)
+    )
+    res = get_strategy("discovery").query(ctx, 10)
+    assert sorted(set(group[res.positions].tolist())) == list(range(140, 150))
+    assert all("no labelled item in this cluster" in r for r in res.reasons)
+
+
 def test_target_class_favours_the_target():
     ctx = make_ctx(LABELLED, target="c2")
     res = get_strategy("target_class").query(ctx, 10)
