@@ -167,6 +167,32 @@ class Committee(QueryStrategy):
 
 
 # ---------------------------------------------------------------------------- class-balanced
+def _fewest_labels_first(ctx: QueryContext, ranked: list[np.ndarray], n: int) -> list[tuple[int, int]]:
+    """Fill a batch one item at a time for the class with the fewest labels so far.
+
+    ``ranked[j]`` lists candidate rows for class ``j``, best first. Each pick goes to the class
+    with the fewest labels (counting picks already made for it; ties broken at random), which
+    takes its best row not yet chosen. Returns ``(row, class index)`` pairs in pick order.
+    """
+    counts = ctx.class_counts()
+    virtual = np.array([counts.get(c, 0) for c in ctx.classes], dtype=float)
+    cursor = np.zeros(len(ranked), dtype=int)
+    tie = ctx.rng.random(len(ranked))
+    chosen: set[int] = set()
+    picks: list[tuple[int, int]] = []
+    while len(picks) < n:
+        j = min((c for c in range(len(ranked)) if cursor[c] < len(ranked[c])),
+                key=lambda c: (virtual[c], tie[c]))
+        i = int(ranked[j][cursor[j]])
+        cursor[j] += 1
+        if i in chosen:
+            continue
+        chosen.add(i)
+        virtual[j] += 1
+        picks.append((i, j))
+    return picks
+
+
 class ClassBalancedMargin(QueryStrategy):
     """BASE-like balanced selection: for each class, the items nearest its decision boundary.
 
@@ -181,7 +207,6 @@ class ClassBalancedMargin(QueryStrategy):
         proba = ctx.proba[candidates]
         k = proba.shape[1]
         counts = ctx.class_counts()
-        virtual = np.array([counts.get(c, 0) for c in ctx.classes], dtype=float)
         # Per class: the n candidates nearest its boundary, nearest first.
         ranked, dists = [], []
         for j in range(k):
@@ -190,19 +215,8 @@ class ClassBalancedMargin(QueryStrategy):
             order = top_k(-dist, n, ctx.rng)
             ranked.append(order)
             dists.append(dist)
-        cursor = np.zeros(k, dtype=int)
-        chosen: set[int] = set()
         rows, scores, reasons = [], [], []
-        tie = ctx.rng.random(k)
-        while len(rows) < n:
-            open_classes = [j for j in range(k) if cursor[j] < len(ranked[j])]
-            j = min(open_classes, key=lambda c: (virtual[c], tie[c]))
-            i = int(ranked[j][cursor[j]])
-            cursor[j] += 1
-            if i in chosen:
-                continue
-            chosen.add(i)
-            virtual[j] += 1
+        for i, j in _fewest_labels_first(ctx, ranked, n):
             cls = ctx.classes[j]
             rows.append(i)
             scores.append(-float(dists[j][i]))
@@ -210,8 +224,7 @@ class ClassBalancedMargin(QueryStrategy):
                 f"near the boundary of {_rare_word(ctx, cls)} '{cls}' "
                 f"(p={pct(proba[i, j])}; {counts.get(cls, 0)} labels so far)"
             )
-        rows = np.asarray(rows)
-        return Picks(candidates[rows], np.asarray(scores), reasons)
+        return Picks(candidates[np.asarray(rows)], np.asarray(scores), reasons)
 
 
 class Galaxy(QueryStrategy):
@@ -316,23 +329,9 @@ class MinorityPositives(QueryStrategy):
         proba = ctx.proba[candidates]
         k = proba.shape[1]
         counts = ctx.class_counts()
-        virtual = np.array([counts.get(c, 0) for c in ctx.classes], dtype=float)
         ranked = [top_k(proba[:, j], n, ctx.rng) for j in range(k)]
-        cursor = np.zeros(k, dtype=int)
-        tie = ctx.rng.random(k)
-        chosen: set[int] = set()
         rows, scores, reasons = [], [], []
-        while len(rows) < n:
-            j = min(
-                (c for c in range(k) if cursor[c] < len(ranked[c])),
-                key=lambda c: (virtual[c], tie[c]),
-            )
-            i = int(ranked[j][cursor[j]])
-            cursor[j] += 1
-            if i in chosen:
-                continue
-            chosen.add(i)
-            virtual[j] += 1
+        for i, j in _fewest_labels_first(ctx, ranked, n):
             cls = ctx.classes[j]
             rows.append(i)
             scores.append(float(proba[i, j]))
@@ -340,8 +339,7 @@ class MinorityPositives(QueryStrategy):
                 f"likely a new '{cls}' (p={pct(proba[i, j])}); "
                 f"{_rare_word(ctx, cls)} '{cls}' has only {counts.get(cls, 0)} labels"
             )
-        rows = np.asarray(rows)
-        return Picks(candidates[rows], np.asarray(scores), reasons)
+        return Picks(candidates[np.asarray(rows)], np.asarray(scores), reasons)
 
 
 # ---------------------------------------------------------------------------- exploration
