@@ -1,4 +1,4 @@
-"""Unit tests of the SQLite label store (core/labels.py)."""
+"""Unit tests of the SQLite label store (core/labels/)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def portable(events):
 def test_new_store_uses_wal_full_sync_and_records_schema_version(tmp_path):
     path = tmp_path / "sub" / "labels.sqlite"
     store = LabelStore(path)
-    conn = store._conn()
+    conn = store.db.connection()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
@@ -91,7 +91,7 @@ def test_connections_of_finished_threads_are_closed(store):
         thread.start()
         thread.join()
     # each new thread's connection closed its dead predecessors': the main thread's and the last remain
-    assert len(store._connections) == 2
+    assert store.db.open_connections == 2
     assert len(store) == 5
 
 
