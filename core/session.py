@@ -192,11 +192,28 @@ class Session:
         return self.store.record_many(ids, label, annotator, origin=origin if origin != "expert" else "bulk",
                                       model_version=version, note=note)
 
+    def label_each(self, labels: dict[str, str], annotator: str, origin: str = "bulk",
+                   note: str | None = None) -> list[int]:
+        """Record a different label per item as one action (undone as one); returns event ids."""
+        ids = self._check_ids(labels)
+        version = self._state.model_version if self._state else None
+        return self.store.record_labels({i: labels[i] for i in ids}, annotator, origin=origin,
+                                        model_version=version, note=note)
+
     def retract(self, item_ids: Iterable[str], annotator: str) -> list[int]:
-        return [self.store.retract(i, annotator) for i in self._check_ids(item_ids)]
+        """Remove the items' labels (one action); returns the event ids."""
+        ids = self._check_ids(item_ids)
+        return self.store.record_labels(dict.fromkeys(ids), annotator, origin="expert")
 
     def undo(self, annotator: str) -> LabelEvent | None:
+        """Revert ``annotator``'s last action (all its events); returns the last event appended,
+        or None when nothing of theirs is left to undo. Raises ``LabelStoreError`` naming who
+        changed an item since, and appends nothing, rather than touch someone else's label."""
         return self.store.undo(annotator)
+
+    def undo_action(self, annotator: str) -> list[LabelEvent]:
+        """``undo``, returning every event appended (one per item of the reverted action)."""
+        return self.store.undo_action(annotator)
 
     def current_labels(self) -> dict[str, str]:
         return self.store.current()

@@ -119,7 +119,6 @@ class AppState(param.Parameterized):
         self.session = session
         self._xy = np.asarray(session.xy, dtype=np.float64)  # stable; read once, never locks later
         self._index = PointIndex(self._xy)
-        self._actions: list[int] = []  # event counts of this session's label actions, for undo
         self._skipped: set[str] = set()
         self._seen_event = session.store.last_event_id()
         self._clusters = None
@@ -224,7 +223,6 @@ class AppState(param.Parameterized):
         except (TailwiseError, ValueError, KeyError) as err:
             self._fail(err)
             return []
-        self._actions.append(len(events))
         self.error = ""
         self.saved_events += len(events)
         self.status = f"saved {len(events)} label{'s' * (len(events) != 1)} as {label!r}"
@@ -241,13 +239,11 @@ class AppState(param.Parameterized):
         rows = self.selected_rows()
         events: list[int] = []
         try:
-            for cls in sorted(set(state.predicted[rows].tolist())):
-                ids = [i for i, r in zip(self.selection, rows) if state.predicted[r] == cls]
-                events += self.session.label(ids, cls, self.annotator, origin="accepted")
+            predicted = {i: str(state.predicted[r]) for i, r in zip(self.selection, rows)}
+            events = self.session.label_each(predicted, self.annotator, origin="accepted")
         except (TailwiseError, ValueError) as err:
             self._fail(err)
         if events:
-            self._actions.append(len(events))
             self.error = ""
             self.saved_events += len(events)
             self.status = f"saved {len(events)} accepted prediction{'s' * (len(events) != 1)}"
@@ -255,13 +251,13 @@ class AppState(param.Parameterized):
         return events
 
     def undo(self) -> int:
-        """Revert this session's last label action (all its events); returns events reverted."""
-        count = self._actions.pop() if self._actions else 1
-        reverted = 0
-        for _ in range(count):
-            if self.session.undo(self.annotator) is None:
-                break
-            reverted += 1
+        """Revert this annotator's last label action (all its events); returns events reverted.
+        Someone else's later label is never touched: the refusal is shown instead."""
+        try:
+            reverted = len(self.session.undo_action(self.annotator))
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+            return 0
         self.error = ""
         self.status = f"undone {reverted} label{'s' * (reverted != 1)}" if reverted else "nothing to undo"
         if reverted:

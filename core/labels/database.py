@@ -1,14 +1,15 @@
 """SQLite plumbing of the label store: the file, its schema, connections and transactions.
 
-Schema (``LABEL_SCHEMA_VERSION`` = 1)::
+Schema (``LABEL_SCHEMA_VERSION`` = 2)::
 
     events(event_id INTEGER PRIMARY KEY AUTOINCREMENT,
            item_id TEXT, label TEXT NULL,        -- NULL label = retraction
            annotator TEXT, time REAL,            -- unix seconds, UTC
            origin TEXT,                          -- 'expert', 'bulk', 'import', 'simulated', 'undo', 'pseudo', ...
            model_version INTEGER NULL, note TEXT NULL,
-           undoes INTEGER NULL)                  -- the event an 'undo' event reverts
-      index (item_id, event_id), index (annotator, event_id), index (undoes)
+           undoes INTEGER NULL,                  -- the event an 'undo' event reverts
+           action_id INTEGER NOT NULL)           -- one user action (a click, a bulk label, an undo)
+      index (item_id, event_id), index (annotator, event_id), index (undoes), index (action_id)
     classes(name TEXT PRIMARY KEY, colour TEXT, rare INTEGER, description TEXT, position INTEGER)
     meta(key TEXT PRIMARY KEY, value TEXT)        -- 'schema_version', 'created'
 
@@ -17,6 +18,9 @@ COMMIT is fsynced, so a committed event survives SIGKILL of the process. One con
 thread (and per process); writers take ``BEGIN IMMEDIATE`` with a busy timeout and retry, so
 several threads and processes may write the same file at once. Triggers refuse any UPDATE or
 DELETE of an event: the log is append-only.
+
+Migrations run in one transaction when an older store is opened: version 1 -> 2 adds
+``action_id`` and gives every existing event its own action (``action_id = event_id``).
 """
 
 from __future__ import annotations
@@ -35,8 +39,15 @@ from core.errors import LabelStoreError
 
 __all__ = ["DEFAULT_TIMEOUT_S", "LABEL_SCHEMA_VERSION", "Database"]
 
-LABEL_SCHEMA_VERSION = 1
+LABEL_SCHEMA_VERSION = 2
 DEFAULT_TIMEOUT_S = 30.0
+
+_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'label events are append-only: record a new event instead'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'label events are append-only: record a retraction instead'); END;
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -59,16 +70,25 @@ CREATE TABLE IF NOT EXISTS events (
     origin        TEXT NOT NULL,
     model_version INTEGER,
     note          TEXT,
-    undoes        INTEGER REFERENCES events(event_id)
+    undoes        INTEGER REFERENCES events(event_id),
+    action_id     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_item ON events(item_id, event_id);
 CREATE INDEX IF NOT EXISTS events_by_annotator ON events(annotator, event_id);
 CREATE INDEX IF NOT EXISTS events_by_undoes ON events(undoes) WHERE undoes IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'label events are append-only: record a new event instead'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'label events are append-only: record a retraction instead'); END;
-"""
+CREATE INDEX IF NOT EXISTS events_by_action ON events(action_id, event_id);
+""" + _TRIGGERS
+
+# Version n -> n + 1, each run inside the opening transaction. Events stay append-only for every
+# writer: only a migration lifts the update trigger, and only for its own transaction.
+_MIGRATIONS = {
+    1: """
+ALTER TABLE events ADD COLUMN action_id INTEGER;
+DROP TRIGGER events_no_update;
+UPDATE events SET action_id = event_id;
+CREATE INDEX IF NOT EXISTS events_by_action ON events(action_id, event_id);
+""" + _TRIGGERS,
+}
 
 T = TypeVar("T")
 
@@ -210,10 +230,7 @@ class Database:
             with self.write() as conn:
                 version = _schema_version(conn)
                 if version is None:
-                    # executescript would COMMIT first; run the statements inside this transaction.
-                    for statement in _SCHEMA.split(";\n"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    _run_script(conn, _SCHEMA)
                     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                                  (str(LABEL_SCHEMA_VERSION),))
                     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)",
@@ -223,6 +240,11 @@ class Database:
                         f"label store {self.path} has schema version {version}; this Tailwise reads "
                         f"up to {LABEL_SCHEMA_VERSION}: upgrade Tailwise"
                     )
+                else:
+                    for old in range(version, LABEL_SCHEMA_VERSION):
+                        _run_script(conn, _MIGRATIONS[old])
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                 (str(LABEL_SCHEMA_VERSION),))
         except sqlite3.DatabaseError as err:
             raise LabelStoreError(f"label store {self.path}: {err}") from None
 
@@ -236,6 +258,14 @@ class Database:
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a healthy file."""
         return "\n".join(str(r[0]) for r in self.query("PRAGMA integrity_check"))
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``;``-separated statements inside the open transaction (``executescript`` would COMMIT
+    first). Statements are split on ``;`` at a line end; trigger bodies keep theirs mid-line."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:

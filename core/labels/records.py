@@ -34,6 +34,7 @@ class LabelEvent:
     model_version: int | None = None
     note: str | None = None
     undoes: int | None = None  # for origin 'undo': the event this one reverts
+    action_id: int | None = None  # the user action (click, bulk label, undo, import) it belongs to
 
     @property
     def is_retraction(self) -> bool:

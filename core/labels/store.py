@@ -11,9 +11,14 @@ Guarantees:
   ``LabelStoreError`` names it and lists the known classes. Imports never silently overwrite a
   different local label.
 
-``undo(annotator)`` reverts that annotator's latest event not yet undone by appending an ``'undo'``
-event with the label the item had just before it (``undoes`` names the reverted event); calling it
-again walks further back. ``current()`` is cached and refreshed from the events appended since.
+Actions: every write is one *action* (a click, a bulk label, an undo, an import) and all its events
+share an ``action_id``. ``undo(annotator)`` reverts that annotator's latest action not yet undone,
+all its events in one transaction, by appending ``'undo'`` events that give each item the label it
+had just before (``undoes`` names the reverted event); calling it again walks further back. Undo
+never removes or changes a label someone else set since: when another annotator's event still in
+effect covers one of the action's items, nothing is appended and ``LabelStoreError`` names who
+changed which item. Different annotators' disagreeing labels on one item stay in the history and
+are listed by ``conflicts()``. ``current()`` is cached and refreshed from the events appended since.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ __all__ = ["LabelStore"]
 # Two imported events are the same when item, label and annotator match and times differ by less.
 _SAME_TIME_S = 1e-5
 
-_EVENT_COLUMNS = "event_id, item_id, label, annotator, time, origin, model_version, note, undoes"
+_EVENT_COLUMNS = "event_id, item_id, label, annotator, time, origin, model_version, note, undoes, action_id"
 
 # The latest event of every item, found through the (item_id, event_id) index.
 _LATEST = """
@@ -109,25 +114,37 @@ class LabelStore:
     def record_many(self, item_ids: Iterable[str], label: str | None, annotator: str,
                     origin: str = "bulk", model_version: int | None = None,
                     note: str | None = None) -> list[int]:
-        """Give many items the same label in one transaction; returns their event ids."""
+        """Give many items the same label in one transaction (one action); returns their event ids.
+
+        A repeated id is labelled once.
+        """
         if isinstance(item_ids, (str, bytes)):
             raise LabelStoreError("record_many takes a list of item ids, got one string; "
                                   "use record() for a single item")
-        ids = [check_text(i, "item_id") for i in item_ids]
+        return self.record_labels({i: label for i in item_ids}, annotator, origin=origin,
+                                  model_version=model_version, note=note)
+
+    def record_labels(self, labels: Mapping[str, str | None], annotator: str, origin: str = "bulk",
+                      model_version: int | None = None, note: str | None = None) -> list[int]:
+        """Record item -> label (None retracts) as one action in one transaction; returns the
+        event ids in the mapping's order. Undo reverts the whole action at once."""
+        if not isinstance(labels, Mapping):
+            raise LabelStoreError(f"record_labels takes a mapping of item id -> label, "
+                                  f"got {type(labels).__name__}")
+        pairs = [(check_text(item, "item_id"), None if lab is None else check_text(lab, "label"))
+                 for item, lab in labels.items()]
         annotator = check_text(annotator, "annotator")
         origin = check_text(origin, "origin")
         note = check_text(note, "note", allow_none=True, limit=MAX_NOTE)
         model_version = check_model_version(model_version)
-        if label is not None:
-            label = check_text(label, "label")
-        if not ids:
+        if not pairs:
             return []
         now = _time.time()
         with self.db.write() as conn:
-            if label is not None:
-                require(conn, [label])
-            rows = [(item, label, annotator, now, origin, model_version, note) for item in ids]
-            return [_insert(conn, *row) for row in rows]
+            require(conn, {lab for _, lab in pairs if lab is not None})
+            action = _new_action(conn)
+            return [_insert(conn, action, item, lab, annotator, now, origin, model_version, note)
+                    for item, lab in pairs]
 
     def retract(self, item_id: str, annotator: str, origin: str = "expert",
                 model_version: int | None = None, note: str | None = None) -> int:
@@ -136,35 +153,50 @@ class LabelStore:
                            note=note)
 
     def undo(self, annotator: str) -> LabelEvent | None:
-        """Revert ``annotator``'s latest event that is not an undo and not undone yet.
+        """Revert ``annotator``'s latest action (see ``undo_action``); returns the last event it
+        appended, or None when nothing of that annotator's is left to undo."""
+        appended = self.undo_action(annotator)
+        return appended[-1] if appended else None
 
-        Appends an ``'undo'`` event that gives the item the label it had just before that event
-        (a retraction if it had none) and records the reverted event id in ``undoes``. Repeated
-        calls walk further back; returns the new event, or None when nothing is left to undo.
+    def undo_action(self, annotator: str) -> list[LabelEvent]:
+        """Revert ``annotator``'s latest action that is not an undo and not undone yet.
+
+        Appends, in one transaction, one ``'undo'`` event per event of the action, giving its item
+        the label it had just before (a retraction if it had none); ``undoes`` names the reverted
+        event and the new events form one action. Returns them ([] when nothing is left to undo).
+        Raises ``LabelStoreError`` naming the annotator(s) and items, and appends nothing, when
+        someone else's event still in effect was recorded on one of the items since.
         """
         annotator = check_text(annotator, "annotator")
         with self.db.write() as conn:
             target = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events AS e "
+                "SELECT e.action_id FROM events AS e "
                 "WHERE e.annotator = ? AND e.origin != 'undo' AND e.undoes IS NULL "
                 "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id) "
                 "ORDER BY e.event_id DESC LIMIT 1",
                 (annotator,),
             ).fetchone()
             if target is None:
-                return None
-            undone = LabelEvent(*target)
-            before = conn.execute(
-                "SELECT label FROM events WHERE item_id = ? AND event_id < ? "
-                "ORDER BY event_id DESC LIMIT 1",
-                (undone.item_id, undone.event_id),
-            ).fetchone()
-            restored = before[0] if before else None
-            event_id = _insert(conn, undone.item_id, restored, annotator, _time.time(), "undo",
-                               None, f"undo of event {undone.event_id}", undone.event_id)
-            row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?",
-                               (event_id,)).fetchone()
-        return LabelEvent(*row)
+                return []
+            action = int(target[0])
+            _refuse_if_covered(conn, action, annotator)
+            # Each not-yet-undone event of the action, with its item's label just before it.
+            reverted = conn.execute(
+                "SELECT e.event_id, e.item_id, "
+                "  (SELECT p.label FROM events AS p WHERE p.item_id = e.item_id "
+                "   AND p.event_id < e.event_id ORDER BY p.event_id DESC LIMIT 1) "
+                "FROM events AS e WHERE e.action_id = ? AND e.origin != 'undo' "
+                "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id) "
+                "ORDER BY e.event_id",
+                (action,),
+            ).fetchall()
+            undo_action, now = _new_action(conn), _time.time()
+            for event_id, item, restored in reverted:
+                _insert(conn, undo_action, item, restored, annotator, now, "undo", None,
+                        f"undo of event {event_id}", event_id)
+            rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE action_id = ? "
+                                "ORDER BY event_id", (undo_action,)).fetchall()
+        return [LabelEvent(*r) for r in rows]
 
     # ------------------------------------------------------------------ reading events
     def current(self) -> dict[str, str]:
@@ -212,6 +244,45 @@ class LabelStore:
         """One event by id, or None."""
         rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (int(event_id),))
         return LabelEvent(*rows[0]) if rows else None
+
+    def action(self, action_id: int) -> list[LabelEvent]:
+        """Every event of one action, oldest first."""
+        rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE action_id = ? ORDER BY event_id",
+                             (int(action_id),))
+        return [LabelEvent(*r) for r in rows]
+
+    def stances(self, item_id: str) -> dict[str, str]:
+        """Annotator -> the label that annotator's latest event in effect gives ``item_id``
+        (undone events and retractions do not count)."""
+        return self.conflicts(item_ids=[item_id], agreeing=True).get(item_id, {})
+
+    def conflicts(self, item_ids: Iterable[str] | None = None, *, agreeing: bool = False
+                  ) -> dict[str, dict[str, str]]:
+        """Items on which different annotators' labels disagree: item -> {annotator: label}.
+
+        Each annotator's stance on an item is the label of their latest event on it that is
+        still in effect (not an undo, not undone, not a retraction). ``item_ids`` limits the
+        search; ``agreeing=True`` also returns items whose stances agree (or have one annotator).
+        """
+        sql = ("SELECT e.item_id, e.annotator, e.label FROM events AS e "
+               "WHERE e.origin != 'undo' AND e.undoes IS NULL "
+               "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id)")
+        params: tuple[Any, ...] = ()
+        if item_ids is not None:
+            wanted = list(dict.fromkeys(str(i) for i in item_ids))
+            if not wanted:
+                return {}
+            sql += f" AND e.item_id IN ({', '.join('?' * len(wanted))})"
+            params = tuple(wanted)
+        stances: dict[str, dict[str, str | None]] = {}
+        for item, annotator, label in self.db.query(sql + " ORDER BY e.event_id", params):
+            stances.setdefault(item, {})[annotator] = label  # later events overwrite earlier ones
+        out: dict[str, dict[str, str]] = {}
+        for item, by in stances.items():
+            kept = {a: lab for a, lab in by.items() if lab is not None}
+            if agreeing or len(set(kept.values())) > 1:
+                out[item] = kept
+        return out
 
     def last_event_id(self) -> int:
         """The id of the newest event (0 when empty); a cheap 'has anything changed?' check."""
@@ -329,17 +400,44 @@ class LabelStore:
                     f"import refused: {len(conflicts)} item(s) have a different local label: "
                     f"{shown}{more}. Use on_conflict='keep' or 'replace'")
             applied = [row for row in new_rows if row[0] not in refused]
+            action = _new_action(conn) if applied else 0
             for row in applied:
-                _insert(conn, *row)
+                _insert(conn, action, *row)
         return ImportReport(imported=len(applied), skipped_duplicates=duplicates, conflicts=conflicts)
 
 
-def _insert(conn: sqlite3.Connection, item_id: str, label: str | None, annotator: str,
-            time: float, origin: str, model_version: int | None, note: str | None,
+def _refuse_if_covered(conn: sqlite3.Connection, action: int, annotator: str) -> None:
+    """Raise when someone else's event, still in effect, was recorded on the action's items since."""
+    rows = conn.execute(
+        "SELECT f.item_id, f.annotator, f.label FROM events AS e "
+        "JOIN events AS f ON f.item_id = e.item_id AND f.event_id > e.event_id "
+        "WHERE e.action_id = ? AND f.action_id != e.action_id AND f.annotator != ? "
+        "AND f.origin != 'undo' AND f.undoes IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = f.event_id) "
+        "ORDER BY f.event_id LIMIT 6",
+        (action, annotator),
+    ).fetchall()
+    if not rows:
+        return
+    shown = "; ".join(f"item {item!r} was changed by {who!r} to "
+                      f"{'(removed)' if label is None else repr(label)}" for item, who, label in rows[:5])
+    more = " (and more)" if len(rows) > 5 else ""
+    raise LabelStoreError(
+        f"cannot undo {annotator!r}'s last action: {shown}{more}. Nothing was undone; "
+        "undo never changes a label someone else set since")
+
+
+def _new_action(conn: sqlite3.Connection) -> int:
+    """A fresh action id (inside the write transaction, so no other writer can take it)."""
+    return int(conn.execute("SELECT COALESCE(MAX(action_id), 0) + 1 FROM events").fetchone()[0])
+
+
+def _insert(conn: sqlite3.Connection, action_id: int, item_id: str, label: str | None,
+            annotator: str, time: float, origin: str, model_version: int | None, note: str | None,
             undoes: int | None = None) -> int:
     cursor = conn.execute(
-        "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, undoes) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (item_id, label, annotator, time, origin, model_version, note, undoes),
+        "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, undoes, "
+        "action_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (item_id, label, annotator, time, origin, model_version, note, undoes, action_id),
     )
     return int(cursor.lastrowid)

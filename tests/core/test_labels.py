@@ -113,7 +113,8 @@ def test_record_history_and_events(store):
     history = store.history("a")
     assert [e.label for e in history] == ["cat", "dog"]
     assert history[0] == LabelEvent(first, "a", "cat", "ann", history[0].time, "expert", 3,
-                                    "looks like a cat", None)
+                                    "looks like a cat", None, history[0].action_id)
+    assert len({e.action_id for e in store.events()}) == 3  # one action per record call
     assert history[0].time <= history[1].time
     assert [e.event_id for e in store.events()] == [first, second, third]
     assert [e.event_id for e in store.events(since_id=first)] == [second, third]
@@ -262,12 +263,109 @@ def test_relabel_after_undo_is_undone_first(store):
     assert store.undo("ann") is None
 
 
-def test_undo_after_record_many_reverts_one_event_at_a_time(store):
-    store.record_many(["x", "y"], "cat", "ann")
-    assert store.undo("ann").item_id == "y"
-    assert store.current() == {"x": "cat"}
-    assert store.undo("ann").item_id == "x"
+def test_undo_reverts_a_whole_bulk_action_in_one_go(store):
+    store.record("z", "dog", "ann")
+    ids = store.record_many(["x", "y", "z", "x"], "cat", "ann")  # a repeated id is labelled once
+    assert len(ids) == 3 and len({store.event(i).action_id for i in ids}) == 1
+    appended = store.undo_action("ann")
+    assert sorted((e.item_id, e.label, e.undoes) for e in appended) == [
+        ("x", None, ids[0]), ("y", None, ids[1]), ("z", "dog", ids[2])]
+    assert len({e.action_id for e in appended}) == 1 and appended[0].action_id not in (
+        store.event(ids[0]).action_id,)
+    assert store.current() == {"z": "dog"}
+    assert store.undo("ann").label is None and store.current() == {}
+    assert store.undo("ann") is None
+
+
+def test_undo_never_touches_a_label_someone_else_set_since(store):
+    store.record("x", "cat", "ann")
+    store.record("x", "dog", "bob")
+    with pytest.raises(LabelStoreError, match=r"changed by 'bob' to 'dog'"):
+        store.undo("ann")
+    assert store.current() == {"x": "dog"}
+    assert len(store) == 2  # nothing appended
+    # Agreeing with ann is still a label someone else set: ann's undo would remove it.
+    store.record("y", "cat", "ann")
+    store.record("y", "cat", "carol")
+    with pytest.raises(LabelStoreError, match="'carol'"):
+        store.undo("ann")
+    # A retraction by someone else covers the item too.
+    store.record("w", "cat", "dave")
+    store.retract("w", "erin")
+    with pytest.raises(LabelStoreError, match=r"changed by 'erin' to \(removed\)"):
+        store.undo("dave")
+
+
+def test_undo_proceeds_once_the_other_annotator_undid_their_change(store):
+    first = store.record("x", "cat", "ann")
+    store.record("x", "dog", "bob")
+    assert store.undo("bob").label == "cat"
+    undone = store.undo("ann")
+    assert undone.undoes == first and undone.label is None
     assert store.current() == {}
+
+
+def test_undo_of_a_bulk_action_refuses_all_of_it_when_one_item_is_covered(store):
+    store.record_many(["x", "y", "z"], "cat", "ann")
+    store.record("y", "axolotl", "bob")
+    with pytest.raises(LabelStoreError, match=r"item 'y' was changed by 'bob'"):
+        store.undo_action("ann")
+    assert store.current() == {"x": "cat", "y": "axolotl", "z": "cat"}
+
+
+def test_undo_walks_back_past_own_later_actions_on_the_same_item(store):
+    store.record("x", "cat", "ann")
+    store.record("x", "dog", "bob")
+    store.record("x", "axolotl", "ann")  # ann relabels after bob
+    assert store.undo("ann").label == "dog"  # back to bob's label
+    with pytest.raises(LabelStoreError, match="'bob'"):
+        store.undo("ann")  # ann's first label is covered by bob's
+
+
+def test_conflicting_labels_stay_in_history_and_are_listed(store):
+    store.record("x", "cat", "ann")
+    store.record("x", "dog", "bob")
+    store.record("y", "cat", "ann")
+    store.record("y", "cat", "bob")
+    store.record("z", "cat", "ann")
+    store.record("z", "dog", "bob")
+    store.undo("bob")  # bob takes his disagreement back
+    assert store.current() == {"x": "dog", "y": "cat", "z": "cat"}
+    assert [(e.annotator, e.label) for e in store.history("x")] == [("ann", "cat"), ("bob", "dog")]
+    assert store.conflicts() == {"x": {"ann": "cat", "bob": "dog"}}
+    assert store.conflicts(["y", "z"]) == {}
+    assert store.stances("y") == {"ann": "cat", "bob": "cat"}
+    assert store.stances("nothing") == {}
+
+
+def test_a_version_1_store_is_migrated_and_its_events_stay_undoable(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # the version-1 layout, as Tailwise 1 wrote it
+        conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE classes (name TEXT PRIMARY KEY, colour TEXT NOT NULL, rare INTEGER NOT NULL DEFAULT 0,
+                              description TEXT NOT NULL DEFAULT '', position INTEGER NOT NULL);
+        CREATE TABLE events (event_id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL,
+            label TEXT, annotator TEXT NOT NULL, time REAL NOT NULL, origin TEXT NOT NULL,
+            model_version INTEGER, note TEXT, undoes INTEGER REFERENCES events(event_id));
+        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'label events are append-only: record a new event instead'); END;
+        INSERT INTO meta VALUES ('schema_version', '1');
+        INSERT INTO classes VALUES ('cat', '#000000', 0, '', 0), ('dog', '#111111', 0, '', 1);
+        INSERT INTO events(item_id, label, annotator, time, origin) VALUES
+            ('a', 'cat', 'ann', 1.0, 'expert'), ('b', 'cat', 'ann', 2.0, 'bulk'),
+            ('c', 'dog', 'ann', 2.0, 'bulk');
+        """)
+    with LabelStore(path) as store:
+        assert store.schema_version == LABEL_SCHEMA_VERSION == 2
+        assert [e.action_id for e in store.events()] == [1, 2, 3]  # one action per old event
+        assert store.undo("ann").item_id == "c"
+        new = store.record_many(["d", "e"], "dog", "bob")
+        assert {store.event(i).action_id for i in new} == {5}
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):  # the trigger is back
+            store.db.connection().execute("UPDATE events SET label = 'dog'")
+    with LabelStore(path) as again:  # opening a migrated store changes nothing
+        assert again.schema_version == 2 and len(again) == 6
 
 
 # ------------------------------------------------------------------ classes
@@ -491,3 +589,14 @@ def test_import_refuses_missing_files_and_unknown_suffixes(store, tmp_path):
     (tmp_path / "latin1.jsonl").write_bytes('{"item_id": "é"}'.encode("latin-1"))
     with pytest.raises(LabelStoreError, match="not UTF-8"):
         store.import_events(tmp_path / "latin1.jsonl")
+
+
+def test_record_labels_writes_different_labels_as_one_undoable_action(store):
+    store.record("c", "dog", "bob")
+    ids = store.record_labels({"a": "cat", "b": "axolotl", "c": None}, "ann", origin="accepted")
+    assert [store.event(i).label for i in ids] == ["cat", "axolotl", None]
+    assert len({store.event(i).action_id for i in ids}) == 1
+    with pytest.raises(LabelStoreError, match="unknown class 'bird'"):
+        store.record_labels({"a": "bird"}, "ann")
+    assert len(store.undo_action("ann")) == 3
+    assert store.current() == {"c": "dog"}
