@@ -25,3 +25,11 @@ class EmptyPoolError(TailwiseError, ValueError):
 
 class ModelError(TailwiseError, ValueError):
     """A model was given unusable input (NaN features, unknown classes, too few labels)."""
+
+
+class ExpressionError(ConfigError):
+    """A criterion or derived-feature expression was refused (syntax, unknown name, limits).
+
+    Nothing is ever evaluated by Python: expressions are parsed by ``core.expr`` into a small tree
+    that only knows numbers, column names, + - * / **, log10/abs/sqrt, comparisons and and/or/not.
+    """

@@ -10,8 +10,10 @@ encoder and model, and writes into one output folder:
     map coordinates ``x``/``y`` and, for unlabelled items, the query ``query_score``,
     ``query_rank`` and ``query_reason``;
 ``metrics.json``
-    per-class and balanced metrics cross-validated on the expert labels, plus ground-truth
-    metrics when the data has a label column;
+    per-class and balanced metrics cross-validated on the expert labels, on the expert-labelled
+    test split (with Wilson intervals for per-class recall) when there is one, on the ground truth
+    when the data has a label column, and the ``headline``: the most trustworthy of the three
+    (ground truth > test split > cross-validation) with the number of items it rests on;
 ``report.md``
     a short summary for people.
 
@@ -167,16 +169,19 @@ def _open_session(project: ProjectConfig, scratch: Path, *, allow_outside: bool)
 
 # ------------------------------------------------------------------------------------- outputs
 def _metrics(session, state) -> dict[str, Any]:
-    """Cross-validated metrics on expert labels, plus ground-truth metrics when available."""
+    """Cross-validated metrics on expert labels, plus test-split and ground-truth metrics when
+    available, and the headline chosen among them."""
+    from core.metrics import headline
     from core.pipeline import cross_validated_metrics, tail_classes, training_rows
 
     truth = state.metrics if state.metrics.get("source") == "ground_truth" else None
     if state.metrics.get("source") == "cv":  # the training round already cross-validated
         cv = state.metrics
     else:
-        rows, y = training_rows(session.dataset, session.current_labels())
+        rows, y = training_rows(session.dataset, session.store.current(split="train"))
         tails = tail_classes(session.project, y)
         cv = cross_validated_metrics(session.project, session.base_embedding_()[rows], y, tails)
+    test = state.test_metrics
     return {
         "project": session.project.name,
         "seed": session.project.seed,
@@ -186,8 +191,11 @@ def _metrics(session, state) -> dict[str, Any]:
         "n_labels": state.n_labels,
         "label_counts": state.label_counts,
         "classes": list(state.classes),
+        "n_test_labels": 0 if test is None else int(test["n_evaluated"]),
         "cross_validated": cv,
+        "test_split": test,
         "ground_truth": truth,
+        "headline": headline(truth, test, cv),
     }
 
 
@@ -254,23 +262,40 @@ def render_report(
     project = session.project
     cv = metrics.get("cross_validated") or {}
     truth = metrics.get("ground_truth")
+    test = metrics.get("test_split")
+    n_test = metrics.get("n_test_labels", 0)
     lines = [
         f"# Retrain report: {project.name}",
         "",
         f"- data: {len(session.dataset):,} items ({session.dataset.name})",
-        f"- labels: {state.n_labels:,} from {label_source}; "
-        + ", ".join(f"{k} {v}" for k, v in sorted(state.label_counts.items())),
+        f"- labels: {state.n_labels:,} for training"
+        + (f" and {n_test:,} in the test split" if n_test else "")
+        + f", from {label_source}",
         f"- model: {project.model.kind}, encoder: {project.encoder.kind}, seed {project.seed}",
         f"- time: {seconds:.1f} s",
         "",
-        "## Metrics",
+        f"**Headline: {metrics['headline']['text']}.**",
         "",
+        "## Labels per class",
+        "",
+        "| class | training labels |" + (" test labels |" if n_test else ""),
+        "| --- | ---: |" + (" ---: |" if n_test else ""),
     ]
-    lines += _metric_lines("cross-validated on expert labels", cv)
+    test_counts = session.store.label_counts(split="test") if n_test else {}
+    for name in sorted(set(state.label_counts) | set(test_counts)):
+        cells = [name, f"{state.label_counts.get(name, 0):,}"]
+        if n_test:
+            cells.append(f"{test_counts.get(name, 0):,}")
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "## Metrics", ""]
     if truth:
         lines += _metric_lines(
-            f"ground truth ({truth.get('n_evaluated', '?')} unlabelled items)", truth
+            f"ground truth ({truth.get('n_evaluated', 0):,} unlabelled items)", truth
         )
+    if test:
+        lines += _metric_lines(f"test split ({test['n_evaluated']:,} expert-labelled items)", test)
+        lines += _recall_interval_lines(test)
+    lines += _metric_lines("cross-validated on expert labels", cv)
     queued = predictions.dropna(subset=["query_rank"]).sort_values("query_rank").head(10)
     if len(queued):
         lines += [
@@ -300,6 +325,19 @@ def _cell(value: Any) -> str:
     return " ".join(text.replace("|", "\\|").split())
 
 
+def _recall_interval_lines(m: dict) -> list[str]:
+    """A table of per-class recall with its Wilson interval (test split)."""
+    share = int(round(100 * m.get("confidence", 0.95)))
+    lines = [f"| class | test items | recall | {share} % interval |", "| --- | ---: | ---: | --- |"]
+    for name, values in m.get("per_class", {}).items():
+        if not values.get("support"):
+            continue
+        low, high = values["recall_ci"]
+        lines.append(f"| {_cell(name)} | {values['support']} | {values['recall']:.2f} | "
+                     f"{low:.2f}–{high:.2f} |")
+    return lines + [""]
+
+
 def _metric_lines(title: str, m: dict) -> list[str]:
     if not m or m.get("evaluable") is False:
         why = m.get("reason", "not enough labels") if m else "not computed"
@@ -308,6 +346,8 @@ def _metric_lines(title: str, m: dict) -> list[str]:
     for key in ("balanced_accuracy", "macro_f1", "tail_recall"):
         if isinstance(m.get(key), (int, float)):
             lines.append(f"- {key.replace('_', ' ')}: {m[key]:.3f}")
+    if m.get("tail_note"):
+        lines.append(f"- tail recall: not measured ({m['tail_note']})")
     if m.get("folds"):
         lines.append(f"- folds: {m['folds']}")
     if m.get("not_evaluable"):

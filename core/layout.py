@@ -3,16 +3,27 @@
 A layout names views from :data:`VIEW_NAMES` and places them in a sidebar and in rows of the main
 area; a cell of a row is a view name or a group of tabs. Options per view (colour-by default,
 strategy, emphasis of rare classes, ...) are validated here so a bad file fails with a message
-naming the field. Built-in layouts live in the top-level ``layouts/`` folder; a project names one
-by its stem (``layout: rare-hunt``) or a path to a YAML/JSON file.
+naming the field. Built-in layouts ship inside the package (``core/layouts/``, read through
+``importlib.resources`` so a plain ``pip install`` has them); a project names one by its stem
+(``layout: rare-hunt``) or a path to a YAML/JSON file, and the project folder's own
+``layouts/`` come first.
+
+A layout may also define **domain plots** in ``plots`` (name -> scatter / histogram / line of any
+columns, or a view from a ``tailwise.views`` plugin) and place them by name like views::
+
+    plots:
+      colour-colour: {kind: scatter, x: g_r, y: u_g, colour_by: label}
+    main:
+      - [map, colour-colour]
 """
 
 from __future__ import annotations
 
 import json
 import re
+from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,7 +44,8 @@ __all__ = [
 ]
 
 LAYOUT_SCHEMA_VERSION = 1
-LAYOUTS_DIR = Path(__file__).resolve().parent.parent / "layouts"
+LAYOUTS_DIR = Path(str(files("core") / "layouts"))
+"""The built-in layouts (package data)."""
 MAX_LAYOUT_FILE_BYTES = 256 * 1024
 
 VIEW_NAMES = (
@@ -48,6 +60,7 @@ VIEW_NAMES = (
     "history",     # recent label events of every annotator
     "clusters",    # predicted clusters: size, purity, dominant class
     "project",     # export / import / layouts (issue 6)
+    "testset",     # search items by criteria, label them into the test split
 )
 COLOUR_BY = ("label", "predicted", "uncertainty", "score", "cluster", "annotator")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -60,12 +73,56 @@ class _Strict(BaseModel):
 
 
 class Tabs(_Strict):
-    """A group of views shown as tabs in one cell of a row."""
+    """A group of views (or plots) shown as tabs in one cell of a row."""
 
-    tabs: list[ViewName] = Field(min_length=1)  # type: ignore[valid-type]
+    tabs: list[str] = Field(min_length=1)
 
 
-Cell = ViewName | Tabs  # type: ignore[valid-type]
+Cell = str | Tabs
+PLOT_COLOUR_BY = ("label", "predicted", "none")
+
+
+class _Plot(_Strict):
+    title: str = Field("", description="Shown above the plot; default: the plot's name.")
+    colour_by: Literal[PLOT_COLOUR_BY] = "label"  # type: ignore[valid-type]
+    height: int = Field(360, ge=150, le=2000)
+
+
+class ScatterPlot(_Plot):
+    """Points at two columns (a colour-colour diagram); selection is linked with the map."""
+
+    kind: Literal["scatter"]
+    x: str
+    y: str
+    point_size: int = Field(5, ge=1, le=40)
+
+
+class LinePlot(_Plot):
+    """Lines through the points of two columns, ordered by x, one line per class."""
+
+    kind: Literal["line"]
+    x: str
+    y: str
+
+
+class HistogramPlot(_Plot):
+    """Counts of one column, stacked by class; selecting a range selects those items."""
+
+    kind: Literal["histogram"]
+    x: str
+    bins: int = Field(40, ge=2, le=500)
+
+
+class PluginPlot(_Plot):
+    """A view from an installed ``tailwise.views`` plugin; ``columns`` maps the plugin's column
+    roles to this data set's column names (a form asks for the missing ones)."""
+
+    kind: Literal["plugin"]
+    plugin: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    columns: dict[str, str] = Field(default_factory=dict)
+
+
+PlotSpec = Annotated[ScatterPlot | LinePlot | HistogramPlot | PluginPlot, Field(discriminator="kind")]
 
 
 class MapOptions(_Strict):
@@ -111,9 +168,10 @@ class Layout(_Strict):
     name: str = "default"
     title: str = "Tailwise"
     description: str = ""
-    sidebar: list[ViewName] = Field(default_factory=list)  # type: ignore[valid-type]
+    sidebar: list[str] = Field(default_factory=list)
     main: list[list[Cell]] = Field(default_factory=list)
     options: ViewOptions = Field(default_factory=ViewOptions)
+    plots: dict[str, PlotSpec] = Field(default_factory=dict)
     emphasise_rare: bool = Field(True, description="Rare classes first and highlighted everywhere.")
 
     @field_validator("schema_version")
@@ -129,6 +187,28 @@ class Layout(_Strict):
         if not _NAME.match(v):
             raise ValueError("layout name must be 1-64 letters, digits, '_', '.' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _names_known(self) -> Layout:
+        for name in self.plots:
+            if not _NAME.match(name):
+                raise ValueError(f"plots: {name!r} is not a plot name (letters, digits, '_', '.', '-')")
+            if name in VIEW_NAMES:
+                raise ValueError(f"plots: {name!r} is the name of a built-in view; rename the plot")
+        known = set(VIEW_NAMES) | set(self.plots)
+        places = [(f"sidebar.{i}", n) for i, n in enumerate(self.sidebar)]
+        for r, row in enumerate(self.main):
+            for c, cell in enumerate(row):
+                if isinstance(cell, Tabs):
+                    places += [(f"main.{r}.{c}.tabs.{t}", n) for t, n in enumerate(cell.tabs)]
+                else:
+                    places.append((f"main.{r}.{c}", cell))
+        for where, name in places:
+            if name not in known:
+                plots = f"; plots of this layout: {', '.join(self.plots)}" if self.plots else ""
+                raise ValueError(f"{where}: unknown view {name!r}; the views are "
+                                 f"{', '.join(VIEW_NAMES)}{plots}")
+        return self
 
     @model_validator(mode="after")
     def _views_once(self) -> Layout:

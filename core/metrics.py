@@ -15,6 +15,9 @@ import numpy as np
 __all__ = [
     "classes_found",
     "evaluate",
+    "headline",
+    "wilson_interval",
+    "with_recall_intervals",
     "labels_to_reach",
     "learning_curve_auc",
     "tail_classes_by_frequency",
@@ -135,3 +138,64 @@ def labels_to_reach(n_labels: Sequence[float], values: Sequence[float], target: 
         if y >= target:
             return float(x)
     return float("inf")
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (scipy's); ``None`` when ``n`` is 0.
+
+    Honest for small counts: 1 of 1 gives about (0.21, 1.0), not (1.0, 1.0).
+    """
+    if n <= 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def with_recall_intervals(metrics: dict, confidence: float = 0.95) -> dict:
+    """Add ``recall_ci: [low, high]`` (Wilson) to each class of ``metrics['per_class']``."""
+    for values in metrics.get("per_class", {}).values():
+        support = int(values.get("support", 0))
+        hits = int(round(values.get("recall", 0.0) * support))
+        interval = wilson_interval(hits, support, confidence)
+        values["recall_ci"] = None if interval is None else [interval[0], interval[1]]
+    metrics["confidence"] = confidence
+    return metrics
+
+
+HEADLINE_SOURCES = (
+    ("ground_truth", "on {n:,} unlabelled items with ground truth"),
+    ("test_split", "on the {n:,} items of the expert-labelled test split"),
+    ("cross_validated", "cross-validated on {n:,} expert labels"),
+)
+FEW_LABELS = 50
+"""Below this many evaluated items a headline says that the figure is rough."""
+
+
+def headline(ground_truth: dict | None, test_split: dict | None,
+             cross_validated: dict | None) -> dict:
+    """The most trustworthy measurement available — ground truth, then the expert-labelled test
+    split, then cross-validation — with how many items it rests on and a sentence saying so.
+
+    Returns ``{source, balanced_accuracy, tail_recall, n, text}``; ``source`` is None (and
+    ``text`` says why) when nothing can be measured yet.
+    """
+    given = {"ground_truth": ground_truth, "test_split": test_split, "cross_validated": cross_validated}
+    for source, where in HEADLINE_SOURCES:
+        m = given[source]
+        if not m or m.get("evaluable") is False or not isinstance(m.get("balanced_accuracy"), float):
+            continue
+        n = int(m.get("n_evaluated", m.get("n", 0)))
+        text = f"balanced accuracy {m['balanced_accuracy']:.3f} " + where.format(n=n)
+        if isinstance(m.get("tail_recall"), float):
+            text += f"; tail recall {m['tail_recall']:.3f}"
+        if source == "cross_validated" and m.get("folds"):
+            text += f" ({m['folds']} folds)"
+        if n < FEW_LABELS:
+            text += f" — only {n} items: a rough figure"
+        return {"source": source, "balanced_accuracy": m["balanced_accuracy"],
+                "tail_recall": m.get("tail_recall"), "n": n, "text": text}
+    reason = (cross_validated or {}).get("reason", "not enough labels to measure the model")
+    return {"source": None, "balanced_accuracy": None, "tail_recall": None, "n": 0,
+            "text": f"not measured yet: {reason}"}

@@ -3,7 +3,9 @@
 A round takes a snapshot of the current labels, builds a fresh model from the project's settings,
 fits it on the labelled rows of the embedding, predicts the whole pool and measures the result:
 on the held-out ground-truth column when the data has one, otherwise by stratified
-cross-validation on the expert labels.
+cross-validation on the expert labels. Items the experts labelled into the *test* split are never
+trained on (callers pass them apart as ``test_labels``); the model is measured on them separately,
+with a confidence interval for each class's recall.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class ModelState:
     n_labels: int
     learned_embedding: np.ndarray | None = None  # the model's penultimate layer, (n, m)
     label_counts: dict[str, int] = field(default_factory=dict)
+    test_metrics: dict[str, Any] | None = None  # on the expert-labelled test split, if any
 
 
 def training_rows(dataset: Dataset, labels: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -75,11 +78,19 @@ def train_round(
     *,
     model_version: int,
     progress: Progress | None = None,
+    test_labels: dict[str, str] | None = None,
 ) -> ModelState:
-    """Fit a fresh model on the labelled rows and predict the whole pool."""
+    """Fit a fresh model on the labelled rows and predict the whole pool.
+
+    ``labels`` are the training labels only; ``test_labels`` (the test split) are measured, never
+    fitted: an item in both is refused.
+    """
     from core.models import build_model  # torch is heavy: import on first use
 
     report = progress or (lambda done, total, msg: None)
+    if test_labels and not set(test_labels).isdisjoint(labels):
+        both = sorted(set(test_labels) & set(labels))
+        raise ModelError(f"items {both[:5]} are in both the training and the test labels")
     rows, y = training_rows(dataset, labels)
     check_trainable(y)
     report(0, 3, f"training {project.model.kind} on {len(rows):,} labels")
@@ -95,6 +106,7 @@ def train_round(
     learned = model.embed(embedding) if hasattr(model, "embed") else None
     report(2, 3, "measuring")
     metrics = measure(project, dataset, embedding, rows, y, predicted)
+    test_metrics = test_split_metrics(project, dataset, test_labels or {}, y, predicted)
     report(3, 3, f"model v{model_version} ready")
     names, counts = np.unique(y.astype(str), return_counts=True)
     return ModelState(
@@ -110,6 +122,7 @@ def train_round(
         n_labels=len(rows),
         learned_embedding=None if learned is None else np.asarray(learned, dtype=np.float32),
         label_counts=dict(zip(names.tolist(), counts.tolist())),
+        test_metrics=test_metrics,
     )
 
 
@@ -144,6 +157,23 @@ def measure(
     return cross_validated_metrics(project, embedding[rows], y, tails)
 
 
+def test_split_metrics(project: ProjectConfig, dataset: Dataset, test_labels: dict[str, str],
+                       y_train: np.ndarray, predicted: np.ndarray) -> dict[str, Any] | None:
+    """Metrics on the items experts labelled into the test split (None when there are none),
+    with a Wilson 95 % interval for each class's recall: few rare items, wide intervals."""
+    from core.metrics import evaluate, with_recall_intervals
+
+    rows, y = training_rows(dataset, test_labels)
+    if not len(rows):
+        return None
+    truth = y.astype(str)
+    classes = sorted(set(truth.tolist()) | set(y_train.astype(str).tolist()))
+    metrics = evaluate(truth, predicted[rows].astype(str), classes,
+                       tail_classes=tail_classes(project, y_train))
+    metrics.update(source="test_split", n_evaluated=int(len(rows)))
+    return with_recall_intervals(metrics)
+
+
 def cross_validated_metrics(project: ProjectConfig, x: np.ndarray, y: np.ndarray,
                             tails: list[str]) -> dict[str, Any]:
     """Stratified k-fold (k = min(5, smallest count)) over classes with at least two labels."""
@@ -168,9 +198,14 @@ def cross_validated_metrics(project: ProjectConfig, x: np.ndarray, y: np.ndarray
         fold.fit(x[train], y[train])
         proba = fold.predict_proba(x[test])
         predicted[test] = np.asarray(fold.classes_, dtype=object)[np.asarray(proba).argmax(axis=1)]
+    measured_tails = [t for t in tails if t in set(evaluable.tolist())]
     metrics = evaluate(y, predicted.astype(str), sorted(evaluable.tolist()),
-                       tail_classes=[t for t in tails if t in set(evaluable.tolist())] or None)
-    metrics.update(source="cv", folds=k, evaluable=True, not_evaluable=not_evaluable)
+                       tail_classes=measured_tails)
+    if not measured_tails:  # never stand in head classes for the rare ones
+        metrics.update(tail_recall=None,
+                       tail_note="no tail class has two labels yet: " + ", ".join(tails))
+    metrics.update(source="cv", folds=k, evaluable=True, not_evaluable=not_evaluable,
+                   n_evaluated=int(len(y)))
     return metrics
 
 

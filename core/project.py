@@ -56,6 +56,8 @@ DEMO_DATASETS = ("digits-lt", "fashion-mnist-lt")
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _CLASS_NAME = re.compile(r"^[^\x00-\x1f]{1,64}$")
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::\d{1,5})?$")
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 class _Strict(BaseModel):
@@ -81,6 +83,27 @@ class DataConfig(_Strict):
         None, description="Optional ground-truth column, used only for simulation and evaluation."
     )
     sha256: str | None = Field(None, description="Expected SHA-256 of the data file, if pinned.")
+    info_columns: list[str] = Field(
+        default_factory=list, description="Columns shown as a table in the inspector (tables only)."
+    )
+    image_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns of image paths (relative to the project file) shown as tabs in the "
+        "inspector; several per item.",
+    )
+    image_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose http(s) image URLs the browser may show; none by default "
+        "(the server never fetches them).",
+    )
+
+    @field_validator("image_hosts")
+    @classmethod
+    def _hosts_ok(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOST.match(host):
+                raise ValueError(f"{host!r} is not a host name such as 'skyserver.example.org'")
+        return [h.lower() for h in hosts]
 
     @model_validator(mode="after")
     def _kind_needs(self) -> DataConfig:
@@ -89,11 +112,14 @@ class DataConfig(_Strict):
                 raise ValueError("kind 'demo' needs 'demo' (one of: " + ", ".join(DEMO_DATASETS) + ")")
         elif not self.path:
             raise ValueError(f"kind '{self.kind}' needs 'path'")
+        if (self.info_columns or self.image_columns) and self.kind not in ("csv", "parquet"):
+            raise ValueError("info_columns and image_columns need a table (kind csv or parquet)")
         return self
 
 
 class ClassConfig(_Strict):
-    """One class of the label schema."""
+    """One class of the label schema. A class listed without a colour gets one from ``PALETTE``
+    when the project is parsed (see ``ProjectConfig``), so every class has its own colour."""
 
     name: str
     colour: str = "#1f77b4"
@@ -205,6 +231,80 @@ class MapConfig(_Strict):
     )
 
 
+COMBINATION_OPS = {"subtract": "-", "add": "+", "multiply": "*", "divide": "/"}
+"""Operations of ``features.combinations``, by name, with the operator they apply left to right."""
+MAX_DERIVED_COLUMNS = 1000
+
+
+class DerivedColumn(_Strict):
+    """A column computed from others, e.g. ``{name: g_r, expr: "g - r"}``.
+
+    ``expr`` uses the grammar of ``core.expr`` (+ - * / **, log10, abs, sqrt, numbers, column
+    names); it is parsed here and evaluated over the data when it loads. Where the result is not
+    finite but the inputs were (division by zero, log10 of 0), loading fails naming the item,
+    unless ``fill`` declares the value to use instead.
+    """
+
+    name: str = Field(description="Name of the new column (letters, digits, '_').")
+    expr: str = Field(description="Formula over the data's numeric columns.")
+    fill: float | None = Field(None, description="Value where the formula has no finite result.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _COLUMN_NAME.match(v):
+            raise ValueError(f"{v!r} is not a column name: use letters, digits and '_' "
+                             "(not starting with a digit), at most 64 characters")
+        return v
+
+    @field_validator("expr")
+    @classmethod
+    def _expr_ok(cls, v: str) -> str:
+        from core.expr import parse_arithmetic
+
+        parse_arithmetic(v)  # raises ExpressionError (a ValueError) saying what is refused
+        return v
+
+
+class Combinations(_Strict):
+    """Every combination of ``n`` of ``columns`` under each of ``ops`` (colours from bands).
+
+    ``{columns: [u, g, r], ops: [subtract], n: 2}`` adds ``u_g``, ``u_r``, ``g_r`` (= u - g, ...);
+    ``add``, ``multiply`` and ``divide`` name theirs ``u_plus_g``, ``u_times_g``, ``u_over_g``.
+    """
+
+    columns: list[str] = Field(min_length=2)
+    ops: list[Literal["subtract", "add", "multiply", "divide"]] = Field(
+        default_factory=lambda: ["subtract"], min_length=1)
+    n: int = Field(2, ge=2, le=4)
+    fill: float | None = Field(None, description="Value where a result is not finite.")
+
+    @model_validator(mode="after")
+    def _size_ok(self) -> Combinations:
+        from math import comb
+
+        if len(set(self.columns)) != len(self.columns):
+            raise ValueError("columns: a column is listed twice")
+        if self.n > len(self.columns):
+            raise ValueError(f"n is {self.n} but only {len(self.columns)} columns are listed")
+        count = comb(len(self.columns), self.n) * len(set(self.ops))
+        if count > MAX_DERIVED_COLUMNS:
+            raise ValueError(f"these combinations would add {count:,} columns; the limit is "
+                             f"{MAX_DERIVED_COLUMNS:,}: list fewer columns or a smaller n")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    """Columns derived from the data's own, used as features by the tabular encoder."""
+
+    derived: list[DerivedColumn] = Field(default_factory=list)
+    combinations: Combinations | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.derived and self.combinations is None
+
+
 class LabelEventRecord(_Strict):
     """A label event as stored inline in an exported project file."""
 
@@ -215,6 +315,7 @@ class LabelEventRecord(_Strict):
     origin: str = "import"
     model_version: int | None = None
     note: str | None = None
+    split: Literal["train", "test"] = "train"
 
 
 class LabelsRef(_Strict):
@@ -235,6 +336,7 @@ class ProjectConfig(_Strict):
     model: ModelConfig = Field(default_factory=MLPConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
     map: MapConfig = Field(default_factory=MapConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     layout: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     label_store: str = "labels.sqlite"
@@ -255,6 +357,18 @@ class ProjectConfig(_Strict):
                 + ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
             )
         return v
+
+    @model_validator(mode="after")
+    def _colours_for_classes(self) -> ProjectConfig:
+        """Classes listed without a colour get distinct palette colours, in file order, skipping
+        colours other classes already use (the same file gives the same colours every time)."""
+        unset = [c for c in self.classes if "colour" not in c.model_fields_set]
+        if unset:
+            taken = {c.colour for c in self.classes if "colour" in c.model_fields_set}
+            free = iter(palette_colours(len(unset), exclude=taken))
+            for cls in unset:
+                cls.colour = next(free)
+        return self
 
     @model_validator(mode="after")
     def _classes_unique(self) -> ProjectConfig:
@@ -301,20 +415,69 @@ def resolve_inside(base: Path, relative: str | Path, *, allow_outside: bool = Fa
 
 
 def format_validation_error(err: ValidationError, source: str, what: str = "project file") -> str:
-    """One line per problem, each naming its field (``model.loss: ...``), for people."""
+    """One line per problem, each naming its field (``model.loss: ...``), in plain words."""
     lines = [f"{source}: {err.error_count()} problem(s) in the {what}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown key (not part of the {what} schema version 1)"
-        elif e["type"] == "literal_error":
-            msg = f"{msg}; got {e.get('input')!r}"
-        lines.append(f"  - {loc or '<root>'}: {msg}")
+        lines.append(f"  - {loc}: {plain_error(e, what)}" if loc else f"  - {plain_error(e, what)}")
     return "\n".join(lines)
 
 
-_UNION_TAGS = {"mlp", "logistic", "random_forest", "list[LabelEventRecord]", "LabelsRef"}
+def plain_error(e: dict[str, Any], what: str = "project file") -> str:
+    """One pydantic error (``ValidationError.errors()`` item) as a plain sentence."""
+    kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
+    shown = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else None
+    got = f", got {shown}" if shown is not None else ""
+    if kind == "extra_forbidden":
+        return f"unknown key (not part of the {what} schema version 1)"
+    if kind == "union_tag_invalid":
+        choices = _choices(ctx.get("expected_tags", ""))
+        return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r}; choose one of: {choices}"
+    if kind == "union_tag_not_found":
+        return f"needs a 'kind' ({_choices(ctx.get('expected_tags', ''))})" if ctx else "needs a 'kind'"
+    if kind == "literal_error":
+        return f"{shown if shown is not None else 'this value'} is not allowed; choose one of: {_choices(ctx.get('expected', ''))}"
+    if kind in ("value_error", "assertion_error"):
+        message = str(ctx.get("error", e["msg"]))
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        return message
+    if kind == "missing":
+        return "required, but missing"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number (integer){got}"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return f"must be a number{got}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false{got}"
+    if kind in ("string_type",):
+        return f"must be text{got}"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return f"must be a list{got}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be a mapping (key: value){got}"
+    limits = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+              "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
+    if kind in limits:
+        words, key = limits[kind]
+        return f"must be {words} {ctx.get(key)}{got}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s){got if isinstance(value, str) else ''}"
+    if kind == "too_long":
+        return f"takes at most {ctx.get('max_length')} item(s)"
+    if kind == "string_pattern_mismatch":
+        return (f"{shown} has characters or a length this field does not allow "
+                f"(it must match {ctx.get('pattern')})")
+    return f"{e['msg']}{got}"
+
+
+def _choices(expected: str) -> str:
+    """Pydantic's "'a', 'b' or 'c'" as "'a', 'b', 'c'"."""
+    return ", ".join(part.strip() for part in expected.replace(" or ", ", ").split(","))
+
+
+_UNION_TAGS = {"mlp", "logistic", "random_forest", "list[LabelEventRecord]", "LabelsRef",
+               "scatter", "line", "histogram", "plugin", "str", "Tabs"}
 
 
 def parse_project(data: Any, *, source: str = "<project>", base_dir: Path | None = None,
@@ -411,7 +574,23 @@ def write_settings_file(data: dict[str, Any], path: str | Path, *, what: str) ->
 
 def default_classes(names: list[str], rare: set[str] | frozenset[str] = frozenset()) -> list[ClassConfig]:
     """Classes with distinct colours from a fixed, colour-blind-friendly palette."""
-    return [ClassConfig(name=n, colour=PALETTE[i % len(PALETTE)], rare=n in rare) for i, n in enumerate(names)]
+    colours = palette_colours(len(names))
+    return [ClassConfig(name=n, colour=c, rare=n in rare) for n, c in zip(names, colours)]
+
+
+def palette_colours(count: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``count`` colours from ``PALETTE`` in order, skipping ``exclude``; beyond the palette,
+    evenly spaced hues (still distinct, though no longer colour-blind safe)."""
+    import colorsys
+
+    taken = {c.lower() for c in exclude}
+    out = [c for c in PALETTE if c not in taken][:count]
+    extra = count - len(out)
+    for i in range(extra):
+        r, g, b = colorsys.hls_to_rgb((i * 0.618034) % 1.0, 0.45, 0.65)
+        colour = f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+        out.append(colour)
+    return out
 
 
 # Okabe-Ito followed by Tableau 10 (distinct, colour-blind friendly first).

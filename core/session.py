@@ -23,7 +23,7 @@ from core.data.base import Dataset
 from core.errors import ConfigError, EmptyPoolError, TailwiseError
 from core.labels import LabelEvent, LabelStore
 from core.pipeline import ModelState, check_features, train_round
-from core.project import PALETTE, ClassConfig, ProjectConfig, load_project
+from core.project import ClassConfig, ProjectConfig, load_project, palette_colours
 from core.projection import cached_projection, project_2d
 
 Progress = Callable[[int, int, str], None]
@@ -102,7 +102,7 @@ class Session:
         """Compute (or load from cache) the embedding and the map; train if labels allow."""
         self.base_embedding_(progress)
         self.xy_(progress)
-        labels = self.current_labels()
+        labels = self.store.current(split="train")
         if len(set(labels.values())) >= 2:
             self.retrain(progress)
 
@@ -169,7 +169,7 @@ class Session:
                   description: str = "") -> ClassConfig:
         """Create a class; a colour is picked from the palette when none is given."""
         existing = self.classes
-        colour = colour or PALETTE[len(existing) % len(PALETTE)]
+        colour = colour or palette_colours(1, exclude={c.colour for c in existing})[0]
         cls = ClassConfig(name=name, colour=colour, rare=rare, description=description)
         self.store.add_class(cls)
         return cls
@@ -182,15 +182,19 @@ class Session:
         return ids
 
     def label(self, item_ids: Iterable[str], label: str, annotator: str, origin: str = "expert",
-              note: str | None = None) -> list[int]:
-        """Record ``label`` for every item; returns the committed event ids."""
+              note: str | None = None, split: str | None = None) -> list[int]:
+        """Record ``label`` for every item; returns the committed event ids.
+
+        ``split='test'`` puts the items in the test split (measured, never trained on);
+        ``None`` keeps each item's split (new items: train).
+        """
         ids = self._check_ids(item_ids)
         version = self._state.model_version if self._state else None
         if len(ids) == 1:
             return [self.store.record(ids[0], label, annotator, origin=origin,
-                                      model_version=version, note=note)]
+                                      model_version=version, note=note, split=split)]
         return self.store.record_many(ids, label, annotator, origin=origin if origin != "expert" else "bulk",
-                                      model_version=version, note=note)
+                                      model_version=version, note=note, split=split)
 
     def label_each(self, labels: dict[str, str], annotator: str, origin: str = "bulk",
                    note: str | None = None) -> list[int]:
@@ -216,7 +220,12 @@ class Session:
         return self.store.undo_action(annotator)
 
     def current_labels(self) -> dict[str, str]:
+        """Every current label, training and test split alike (what the map shows)."""
         return self.store.current()
+
+    def test_labels(self) -> dict[str, str]:
+        """The labels of the expert-curated test split (measured, never trained on)."""
+        return self.store.current(split="test")
 
     def labels_by_row(self) -> np.ndarray:
         """(n,) object array: the current label of each row, or None."""
@@ -242,10 +251,11 @@ class Session:
         """Train a fresh model on a snapshot of the labels. On failure the old state is kept."""
         with self._retrain_lock:  # one training at a time; readers are not blocked meanwhile
             embedding = self.base_embedding_(progress)
-            labels = self.current_labels()
+            labels = self.store.current(split="train")  # the test split is never trained on
             version = self._version_counter + 1
             state = train_round(self.project, self.dataset, embedding, labels,
-                                model_version=version, progress=progress)
+                                model_version=version, progress=progress,
+                                test_labels=self.test_labels())
             m = state.metrics
             record = RoundRecord(
                 model_version=version, n_labels=state.n_labels,

@@ -17,38 +17,25 @@ import param
 
 from core.layout import Layout, Tabs, load_layout
 from core.project import ProjectConfig, load_project
+from core.serve import default_project
 from dashboard.state import AppState, Preparation, escape, open_shared
 from dashboard.style import html_pane
 from dashboard.views import TITLES, view_classes
 
-DEMO = "digits-lt"
 ACCENT = "#3b6ea8"
 SIDE_WIDTH = 440
 
 
-def demo_folder(environ: Mapping[str, str] = os.environ) -> Path:
-    """Per-user folder of the built-in demo: ``$TAILWISE_HOME/demo`` or ``~/.tailwise/demo``."""
-    home = environ.get("TAILWISE_HOME")
-    return (Path(home) if home else Path.home() / ".tailwise") / "demo"
-
-
 def resolve_project(argv: Sequence[str] = (), environ: Mapping[str, str] = os.environ) -> Path:
     """The project to open: ``--project FILE``, else ``$TAILWISE_PROJECT``, else the demo
-    (written on first use)."""
+    (written on first use, see ``core.serve.default_project``)."""
     parser = argparse.ArgumentParser(prog="panel serve dashboard --args")
     parser.add_argument("--project", help="project file (YAML or JSON)")
     parser.add_argument("--layout", help="layout name or file, instead of the project's")
     args, _ = parser.parse_known_args(list(argv))
-    chosen = args.project or environ.get("TAILWISE_PROJECT")
-    if chosen:
-        return Path(chosen).expanduser()
-    folder = demo_folder(environ)
-    path = folder / "project.yaml"
-    if not path.exists():
-        from core.data import make_demo
-
-        path = make_demo(DEMO, folder)
-    return path
+    if args.project:
+        return Path(args.project).expanduser()
+    return default_project(environ)
 
 
 def layout_arg(argv: Sequence[str] = ()) -> str | None:

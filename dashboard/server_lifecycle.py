@@ -11,10 +11,14 @@ _ARGV = list(sys.argv[1:])  # bokeh runs this module with the --args of `panel s
 
 
 def on_server_loaded(server_context) -> None:
+    from core.serve import where_it_lives
     from dashboard.app import resolve_project
     from dashboard.state import open_shared
 
     try:
-        open_shared(resolve_project(_ARGV))
+        project = resolve_project(_ARGV)
+        # Say where the project and its label store are: the quick start writes them for you.
+        print(f"Tailwise {where_it_lives(project)}".replace("\n", "\nTailwise "), flush=True)
+        open_shared(project)
     except Exception as err:  # noqa: BLE001  (the page shows the error when it opens)
         logging.getLogger("tailwise").warning("could not start preparing the project: %s", err)

@@ -16,15 +16,25 @@ from core.errors import ConfigError, DataError
 EXIT_INVALID = 2
 """Exit status when the project file or its data is invalid."""
 
-NEXT_STEPS = (
-    "Next: panel serve dashboard --show --args --project {path}\n"
-    "  or: tailwise retrain {path}   (headless: train and write predictions)"
-)
-"""What ``tailwise demo`` suggests once the project is written."""
-
-# Kept in step with core.data.demos.DEMOS (a test checks), without importing numpy at CLI start.
-DemoName = Enum("DemoName", {name: name for name in ("digits-lt", "fashion-mnist-lt")}, type=str)
+# Kept in step with core.data.demos.DEMO_NAMES (a test checks), without importing numpy at CLI start.
+DemoName = Enum("DemoName", {n: n for n in ("digits-lt", "fashion-mnist-lt", "sky-lt")}, type=str)
 DEFAULT_DEMO = DemoName("digits-lt")
+
+
+def next_steps(path: Path, n_labels: int) -> str:
+    """What ``tailwise demo`` suggests once the project is written (commands that work as shown)."""
+    project = shlex.quote(str(path))
+    out = shlex.quote(str(path.parent / "retrain"))
+    lines = [f"Next: tailwise serve {project}        (the dashboard; or add --show to open a browser)"]
+    if n_labels:
+        lines.append(f"  or: tailwise retrain {project} --out {out}   (headless: train, predict, report)")
+    else:
+        lines += [
+            f"  or, headless: label items first, e.g. tailwise label {project} --from labels.csv",
+            "      (a CSV with the columns id,label; or rerun this command with --labels 30),",
+            f"      then tailwise retrain {project} --out {out}",
+        ]
+    return "\n".join(lines)
 
 
 def _fail(message: str, as_json: bool, kind: str) -> None:
@@ -111,8 +121,13 @@ def demo(
         Path, typer.Argument(metavar="DIR", help="Folder to write the demo project into.")
     ],
     dataset: Annotated[
-        DemoName, typer.Option("--dataset", help="Which demo data set.")
+        DemoName, typer.Option("--dataset", help="Which demo data set (sky-lt: a star catalogue).")
     ] = DEFAULT_DEMO,
+    labels: Annotated[
+        int,
+        typer.Option("--labels", min=0, help="Also label this many items, picked by the project's "
+                     "query strategy and answered from the ground truth (origin 'demo')."),
+    ] = 0,
     seed: Annotated[
         int, typer.Option("--seed", min=0, help="Seed of the long-tail draw and the project.")
     ] = 0,
@@ -121,6 +136,7 @@ def demo(
     ] = False,
 ) -> None:
     """Write a long-tailed demo data set and a ready project file into DIR."""
+    from core.cli.retrain_cmd import progress_reporter
     from core.data import load_dataset
     from core.data.demos import PROJECT_FILE, make_demo
     from core.project import load_project
@@ -136,13 +152,41 @@ def demo(
         path = make_demo(dataset.value, directory, seed=seed)
         config = load_project(path)
         data = load_dataset(config)
+        if labels:
+            store_path = config.resolve(config.label_store, field="label_store")
+            if store_path.exists() and force:
+                from core.labels import LabelStore
+
+                with LabelStore(store_path) as existing:
+                    if len(existing):
+                        raise ConfigError(f"{store_path} already holds {len(existing)} label "
+                                          "events; move it away to draw demo labels afresh")
+            with progress_reporter() as progress:
+                drawn = _demo_labels(path, labels, progress)
     except (ConfigError, DataError) as err:
         _fail(str(err), False, type(err).__name__)
         return
     path = path.resolve()
     rare = ", ".join(config.rare_classes)
+    store = config.resolve(config.label_store, field="label_store")
     typer.echo(
         f"Wrote {path} ({dataset.value}: {len(data)} items, {len(config.classes)} classes; "
         f"rare: {rare})"
     )
-    typer.echo(NEXT_STEPS.format(path=shlex.quote(str(path))))
+    if labels:
+        typer.echo(f"Labelled {drawn} items from the ground truth ({config.query.strategy} strategy, "
+                   f"origin 'demo') into the label store {store}")
+    else:
+        typer.echo(f"Label store (created on first use): {store}")
+    typer.echo(next_steps(path, labels))
+
+
+def _demo_labels(path: Path, n: int, progress) -> int:
+    from core.oracle import label_from_ground_truth
+    from core.session import Session
+
+    session = Session.open(path, resume_strategies=False)
+    try:
+        return label_from_ground_truth(session, n, progress=progress)
+    finally:
+        session.store.close()

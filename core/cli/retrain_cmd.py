@@ -127,16 +127,13 @@ def retrain(
             allow_outside=allow_outside,
             progress=progress,
         )
-    cv = result.metrics.get("cross_validated") or {}
-    headline = (
-        f"balanced accuracy (cv) {cv['balanced_accuracy']:.3f}"
-        if isinstance(cv.get("balanced_accuracy"), float)
-        else "cv metrics not evaluable"
-    )
+    test = result.metrics.get("n_test_labels", 0)
     typer.echo(
         f"trained on {result.n_labels} labels of {len(result.classes)} classes over "
-        f"{result.n_items} items; {headline}; outputs in {result.out_dir}"
+        f"{result.n_items} items" + (f" ({test} more in the test split, never trained on)" if test else "")
     )
+    typer.echo(f"headline: {result.metrics['headline']['text']}")
+    typer.echo(f"outputs in {result.out_dir} (report.md, metrics.json, predictions.parquet, model)")
 
 
 @app.command("export")

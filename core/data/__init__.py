@@ -12,6 +12,9 @@
 * ``image_folder`` — PNG/JPEG files, one sub-folder per class; ids are relative paths.
 * ``demo`` — a built-in demo set made in memory from the project seed.
 
+Table sources may add derived columns (``features`` in the project file, ``core.data.derived``)
+and keep their catalogue columns (numbers, info and image-path columns) in ``Dataset.columns``.
+
 ``make_demo(name, folder)`` writes a demo as an ``.npz`` file plus a ready ``project.yaml``.
 """
 
@@ -19,13 +22,21 @@ from __future__ import annotations
 
 from core.data.arrays import save_npz
 from core.data.base import Dataset
-from core.data.demos import DEFAULT_DEMO, DEMOS, build_demo, load_fashion_mnist, make_demo
+from core.data.demos import (
+    DEFAULT_DEMO,
+    DEMO_NAMES,
+    DEMOS,
+    build_demo,
+    load_fashion_mnist,
+    make_demo,
+)
 from core.data.hashing import file_sha256
 from core.data.loading import SOURCES, data_sha256, load_dataset
 from core.data.longtail import long_tail_counts, long_tail_indices
 
 __all__ = [
     "DEFAULT_DEMO",
+    "DEMO_NAMES",
     "DEMOS",
     "SOURCES",
     "Dataset",

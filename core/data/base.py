@@ -13,7 +13,7 @@ class Dataset:
 
     ``features`` is always present: for image data it holds the flattened pixels scaled to [0, 1],
     so every encoder can fall back on it. ``ground_truth`` is used for simulation and evaluation
-    only, never shown to the model as a label.
+    only, never shown to the model as a label (nor among ``columns``).
     """
 
     ids: np.ndarray  # (n,) object array of str, unique
@@ -23,6 +23,9 @@ class Dataset:
     ground_truth: np.ndarray | None = None  # (n,) object array of str
     fingerprint: str = ""  # SHA-256 of the source bytes and loading options
     name: str = "dataset"
+    # Table sources: the catalogue's columns by name — numeric (float64), derived, info columns
+    # (any type) and image-path columns — for criteria, domain plots and the inspector.
+    columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -45,3 +48,7 @@ class Dataset:
 
     def has(self, item_id: str) -> bool:
         return str(item_id) in self._index
+
+    def numeric_columns(self) -> list[str]:
+        """Names of the numeric ``columns`` (what scatter plots and criteria compare)."""
+        return [name for name, values in self.columns.items() if values.dtype.kind in "biuf"]

@@ -159,7 +159,7 @@ def get_demo(name: str) -> DemoSpec:
     try:
         return DEMOS[name]
     except KeyError:
-        raise ConfigError(f"unknown demo {name!r}; choose one of: {', '.join(DEMOS)}") from None
+        raise ConfigError(f"unknown demo {name!r}; choose one of: {', '.join(DEMO_NAMES)}") from None
 
 
 def build_demo(name: str, seed: int = 0) -> DemoData:
@@ -175,15 +175,26 @@ def demo_sha256(data: DemoData) -> str:
     return digest.hexdigest()
 
 
+CATALOGUE_DEMOS = ("sky-lt",)
+"""Demos written as a table project (``core.data.sky``) rather than an image array."""
+DEMO_NAMES = (*DEMOS, *CATALOGUE_DEMOS)
+"""Every name ``tailwise demo --dataset`` accepts."""
+
+
 def make_demo(name: str, folder: str | Path, *, seed: int = 0) -> Path:
     """Write demo ``name`` into ``folder`` as ``<name>.npz`` plus a ready ``project.yaml``.
 
     The project pins the data file by SHA-256, keeps the ground truth as ``label_column`` (for
     simulation and evaluation) and flags the smallest classes rare. Returns the project file path;
-    existing demo files in ``folder`` are overwritten.
+    existing demo files in ``folder`` are overwritten. ``sky-lt`` writes a catalogue project
+    instead (see ``core.data.sky``).
     """
     from core.project import DataConfig, ProjectConfig, default_classes, dump_project, parse_project
 
+    if name in CATALOGUE_DEMOS:
+        from core.data.sky import make_sky_demo
+
+        return make_sky_demo(folder, seed=seed)
     spec = get_demo(name)
     data = spec.build(seed)
     folder = Path(folder)

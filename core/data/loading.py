@@ -91,8 +91,13 @@ def load_dataset(
         if path is not None:
             source_sha = data_sha256(path)
             _check_pin(cfg.sha256, source_sha, path)
+        features = getattr(project, "features", None)
+        if features is not None and not features.empty and cfg.kind not in ("csv", "parquet"):
+            raise ConfigError(f"features: derived columns need a table (data.kind csv or "
+                              f"parquet), not {cfg.kind!r}")
         request = LoadRequest(
-            config=cfg, path=path, resolve=resolve, seed=project.seed, progress=progress
+            config=cfg, path=path, resolve=resolve, seed=project.seed, progress=progress,
+            features=features,
         )
         loaded = SOURCES[cfg.kind](request)
     except OSError as err:  # permissions, vanished files, I/O errors: name the file
@@ -103,7 +108,11 @@ def load_dataset(
         ) from None
     source_sha = loaded.source_sha256 or source_sha
 
-    options = cfg.model_dump(mode="json", exclude={"sha256", "path"})
+    # Info and image columns leave the default features; empty ones keep older fingerprints.
+    unused = {k for k in ("info_columns", "image_columns") if not getattr(cfg, k)}
+    options = cfg.model_dump(mode="json", exclude={"sha256", "path", "image_hosts"} | unused)
+    if features is not None and not features.empty:  # derived columns change the features
+        options["features"] = features.model_dump(mode="json")
     if loaded.extra_digests:
         options["extra"] = hashlib.sha256("\n".join(loaded.extra_digests).encode()).hexdigest()
     if loaded.images is not None:
@@ -120,6 +129,7 @@ def load_dataset(
         ground_truth=loaded.ground_truth,
         fingerprint=fingerprint(source_sha, options),
         name=name or "dataset",
+        columns=dict(loaded.columns),
     )
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from core.project import DataConfig
+    from core.project import DataConfig, FeaturesConfig
 
 DEFAULT_ID_COLUMN = "id"
 
@@ -26,6 +26,7 @@ class LoadRequest:
     resolve: Callable[[Path, str, str], Path]  # (folder, relative, where) -> checked absolute path
     seed: int = 0
     progress: Progress | None = None
+    features: FeaturesConfig | None = None  # derived columns (tables)
 
     @property
     def id_required(self) -> bool:
@@ -47,3 +48,4 @@ class Loaded:
     ground_truth: np.ndarray | None = None
     source_sha256: str = ""  # for sources without a path (demos); else load_dataset hashes it
     extra_digests: list[str] = field(default_factory=list)  # e.g. images a table points to
+    columns: dict[str, np.ndarray] = field(default_factory=dict)  # tables: catalogue columns

@@ -36,14 +36,18 @@ def read_table(path: Path, kind: str, text_columns: list[str]):
 
 
 def load_table(request: LoadRequest) -> Loaded:
-    """Load a ``kind: csv`` or ``kind: parquet`` source."""
+    """Load a ``kind: csv`` or ``kind: parquet`` source, with its derived and catalogue columns."""
     import pandas as pd
+
+    from core.data.derived import derive_columns, derived_specs
 
     cfg, path = request.config, request.path
     assert path is not None
     id_col, label_col, image_col = cfg.id_column, cfg.label_column, cfg.image_field
-    df = read_table(path, cfg.kind, [c for c in (id_col, label_col, image_col) if c])
+    text = [c for c in (id_col, label_col, image_col, *cfg.info_columns, *cfg.image_columns) if c]
+    df = read_table(path, cfg.kind, text)
     columns = [str(c) for c in df.columns]
+    derived_names = [name for name, _, _ in derived_specs(request.features)]
 
     wanted: dict[str, list[str]] = {}
     if request.id_required:
@@ -53,7 +57,11 @@ def load_table(request: LoadRequest) -> Loaded:
     if image_col:
         wanted["data.image_field"] = [image_col]
     if cfg.feature_columns is not None:
-        wanted["data.feature_columns"] = list(cfg.feature_columns)
+        wanted["data.feature_columns"] = [c for c in cfg.feature_columns if c not in derived_names]
+    if cfg.info_columns:
+        wanted["data.info_columns"] = list(cfg.info_columns)
+    if cfg.image_columns:
+        wanted["data.image_columns"] = list(cfg.image_columns)
     require_columns(path, columns, wanted)
     require_rows(path, len(df))
 
@@ -68,15 +76,22 @@ def load_table(request: LoadRequest) -> Loaded:
     if image_col:
         images, digests = _table_images(request, df[image_col].tolist(), ids)
 
+    reserved = {id_col, label_col, image_col}
+    catalogue = _catalogue_columns(df, [c for c in columns if c not in reserved])
+    derived = derive_columns(catalogue, request.features, ids=ids, source=path.name,
+                             hidden=[label_col] if label_col else [])
+    catalogue.update(derived)
+
     if cfg.feature_columns is not None:
         names = list(cfg.feature_columns)
         if not names:
             raise DataError(f"{path.name}: data.feature_columns is empty; name at least one column")
-    elif images is not None:
+    elif images is not None and not derived:
         names = []
     else:
-        reserved = {id_col, label_col, image_col}
-        names = [c for c in columns if c not in reserved and pd.api.types.is_numeric_dtype(df[c])]
+        shown_only = reserved | set(cfg.info_columns) | set(cfg.image_columns)
+        names = [c for c in columns if c not in shown_only and pd.api.types.is_numeric_dtype(df[c])]
+        names += list(derived)
         if not names:
             raise DataError(
                 f"{path.name}: no numeric feature columns "
@@ -86,9 +101,13 @@ def load_table(request: LoadRequest) -> Loaded:
 
     if names:
         for name in names:
-            _require_numeric(path, df[name], name, ids)
+            if name not in derived:
+                _require_numeric(path, df[name], name, ids)
         with np.errstate(over="ignore"):  # values beyond float32 become inf and are refused below
-            features = df[names].astype("float64").to_numpy().astype(np.float32)
+            features = np.column_stack(
+                [np.asarray(catalogue[n], dtype=np.float64) if n in derived
+                 else df[n].astype("float64").to_numpy() for n in names]
+            ).astype(np.float32)
         require_finite(path, features, names, ids)
     else:
         features, names = pixel_features(images)
@@ -99,7 +118,25 @@ def load_table(request: LoadRequest) -> Loaded:
         images=images,
         ground_truth=truth,
         extra_digests=digests,
+        columns=catalogue,
     )
+
+
+def _catalogue_columns(df, names: list[str]) -> dict[str, np.ndarray]:
+    """Every named column as a numpy array: numbers as float64, anything else as text ('' for
+    missing values)."""
+    import pandas as pd
+
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        column = df[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            out[name] = column.astype("float64").to_numpy()
+        else:
+            values = column.to_numpy(dtype=object)
+            missing = pd.isna(values)
+            out[name] = np.where(missing, "", values).astype(str).astype(object)
+    return out
 
 
 def _require_numeric(path: Path, column, name: str, ids: np.ndarray) -> None:

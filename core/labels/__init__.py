@@ -12,17 +12,19 @@ One module per job:
 
 from core.labels.database import LABEL_SCHEMA_VERSION
 from core.labels.exchange import events_sha256, read_events_csv, read_events_jsonl, write_events_jsonl
-from core.labels.records import EXCHANGE_FIELDS, ORIGINS, ImportReport, LabelEvent
+from core.labels.records import EXCHANGE_FIELDS, ORIGINS, SPLITS, ImportReport, LabelEvent, iso_time
 from core.labels.store import LabelStore
 
 __all__ = [
     "EXCHANGE_FIELDS",
     "LABEL_SCHEMA_VERSION",
     "ORIGINS",
+    "SPLITS",
     "ImportReport",
     "LabelEvent",
     "LabelStore",
     "events_sha256",
+    "iso_time",
     "read_events_csv",
     "read_events_jsonl",
     "write_events_jsonl",

@@ -1,6 +1,6 @@
 """SQLite plumbing of the label store: the file, its schema, connections and transactions.
 
-Schema (``LABEL_SCHEMA_VERSION`` = 2)::
+Schema (``LABEL_SCHEMA_VERSION`` = 3)::
 
     events(event_id INTEGER PRIMARY KEY AUTOINCREMENT,
            item_id TEXT, label TEXT NULL,        -- NULL label = retraction
@@ -8,7 +8,8 @@ Schema (``LABEL_SCHEMA_VERSION`` = 2)::
            origin TEXT,                          -- 'expert', 'bulk', 'import', 'simulated', 'undo', 'pseudo', ...
            model_version INTEGER NULL, note TEXT NULL,
            undoes INTEGER NULL,                  -- the event an 'undo' event reverts
-           action_id INTEGER NOT NULL)           -- one user action (a click, a bulk label, an undo)
+           action_id INTEGER NOT NULL,           -- one user action (a click, a bulk label, an undo)
+           split TEXT NOT NULL DEFAULT 'train')  -- 'train' or 'test': the expert-curated test set
       index (item_id, event_id), index (annotator, event_id), index (undoes), index (action_id)
     classes(name TEXT PRIMARY KEY, colour TEXT, rare INTEGER, description TEXT, position INTEGER)
     meta(key TEXT PRIMARY KEY, value TEXT)        -- 'schema_version', 'created'
@@ -20,7 +21,8 @@ several threads and processes may write the same file at once. Triggers refuse a
 DELETE of an event: the log is append-only.
 
 Migrations run in one transaction when an older store is opened: version 1 -> 2 adds
-``action_id`` and gives every existing event its own action (``action_id = event_id``).
+``action_id`` and gives every existing event its own action (``action_id = event_id``); 2 -> 3
+adds ``split`` with every existing event in ``train``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from core.errors import LabelStoreError
 
 __all__ = ["DEFAULT_TIMEOUT_S", "LABEL_SCHEMA_VERSION", "Database"]
 
-LABEL_SCHEMA_VERSION = 2
+LABEL_SCHEMA_VERSION = 3
 DEFAULT_TIMEOUT_S = 30.0
 
 _TRIGGERS = """
@@ -71,7 +73,8 @@ CREATE TABLE IF NOT EXISTS events (
     model_version INTEGER,
     note          TEXT,
     undoes        INTEGER REFERENCES events(event_id),
-    action_id     INTEGER NOT NULL
+    action_id     INTEGER NOT NULL,
+    split         TEXT NOT NULL DEFAULT 'train'
 );
 CREATE INDEX IF NOT EXISTS events_by_item ON events(item_id, event_id);
 CREATE INDEX IF NOT EXISTS events_by_annotator ON events(annotator, event_id);
@@ -88,6 +91,9 @@ DROP TRIGGER events_no_update;
 UPDATE events SET action_id = event_id;
 CREATE INDEX IF NOT EXISTS events_by_action ON events(action_id, event_id);
 """ + _TRIGGERS,
+    2: """
+ALTER TABLE events ADD COLUMN split TEXT NOT NULL DEFAULT 'train';
+""",
 }
 
 T = TypeVar("T")

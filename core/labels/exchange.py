@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import LabelStoreError
-from core.labels.records import EXCHANGE_FIELDS, LabelEvent, check_text
+from core.labels.records import EXCHANGE_FIELDS, LabelEvent, check_text, iso_time
 from core.project import LabelEventRecord
 
 __all__ = [
@@ -41,8 +41,20 @@ EventLike = LabelEvent | LabelEventRecord | Mapping[str, Any]
 
 
 def _canonical_line(record: Mapping[str, Any]) -> str:
-    return json.dumps({k: record.get(k) for k in EXCHANGE_FIELDS}, ensure_ascii=False,
-                      allow_nan=False, separators=(",", ":")) + "\n"
+    """One event as canonical JSON: the exchange fields in order, numeric times as ISO 8601."""
+    return json.dumps(_portable(record), ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")) + "\n"
+
+
+def _portable(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The exchange fields of ``record``: a numeric time as ISO 8601 UTC, a missing split 'train'."""
+    values = {k: record.get(k) for k in EXCHANGE_FIELDS}
+    when = values["time"]
+    if isinstance(when, (int, float)) and not isinstance(when, bool) and math.isfinite(when):
+        values["time"] = iso_time(when)
+    if values["split"] is None:
+        values["split"] = "train"
+    return values
 
 
 def _as_record_dict(event: EventLike) -> dict[str, Any]:
@@ -190,6 +202,8 @@ def _csv_row_to_raw(row: Mapping[str, str | None], where: str) -> dict[str, Any]
     for key in ("label", "note", "model_version", "time"):
         if raw.get(key) == "":
             raw[key] = None
+    if raw.get("split") in (None, ""):
+        raw.pop("split", None)
     if raw.get("time") is not None:
         try:
             raw["time"] = float(raw["time"])
@@ -224,22 +238,20 @@ def _to_unix(value: float | str | None, where: str, now: float) -> float:
                                   "ISO 8601 date-time such as 2026-11-28T10:00:00Z") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        return round(moment.timestamp(), 6)
     value = float(value)
     if not math.isfinite(value):
         raise LabelStoreError(f"{where}: time must be a finite number, got {value!r}")
-    return value
+    return round(value, 6)  # microseconds, as the store keeps them
 
 
 def events_csv_bytes(events: Iterable[EventLike]) -> bytes:
-    """Events as CSV (UTF-8) with a header of ``EXCHANGE_FIELDS``; times as exact unix seconds."""
+    """Events as CSV (UTF-8) with a header of ``EXCHANGE_FIELDS``; times as ISO 8601 UTC."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXCHANGE_FIELDS)
     for event in events:
-        record = _as_record_dict(event)
-        if record.get("time") is not None:
-            record["time"] = repr(float(record["time"]))
+        record = _portable(_as_record_dict(event))
         writer.writerow(["" if record[k] is None else record[k] for k in EXCHANGE_FIELDS])
     return buffer.getvalue().encode("utf-8")
 
@@ -270,9 +282,9 @@ def load_import(source: str | Path | Iterable[EventLike]) -> list[tuple[str, Lab
 
 
 def import_rows(located: list[tuple[str, LabelEventRecord]]) -> tuple[list[tuple], dict[str, str]]:
-    """Rows ``(item_id, label, annotator, time, origin, model_version, note)`` ready to insert,
-    and where each label is first used (for error messages). Times become unix seconds."""
-    now = _time.time()
+    """Rows ``(item_id, label, annotator, time, origin, model_version, note, split)`` ready to
+    insert, and where each label is first used (for error messages). Times become unix seconds."""
+    now = round(_time.time(), 6)  # microseconds, as the store keeps them
     rows: list[tuple] = []
     first_use: dict[str, str] = {}
     for where, rec in located:
@@ -280,7 +292,7 @@ def import_rows(located: list[tuple[str, LabelEventRecord]]) -> tuple[list[tuple
                      check_text(rec.annotator, f"{where}: annotator"),
                      _to_unix(rec.time, where, now),
                      check_text(rec.origin or "import", f"{where}: origin"),
-                     rec.model_version, rec.note))
+                     rec.model_version, rec.note, rec.split))
         if rec.label is not None:
             first_use.setdefault(rec.label, where)
     return rows, first_use

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import numbers
+import time as _time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import LabelStoreError
@@ -15,7 +17,10 @@ from core.errors import LabelStoreError
 # Origins Tailwise writes itself; others are accepted (any short lower-case word).
 ORIGINS = ("expert", "bulk", "import", "simulated", "undo", "pseudo")
 # Columns of the JSON Lines / CSV exchange format, in order (the fields of LabelEventRecord).
-EXCHANGE_FIELDS = ("item_id", "label", "annotator", "time", "origin", "model_version", "note")
+EXCHANGE_FIELDS = ("item_id", "label", "annotator", "time", "origin", "model_version", "note",
+                   "split")
+SPLITS = ("train", "test")
+"""Where a labelled item serves: ``train`` (the model learns from it) or ``test`` (measured only)."""
 
 MAX_TEXT = 1024  # ids, labels, annotators, origins
 MAX_NOTE = 10_000
@@ -35,14 +40,38 @@ class LabelEvent:
     note: str | None = None
     undoes: int | None = None  # for origin 'undo': the event this one reverts
     action_id: int | None = None  # the user action (click, bulk label, undo, import) it belongs to
+    split: str = "train"  # 'train' or 'test' (the expert-curated test set, never trained on)
 
     @property
     def is_retraction(self) -> bool:
         return self.label is None
 
     def to_record(self) -> dict[str, Any]:
-        """The portable fields (``EXCHANGE_FIELDS``), as written to JSON Lines and CSV."""
-        return {name: getattr(self, name) for name in EXCHANGE_FIELDS}
+        """The portable fields (``EXCHANGE_FIELDS``), as written to JSON Lines and CSV; the time
+        as ISO 8601 UTC (``2026-11-28T10:00:00.123456Z``)."""
+        record = {name: getattr(self, name) for name in EXCHANGE_FIELDS}
+        record["time"] = iso_time(self.time)
+        return record
+
+
+def iso_time(seconds: float) -> str:
+    """Unix seconds as ISO 8601 UTC with microseconds, e.g. ``2026-11-28T10:00:00.000000Z``."""
+    return datetime.fromtimestamp(float(seconds), UTC).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z")
+
+
+def now() -> float:
+    """Unix seconds rounded to microseconds, so the ISO 8601 form reads back to the same float."""
+    return round(_time.time(), 6)
+
+
+def check_split(split: Any, *, allow_none: bool = False) -> str | None:
+    """'train' or 'test' (or None when allowed: keep the item's split), else an error."""
+    if split is None and allow_none:
+        return None
+    if split not in SPLITS:
+        raise LabelStoreError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return str(split)
 
 
 @dataclass(frozen=True)

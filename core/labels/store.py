@@ -19,13 +19,17 @@ never removes or changes a label someone else set since: when another annotator'
 effect covers one of the action's items, nothing is appended and ``LabelStoreError`` names who
 changed which item. Different annotators' disagreeing labels on one item stay in the history and
 are listed by ``conflicts()``. ``current()`` is cached and refreshed from the events appended since.
+
+Splits: every event carries ``split`` ('train' or 'test'); an item's split is that of its latest
+event. A label given without a split keeps the item's split (new items: train), so a test item
+cannot slip into training through an ordinary relabel; training reads ``current(split="train")``.
+An undo restores the split the item had before the reverted event.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-import time as _time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -39,7 +43,9 @@ from core.labels.records import (
     ImportReport,
     LabelEvent,
     check_model_version,
+    check_split,
     check_text,
+    now,
 )
 from core.project import ClassConfig, LabelEventRecord
 
@@ -48,11 +54,12 @@ __all__ = ["LabelStore"]
 # Two imported events are the same when item, label and annotator match and times differ by less.
 _SAME_TIME_S = 1e-5
 
-_EVENT_COLUMNS = "event_id, item_id, label, annotator, time, origin, model_version, note, undoes, action_id"
+_EVENT_COLUMNS = ("event_id, item_id, label, annotator, time, origin, model_version, note, undoes, "
+                  "action_id, split")
 
 # The latest event of every item, found through the (item_id, event_id) index.
 _LATEST = """
-SELECT e.item_id, e.label, e.event_id
+SELECT e.item_id, e.label, e.event_id, e.split
 FROM events AS e
 JOIN (SELECT item_id, MAX(event_id) AS last FROM events GROUP BY item_id) AS l
   ON e.event_id = l.last
@@ -71,6 +78,7 @@ class LabelStore:
         self.schema = ClassSchema(self.db)
         self._cache_lock = threading.Lock()
         self._cache: dict[str, str] = {}
+        self._cache_split: dict[str, str] = {}  # item -> split of its latest event (labelled items)
         self._cache_last_id = 0
         self._cache_valid = False
 
@@ -103,31 +111,35 @@ class LabelStore:
 
     # ------------------------------------------------------------------ writing events
     def record(self, item_id: str, label: str | None, annotator: str, origin: str = "expert",
-               model_version: int | None = None, note: str | None = None) -> int:
+               model_version: int | None = None, note: str | None = None,
+               split: str | None = None) -> int:
         """Label one item; returns the new event id once it is committed (durable).
 
-        ``label=None`` records a retraction (see ``retract``).
+        ``label=None`` records a retraction (see ``retract``). ``split`` ('train' or 'test') puts
+        the item in that split; ``None`` keeps the item's split (``train`` for new items).
         """
         return self.record_many([item_id], label, annotator, origin=origin,
-                                model_version=model_version, note=note)[0]
+                                model_version=model_version, note=note, split=split)[0]
 
     def record_many(self, item_ids: Iterable[str], label: str | None, annotator: str,
                     origin: str = "bulk", model_version: int | None = None,
-                    note: str | None = None) -> list[int]:
+                    note: str | None = None, split: str | None = None) -> list[int]:
         """Give many items the same label in one transaction (one action); returns their event ids.
 
-        A repeated id is labelled once.
+        A repeated id is labelled once. ``split`` as in ``record``.
         """
         if isinstance(item_ids, (str, bytes)):
             raise LabelStoreError("record_many takes a list of item ids, got one string; "
                                   "use record() for a single item")
         return self.record_labels({i: label for i in item_ids}, annotator, origin=origin,
-                                  model_version=model_version, note=note)
+                                  model_version=model_version, note=note, split=split)
 
     def record_labels(self, labels: Mapping[str, str | None], annotator: str, origin: str = "bulk",
-                      model_version: int | None = None, note: str | None = None) -> list[int]:
+                      model_version: int | None = None, note: str | None = None,
+                      split: str | None = None) -> list[int]:
         """Record item -> label (None retracts) as one action in one transaction; returns the
-        event ids in the mapping's order. Undo reverts the whole action at once."""
+        event ids in the mapping's order. Undo reverts the whole action at once. ``split``
+        ('train'/'test') moves every item there; ``None`` keeps each item's split."""
         if not isinstance(labels, Mapping):
             raise LabelStoreError(f"record_labels takes a mapping of item id -> label, "
                                   f"got {type(labels).__name__}")
@@ -137,13 +149,16 @@ class LabelStore:
         origin = check_text(origin, "origin")
         note = check_text(note, "note", allow_none=True, limit=MAX_NOTE)
         model_version = check_model_version(model_version)
+        split = check_split(split, allow_none=True)
         if not pairs:
             return []
-        now = _time.time()
+        when = now()
         with self.db.write() as conn:
             require(conn, {lab for _, lab in pairs if lab is not None})
+            splits = _latest_splits(conn, [item for item, _ in pairs]) if split is None else {}
             action = _new_action(conn)
-            return [_insert(conn, action, item, lab, annotator, now, origin, model_version, note)
+            return [_insert(conn, action, item, lab, annotator, when, origin, model_version, note,
+                            split=split or splits.get(item, "train"))
                     for item, lab in pairs]
 
     def retract(self, item_id: str, annotator: str, origin: str = "expert",
@@ -184,46 +199,66 @@ class LabelStore:
             reverted = conn.execute(
                 "SELECT e.event_id, e.item_id, "
                 "  (SELECT p.label FROM events AS p WHERE p.item_id = e.item_id "
-                "   AND p.event_id < e.event_id ORDER BY p.event_id DESC LIMIT 1) "
+                "   AND p.event_id < e.event_id ORDER BY p.event_id DESC LIMIT 1), "
+                "  COALESCE((SELECT p.split FROM events AS p WHERE p.item_id = e.item_id "
+                "   AND p.event_id < e.event_id ORDER BY p.event_id DESC LIMIT 1), e.split) "
                 "FROM events AS e WHERE e.action_id = ? AND e.origin != 'undo' "
                 "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id) "
                 "ORDER BY e.event_id",
                 (action,),
             ).fetchall()
-            undo_action, now = _new_action(conn), _time.time()
-            for event_id, item, restored in reverted:
-                _insert(conn, undo_action, item, restored, annotator, now, "undo", None,
-                        f"undo of event {event_id}", event_id)
+            undo_action, when = _new_action(conn), now()
+            for event_id, item, restored, split in reverted:
+                _insert(conn, undo_action, item, restored, annotator, when, "undo", None,
+                        f"undo of event {event_id}", event_id, split=split)
             rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE action_id = ? "
                                 "ORDER BY event_id", (undo_action,)).fetchall()
         return [LabelEvent(*r) for r in rows]
 
     # ------------------------------------------------------------------ reading events
-    def current(self) -> dict[str, str]:
-        """Item id -> current label, for every item whose latest event is not a retraction.
+    def current(self, split: str | None = None) -> dict[str, str]:
+        """Item id -> current label, for every item whose latest event is not a retraction;
+        with ``split`` only the items in that split ('train' or 'test').
 
         Computed in SQL once, then kept up to date from the events appended since (by any thread
         or process), so repeated calls cost only the new events. This is exact because writers
         are serialised: event ids become visible in increasing order, never with a later gap.
         """
+        split = check_split(split, allow_none=True)
         with self._cache_lock:
-            with self.db.read() as conn:
-                if not self._cache_valid:
-                    rows = conn.execute(_LATEST).fetchall()
-                    self._cache = {item: label for item, label, _ in rows if label is not None}
-                    self._cache_last_id = max((r[2] for r in rows), default=0)
-                    self._cache_valid = True
-                else:
-                    for event_id, item, label in conn.execute(
-                        "SELECT event_id, item_id, label FROM events WHERE event_id > ? "
-                        "ORDER BY event_id", (self._cache_last_id,)
-                    ):
-                        if label is None:
-                            self._cache.pop(item, None)
-                        else:
-                            self._cache[item] = label
-                        self._cache_last_id = event_id
-            return dict(self._cache)
+            self._refresh_cache()
+            if split is None:
+                return dict(self._cache)
+            return {item: label for item, label in self._cache.items()
+                    if self._cache_split.get(item) == split}
+
+    def splits(self) -> dict[str, str]:
+        """Item id -> split ('train' or 'test') of every currently labelled item."""
+        with self._cache_lock:
+            self._refresh_cache()
+            return {item: self._cache_split.get(item, "train") for item in self._cache}
+
+    def _refresh_cache(self) -> None:
+        with self.db.read() as conn:
+            if not self._cache_valid:
+                rows = conn.execute(_LATEST).fetchall()
+                self._cache = {item: label for item, label, _, _ in rows if label is not None}
+                self._cache_split = {item: split for item, label, _, split in rows
+                                     if label is not None}
+                self._cache_last_id = max((r[2] for r in rows), default=0)
+                self._cache_valid = True
+            else:
+                for event_id, item, label, split in conn.execute(
+                    "SELECT event_id, item_id, label, split FROM events WHERE event_id > ? "
+                    "ORDER BY event_id", (self._cache_last_id,)
+                ):
+                    if label is None:
+                        self._cache.pop(item, None)
+                        self._cache_split.pop(item, None)
+                    else:
+                        self._cache[item] = label
+                        self._cache_split[item] = split
+                    self._cache_last_id = event_id
 
     def history(self, item_id: str) -> list[LabelEvent]:
         """Every event of one item, oldest first."""
@@ -292,13 +327,17 @@ class LabelStore:
         """Number of events (not of labelled items)."""
         return int(self.db.query("SELECT COUNT(*) FROM events")[0][0])
 
-    def label_counts(self) -> dict[str, int]:
-        """Class name -> number of items currently carrying it; every class, in schema order."""
+    def label_counts(self, split: str | None = None) -> dict[str, int]:
+        """Class name -> number of items currently carrying it (in ``split`` when given); every
+        class, in schema order."""
+        split = check_split(split, allow_none=True)
+        where = "" if split is None else " AND split = ?"
         with self.db.read() as conn:
             counts = {name: 0 for (name,) in conn.execute(
                 "SELECT name FROM classes ORDER BY position, name")}
             for label, n in conn.execute(
-                f"SELECT label, COUNT(*) FROM ({_LATEST}) WHERE label IS NOT NULL GROUP BY label"
+                f"SELECT label, COUNT(*) FROM ({_LATEST}) WHERE label IS NOT NULL{where} "
+                "GROUP BY label", () if split is None else (split,)
             ):
                 counts[label] = int(n)
         return counts
@@ -369,7 +408,7 @@ class LabelStore:
         conflicts: list[tuple[str, str | None, str | None]] = []
         with self.db.write() as conn:
             require(conn, list(first_use), where=first_use)
-            local = {item: label for item, label, _ in conn.execute(_LATEST)}
+            local = {item: label for item, label, _, _ in conn.execute(_LATEST)}
             new_rows: list[tuple] = []
             final_label: dict[str, str | None] = {}  # item -> label its new events end with
             seen: set[tuple] = set()
@@ -402,7 +441,7 @@ class LabelStore:
             applied = [row for row in new_rows if row[0] not in refused]
             action = _new_action(conn) if applied else 0
             for row in applied:
-                _insert(conn, action, *row)
+                _insert(conn, action, *row[:7], split=row[7])
         return ImportReport(imported=len(applied), skipped_duplicates=duplicates, conflicts=conflicts)
 
 
@@ -434,10 +473,23 @@ def _new_action(conn: sqlite3.Connection) -> int:
 
 def _insert(conn: sqlite3.Connection, action_id: int, item_id: str, label: str | None,
             annotator: str, time: float, origin: str, model_version: int | None, note: str | None,
-            undoes: int | None = None) -> int:
+            undoes: int | None = None, *, split: str = "train") -> int:
     cursor = conn.execute(
         "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, undoes, "
-        "action_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (item_id, label, annotator, time, origin, model_version, note, undoes, action_id),
+        "action_id, split) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (item_id, label, annotator, time, origin, model_version, note, undoes, action_id, split),
     )
     return int(cursor.lastrowid)
+
+
+def _latest_splits(conn: sqlite3.Connection, item_ids: Sequence[str]) -> dict[str, str]:
+    """Item id -> split of its latest event, for the items that have events."""
+    out: dict[str, str] = {}
+    unique = list(dict.fromkeys(item_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        out.update(conn.execute(
+            f"SELECT item_id, split FROM events WHERE event_id IN (SELECT MAX(event_id) "
+            f"FROM events WHERE item_id IN ({marks}) GROUP BY item_id)", chunk).fetchall())
+    return out

@@ -29,9 +29,9 @@ class AnnotatorView(pn.viewable.Viewer):
 
     def __panel__(self):
         name = pn.widgets.TextInput.from_param(
-            self.state.param.annotator, name="Annotator", placeholder="your name",
+            self.state.param.annotator, label="Annotator", placeholder="your name",
             css_classes=["tw-annotator"], sizing_mode="stretch_width")
-        refresh = pn.widgets.Button(name="↻ Refresh", css_classes=["tw-refresh"], button_type="light",
+        refresh = pn.widgets.Button(label="↻ Refresh", css_classes=["tw-refresh"], color="light",
                                     width=90, description="Show labels and models from other sessions")
         refresh.on_click(lambda _: self.state.refresh())
         status = html_pane(pn.bind(self._status, self.state.param.status, self.state.param.error,

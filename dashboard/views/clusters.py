@@ -21,8 +21,8 @@ class ClustersView(pn.viewable.Viewer):
             sizing_mode="stretch_width", layout="fit_data_stretch", css_classes=["tw-clusters"],
             formatters={"purity": {"type": "progress", "max": 1, "color": "#59a14f"}})
         self.table.on_click(self._on_click)
-        self.button = pn.widgets.Button(name="Compute clusters", css_classes=["tw-clusters-refresh"],
-                                        button_type="default", width=160)
+        self.button = pn.widgets.Button(label="Compute clusters", css_classes=["tw-clusters-refresh"],
+                                        color="default", width=160)
         self.button.on_click(self._compute)
         state.param.watch(self._stale, ["model_version"])
 

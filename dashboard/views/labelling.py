@@ -83,7 +83,7 @@ class LabellingView(pn.viewable.Viewer):
             key = key_of.get(cls.name, "")
             hint = f" [{key}]" if key and key != cls.name else ""
             button = pn.widgets.Button(
-                name=f"{cls.name}{' ★' if cls.rare else ''}{hint}",
+                label=f"{cls.name}{' ★' if cls.rare else ''}{hint}",
                 css_classes=[f"tw-label-{css_slug(cls.name)}", "tw-label"],
                 description=cls.description or f"label the selection as {cls.name}",
                 stylesheets=[(f".bk-btn {{ border-left: 8px solid {cls.colour} !important; "
@@ -96,11 +96,11 @@ class LabellingView(pn.viewable.Viewer):
         return box
 
     def _new_class_form(self):
-        name = pn.widgets.TextInput(name="New class", placeholder="name", css_classes=["tw-new-class-name"],
+        name = pn.widgets.TextInput(label="New class", placeholder="name", css_classes=["tw-new-class-name"],
                                     sizing_mode="stretch_width")
-        colour = pn.widgets.ColorPicker(name="Colour", value="#e41a1c", width=70)
-        rare = pn.widgets.Checkbox(name="rare", value=True, css_classes=["tw-new-class-rare"])
-        create = pn.widgets.Button(name="Create class", css_classes=["tw-new-class"], button_type="default")
+        colour = pn.widgets.ColorPicker(label="Colour", value="#e41a1c", width=70)
+        rare = pn.widgets.Checkbox(label="rare", value=True, css_classes=["tw-new-class-rare"])
+        create = pn.widgets.Button(label="Create class", css_classes=["tw-new-class"], color="default")
 
         def on_create(_):
             self.state.add_class(name.value, colour=colour.value, rare=rare.value)
@@ -114,16 +114,16 @@ class LabellingView(pn.viewable.Viewer):
     def __panel__(self):
         s = self.state
         has_selection = s.param.selection.rx.len() > 0
-        cluster = pn.widgets.Button(name="Select its cluster", css_classes=["tw-select-cluster"],
+        cluster = pn.widgets.Button(label="Select its cluster", css_classes=["tw-select-cluster"],
                                     disabled=has_selection.rx.not_(), width=130)
         cluster.on_click(lambda _: s.select_cluster_of_selection())
-        accept = pn.widgets.Button(name="Accept prediction", css_classes=["tw-accept"],
+        accept = pn.widgets.Button(label="Accept prediction", css_classes=["tw-accept"],
                                    disabled=(has_selection & (s.param.model_version.rx() != None)).rx.not_(),
                                    width=130)
         accept.on_click(lambda _: s.accept_predictions())
-        skip = pn.widgets.Button(name="Skip / unsure (s)", css_classes=["tw-skip"], width=130)
+        skip = pn.widgets.Button(label="Skip / unsure (s)", css_classes=["tw-skip"], width=130)
         skip.on_click(lambda _: s.skip())
-        undo = pn.widgets.Button(name="↶ Undo (u)", css_classes=["tw-undo"], width=130)
+        undo = pn.widgets.Button(label="↶ Undo (u)", css_classes=["tw-undo"], width=130)
         undo.on_click(lambda _: s.undo())
         return pn.Column(
             pn.pane.Markdown("**Label the selection** (number keys; u undo, s skip)", margin=(0, 5)),

@@ -234,7 +234,7 @@ class MapView(pn.viewable.Viewer):
 
     def __panel__(self):
         colour = pn.widgets.Select.from_param(
-            self.state.param.colour_by, name="Colour by", width=180,
+            self.state.param.colour_by, label="Colour by", width=180,
             css_classes=["tw-colour-by"])
         colour.options = {COLOUR_NAMES[c]: c for c in COLOUR_BY}
         selection = pn.bind(lambda sel: f'<span class="tw-selection-count" data-count="{len(sel)}">'
@@ -242,7 +242,7 @@ class MapView(pn.viewable.Viewer):
         legend = html_pane(pn.bind(self._legend, self.state.param.colour_by,
                                       self.state.param.labels_version), sizing_mode="stretch_width")
         recompute = pn.widgets.Button(
-            name="Recompute map", css_classes=["tw-recompute-map"], button_type="light", width=130,
+            label="Recompute map", css_classes=["tw-recompute-map"], color="light", width=130,
             description="Project the current embedding again (the map otherwise stays put)",
             disabled=self.state.param.job.rx() != "")
         recompute.on_click(self._recompute)

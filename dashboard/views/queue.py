@@ -57,14 +57,14 @@ class QueueView(pn.viewable.Viewer):
 
     def __panel__(self):
         s = self.state
-        strategy = pn.widgets.Select.from_param(s.param.strategy, name="Strategy", css_classes=["tw-strategy"],
+        strategy = pn.widgets.Select.from_param(s.param.strategy, label="Strategy", css_classes=["tw-strategy"],
                                                 sizing_mode="stretch_width")
-        batch = pn.widgets.IntInput.from_param(s.param.batch_size, name="Batch size", width=100)
-        target = pn.widgets.Select(name="Target class", options=self._targets(), value=s.target_class or "",
+        batch = pn.widgets.IntInput.from_param(s.param.batch_size, label="Batch size", width=100)
+        target = pn.widgets.Select(label="Target class", options=self._targets(), value=s.target_class or "",
                                    css_classes=["tw-target-class"], sizing_mode="stretch_width")
         target.param.watch(lambda e: setattr(s, "target_class", e.new or None), "value")
         s.param.watch(lambda *_: setattr(target, "options", self._targets()), "labels_version")
-        button = pn.widgets.Button(name="▶ Next batch", button_type="success", css_classes=["tw-next-batch"],
+        button = pn.widgets.Button(label="▶ Next batch", color="success", css_classes=["tw-next-batch"],
                                    sizing_mode="stretch_width", disabled=s.param.job.rx() == "queue")
         button.on_click(self._next)
         return pn.Column(pn.Row(strategy, batch), target, button, self.table, sizing_mode="stretch_width")

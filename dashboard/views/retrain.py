@@ -29,7 +29,7 @@ class RetrainView(pn.viewable.Viewer):
         await self.state.retrain_async()
 
     def __panel__(self):
-        button = pn.widgets.Button(name="⟳ Retrain", button_type="primary", css_classes=["tw-retrain"],
+        button = pn.widgets.Button(label="⟳ Retrain", color="primary", css_classes=["tw-retrain"],
                                    sizing_mode="stretch_width")
         button.on_click(self._retrain)
         busy = self.state.param.job.rx() == "retrain"

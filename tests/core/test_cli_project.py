@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from core.cli import app
 from core.cli.project_cmds import EXIT_INVALID, DemoName
-from core.data import DEMOS, file_sha256
+from core.data import DEMO_NAMES, DEMOS, file_sha256
 
 runner = CliRunner()
 
@@ -88,7 +88,11 @@ def test_demo_writes_project_and_says_what_next(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     project = (tmp_path / "d" / "project.yaml").resolve()
     assert f"Wrote {project}" in result.stdout and "420 items" in result.stdout
-    assert "Next:" in result.stdout and str(project) in result.stdout.splitlines()[1]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("Next: tailwise serve") and str(project) in line for line in lines)
+    # It says where the label store lives, and that a fresh demo needs labels before retraining.
+    assert f"Label store (created on first use): {project.parent / 'labels.sqlite'}" in lines
+    assert "tailwise label" in result.stdout and "--labels 30" in result.stdout
     assert _run("validate", project).exit_code == 0
     assert "seed: 2" in project.read_text()
 
@@ -109,7 +113,8 @@ def test_demo_rejects_unknown_dataset(tmp_path: Path) -> None:
 
 
 def test_demo_choices_match_the_registry() -> None:
-    assert [d.value for d in DemoName] == list(DEMOS)
+    assert [d.value for d in DemoName] == list(DEMO_NAMES)
+    assert set(DEMOS) < set(DEMO_NAMES)
 
 
 def _console(*args: object) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,9 @@ def test_exported_file_layout_and_contents(session, tmp_path):
     assert ref["path"] == f"labels-{ref['sha256']}.jsonl"
     lines = (tmp_path / "share" / ref["path"]).read_text(encoding="utf-8").splitlines()
     first = json.loads(lines[0])
-    assert first["annotator"] == "alice" and isinstance(first["time"], float)
+    # times are ISO 8601 UTC, to the microsecond (what the store keeps)
+    assert first["annotator"] == "alice" and first["time"].endswith("Z")
+    assert datetime.fromisoformat(first["time"]).tzinfo is not None
     assert len(lines) == len(session.store.events())
     assert path.name == "Cats-dogs-test.yaml"  # a safe file name from the project name
 

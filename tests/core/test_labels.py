@@ -357,7 +357,7 @@ def test_a_version_1_store_is_migrated_and_its_events_stay_undoable(tmp_path):
             ('c', 'dog', 'ann', 2.0, 'bulk');
         """)
     with LabelStore(path) as store:
-        assert store.schema_version == LABEL_SCHEMA_VERSION == 2
+        assert store.schema_version == LABEL_SCHEMA_VERSION == 3  # 1 -> 2 (actions) -> 3 (splits)
         assert [e.action_id for e in store.events()] == [1, 2, 3]  # one action per old event
         assert store.undo("ann").item_id == "c"
         new = store.record_many(["d", "e"], "dog", "bob")
@@ -365,7 +365,7 @@ def test_a_version_1_store_is_migrated_and_its_events_stay_undoable(tmp_path):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):  # the trigger is back
             store.db.connection().execute("UPDATE events SET label = 'dog'")
     with LabelStore(path) as again:  # opening a migrated store changes nothing
-        assert again.schema_version == 2 and len(again) == 6
+        assert again.schema_version == LABEL_SCHEMA_VERSION and len(again) == 6
 
 
 # ------------------------------------------------------------------ classes
