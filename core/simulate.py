@@ -160,7 +160,15 @@ def simulate(
         pool_rows = np.setdiff1d(np.arange(n), test_rows)
     if len(pool_rows) < 2:
         raise DataError(f"only {len(pool_rows)} items left for the pool; lower test_fraction")
+    requested = int(budget)
     budget = int(min(budget, len(pool_rows)))
+    budget_note = (
+        f"budget {requested} is more than the {len(pool_rows)} items in the pool "
+        f"({n} items minus {len(test_rows)} held out for evaluation): stopping at {budget} labels"
+        if budget < requested else None
+    )
+    if budget_note and progress is not None:
+        progress(0, budget, budget_note)
     emb_all = (
         default_embedding(features, seed)
         if embedding is None
@@ -270,6 +278,8 @@ def simulate(
         "strategy": strategy_name,
         "seed": seed,
         "budget": budget,
+        "budget_requested": requested,
+        "budget_note": budget_note,
         "batch": batch,
         "cold_start": cold_start,
         "model": getattr(model, "kind", "custom"),

@@ -170,6 +170,8 @@ def simulate(
             )
         paths = write_outputs(result, out, title=f"{name} on {dataset.name}")
     final = result.summary["final"]
+    if result.summary.get("budget_note"):
+        typer.echo(f"note: {result.summary['budget_note']}")
     typer.echo(
         f"{name}: {result.curve[-1]['labels']} labels, balanced accuracy {final['balanced_accuracy']:.3f}, "
         f"tail recall {final['tail_recall']:.3f}, {result.summary['classes_found']}/"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ExpressionError
 from core.expr import Expression, check_columns, evaluate_number, parse_arithmetic
 from core.project import COMBINATION_OPS, FeaturesConfig
 
@@ -57,8 +57,11 @@ def derive_columns(columns: Mapping[str, np.ndarray], features: FeaturesConfig |
         if used_hidden:
             raise ConfigError(f"features: {name!r} = {expression.text!r} reads the ground-truth "
                               f"column {used_hidden[0]!r}; features may never use the answer")
-        check_columns(expression, list(available), what=f"column (in {source})")
-        values = evaluate_number(expression, available, fill=fill, ids=ids, name=name)
+        try:
+            check_columns(expression, list(available))
+            values = evaluate_number(expression, available, fill=fill, ids=ids, name=name)
+        except ExpressionError as err:
+            raise ExpressionError(f"features: {name!r} over {source}: {err}") from None
         available[name] = values
         new[name] = values
     return new
