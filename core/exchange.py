@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.data.loading import data_sha256
+from core.data.parquet_parts import is_glob
 from core.errors import ConfigError, DataError
 from core.project import (
     MAX_PROJECT_FILE_BYTES,
@@ -213,7 +214,7 @@ def _export_data(project: ProjectConfig, folder: Path, *, copy_data: bool):
             dest.unlink(missing_ok=True)
             _link_or_copy(src, dest)
     data.path = dest.relative_to(folder).as_posix()
-    data.sha256 = data_sha256(dest)
+    data.sha256 = data_sha256(dest, data.kind)
     return data
 
 
@@ -467,7 +468,7 @@ def check_data(
     if not project.data.path:
         return True, ""
     data_path = project.resolve(project.data.path, allow_outside=allow_outside, field="data.path")
-    if not data_path.exists():
+    if not data_path.exists() and not (project.data.kind == "parquet" and is_glob(data_path)):
         raise DataError(
             f"data.path: data file {str(data_path)!r} not found; put the data next to the "
             "project file at the path it names, or edit data.path"
@@ -475,7 +476,7 @@ def check_data(
     pin = pin or project.data.sha256
     if pin is None:
         return True, ""
-    actual = data_sha256(data_path)
+    actual = data_sha256(data_path, project.data.kind)
     if actual == pin:
         return True, ""
     return False, (

@@ -7,8 +7,13 @@ encoder and model, and writes into one output folder:
     the fitted model (``core.models.io.save_model``);
 ``predictions.parquet``
     item id, current expert label, predicted class, one ``p_<class>`` probability column per class,
-    map coordinates ``x``/``y`` and, for unlabelled items, the query ``query_score``,
-    ``query_rank`` and ``query_reason``;
+    ``uncertainty`` (1 - max probability), map coordinates ``x``/``y`` and, for unlabelled items,
+    the query ``query_score``, ``query_rank`` and ``query_reason``. With ``--scheduler`` it is a
+    folder of parts (``part-NNNNN.parquet``) that ``pandas.read_parquet`` reads as one table with
+    the same columns; the query is then scored part by part and only the merged top-k is ranked;
+``encoder.safetensors``, ``map.safetensors``
+    the fitted tabular encoder (tabular encoders only) and the map's projector, which
+    ``tailwise score`` needs to score new data with the saved model;
 ``metrics.json``
     per-class and balanced metrics cross-validated on the expert labels, on the expert-labelled
     test split (with Wilson intervals for per-class recall) when there is one, on the ground truth
@@ -47,6 +52,9 @@ OUTPUT_FILES = (
     "metrics.json",
     "report.md",
 )
+ENCODER_FILE = "encoder.safetensors"
+MAP_FILE = "map.safetensors"
+OPTIONAL_FILES = (ENCODER_FILE, MAP_FILE)  # encoder: tabular encoders only
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ def retrain_project(
     device: str | None = None,
     allow_outside: bool = False,
     progress: Progress | None = None,
+    scheduler: str | None = None,
 ) -> RetrainResult:
     """Train the project's model on its labels and write model, predictions, metrics and report.
 
@@ -94,6 +103,11 @@ def retrain_project(
     out = Path(out_dir) if out_dir is not None else default_out_dir(project_path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} is a file; choose a folder for the outputs")
+    if scheduler is not None:
+        from core.cluster_retrain import retrain_on_cluster
+
+        return retrain_on_cluster(project, out, scheduler, allow_outside=allow_outside,
+                                  progress=progress, start=start)
 
     with tempfile.TemporaryDirectory(prefix="tailwise-retrain-") as scratch:
         session, label_source = _open_session(project, Path(scratch), allow_outside=allow_outside)
@@ -215,6 +229,7 @@ def _predictions(session, state):
     }
     for j, name in enumerate(state.classes):
         columns[f"p_{name}"] = state.proba[:, j].astype(np.float64)
+    columns["uncertainty"] = np.asarray(state.uncertainty, dtype=np.float64)
     columns["x"], columns["y"] = xy[:, 0], xy[:, 1]
     score = np.full(n, np.nan)
     rank = np.full(n, -1, dtype=np.int64)
@@ -244,22 +259,55 @@ def _write_outputs(
     from core.models.io import save_model
 
     save_model(state.model, out)
-    predictions.to_parquet(out / "predictions.parquet", index=False)
+    target = out / "predictions.parquet"
+    if target.is_dir():  # the folder of parts of an earlier run with --scheduler
+        import shutil
+
+        shutil.rmtree(target)
+    predictions.to_parquet(target, index=False)
     _atomic_text(
         out / "metrics.json", json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n"
     )
-    _atomic_text(
-        out / "report.md",
-        render_report(session, state, predictions, metrics, label_source, seconds),
-    )
-    return {name: out / name for name in OUTPUT_FILES}
+    facts = ReportFacts.of_session(session, state, metrics, label_source, seconds)
+    queued = predictions.dropna(subset=["query_rank"]).sort_values("query_rank").head(10)
+    _atomic_text(out / "report.md", render_report(facts, queued, metrics))
+    files = {name: out / name for name in OUTPUT_FILES}
+    for name, obj in ((ENCODER_FILE, session.encoder_transform()), (MAP_FILE, session.projector_())):
+        if obj is not None:
+            write_bytes(out / name, obj.to_bytes())
+            files[name] = out / name
+        else:
+            (out / name).unlink(missing_ok=True)
+    return files
 
 
-def render_report(
-    session, state, predictions, metrics: dict, label_source: str, seconds: float
-) -> str:
-    """A short Markdown summary: data, labels, headline metrics, what to label next."""
-    project = session.project
+@dataclass(frozen=True)
+class ReportFacts:
+    """What the report says about the run, however it ran (one process or a cluster)."""
+
+    project: ProjectConfig
+    n_items: int
+    data_name: str
+    n_labels: int
+    label_counts: dict[str, int]
+    test_counts: dict[str, int]
+    label_source: str
+    seconds: float
+    where: str = ""  # e.g. "pool scored on a Dask LocalCluster, 2 workers"
+
+    @classmethod
+    def of_session(cls, session, state, metrics: dict, label_source: str,
+                   seconds: float) -> ReportFacts:
+        n_test = metrics.get("n_test_labels", 0)
+        test_counts = session.store.label_counts(split="test") if n_test else {}
+        return cls(session.project, len(session.dataset), session.dataset.name, state.n_labels,
+                   state.label_counts, test_counts, label_source, seconds)
+
+
+def render_report(facts: ReportFacts, queued, metrics: dict) -> str:
+    """A short Markdown summary: data, labels, headline metrics, what to label next
+    (``queued``: the top-ranked rows of the predictions)."""
+    project = facts.project
     cv = metrics.get("cross_validated") or {}
     truth = metrics.get("ground_truth")
     test = metrics.get("test_split")
@@ -267,12 +315,12 @@ def render_report(
     lines = [
         f"# Retrain report: {project.name}",
         "",
-        f"- data: {len(session.dataset):,} items ({session.dataset.name})",
-        f"- labels: {state.n_labels:,} for training"
+        f"- data: {facts.n_items:,} items ({facts.data_name})",
+        f"- labels: {facts.n_labels:,} for training"
         + (f" and {n_test:,} in the test split" if n_test else "")
-        + f", from {label_source}",
+        + f", from {facts.label_source}",
         f"- model: {project.model.kind}, encoder: {project.encoder.kind}, seed {project.seed}",
-        f"- time: {seconds:.1f} s",
+        f"- time: {facts.seconds:.1f} s" + (f" ({facts.where})" if facts.where else ""),
         "",
         f"**Headline: {metrics['headline']['text']}.**",
         "",
@@ -281,9 +329,9 @@ def render_report(
         "| class | training labels |" + (" test labels |" if n_test else ""),
         "| --- | ---: |" + (" ---: |" if n_test else ""),
     ]
-    test_counts = session.store.label_counts(split="test") if n_test else {}
-    for name in sorted(set(state.label_counts) | set(test_counts)):
-        cells = [name, f"{state.label_counts.get(name, 0):,}"]
+    test_counts = facts.test_counts
+    for name in sorted(set(facts.label_counts) | set(test_counts)):
+        cells = [name, f"{facts.label_counts.get(name, 0):,}"]
         if n_test:
             cells.append(f"{test_counts.get(name, 0):,}")
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -296,7 +344,6 @@ def render_report(
         lines += _metric_lines(f"test split ({test['n_evaluated']:,} expert-labelled items)", test)
         lines += _recall_interval_lines(test)
     lines += _metric_lines("cross-validated on expert labels", cv)
-    queued = predictions.dropna(subset=["query_rank"]).sort_values("query_rank").head(10)
     if len(queued):
         lines += [
             "",
@@ -375,8 +422,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def _atomic_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file atomically (a temporary file renamed over it)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     tmp.replace(path)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "classes_found",
     "evaluate",
+    "evaluate_confusion",
     "headline",
     "wilson_interval",
     "with_recall_intervals",
@@ -62,6 +63,24 @@ def evaluate(
     ok = p >= 0
     np.add.at(confusion, (t[ok], p[ok]), 1)
     support = np.bincount(t, minlength=k)
+    return evaluate_confusion(confusion, classes, tail_classes, train_counts, support=support)
+
+
+def evaluate_confusion(
+    confusion: np.ndarray,
+    classes: Sequence[str],
+    tail_classes: Iterable[str] | None = None,
+    train_counts: Mapping[str, int] | None = None,
+    support: np.ndarray | None = None,
+) -> dict:
+    """:func:`evaluate` from a confusion matrix (rows = true, columns = predicted, in ``classes``
+    order), e.g. counts merged from the parts of a pool scored on a cluster. ``support`` (items
+    per true class) defaults to the row sums."""
+    classes = [str(c) for c in classes]
+    confusion = np.asarray(confusion, dtype=np.int64)
+    index = {c: i for i, c in enumerate(classes)}
+    support = confusion.sum(axis=1) if support is None else np.asarray(support)
+    n = int(support.sum())
     tp = np.diag(confusion).astype(float)
     predicted = confusion.sum(axis=0).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -81,8 +100,8 @@ def evaluate(
         tail = [str(c) for c in tail_classes if str(c) in index and present[index[str(c)]]]
     tail_idx = [index[c] for c in tail]
     return {
-        "n": len(y_true),
-        "accuracy": float(tp.sum() / max(len(y_true), 1)),
+        "n": n,
+        "accuracy": float(tp.sum() / max(n, 1)),
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "tail_recall": float(recall[tail_idx].mean()) if tail_idx else 0.0,

@@ -31,7 +31,7 @@ class ModelState:
     model_version: int
     trained_at: float
     classes: tuple[str, ...]
-    proba: np.ndarray  # (n, k) calibrated class probabilities, columns = classes
+    proba: np.ndarray  # (n, k) float32 calibrated class probabilities, columns = classes
     predicted: np.ndarray  # (n,) object: predicted class name
     uncertainty: np.ndarray  # (n,) 1 - max probability
     metrics: dict[str, Any]
@@ -50,6 +50,46 @@ def training_rows(dataset: Dataset, labels: dict[str, str]) -> tuple[np.ndarray,
     rows = np.fromiter((r for r, _ in known), dtype=np.int64, count=len(known))
     y = np.array([lab for _, lab in known], dtype=object)
     return rows, y
+
+
+MAX_FIT_LABELS = 50_000  # above this, head classes are subsampled for the fit (class-balanced)
+
+
+def balanced_subset(y: np.ndarray, seed: int, limit: int = MAX_FIT_LABELS) -> np.ndarray:
+    """Sorted positions of at most ``limit`` labels to fit on: every label of the classes below a
+    common cap, a seeded random ``cap`` of each larger (head) class. Rare classes keep all their
+    labels; with plentiful labels the fit stays bounded whatever the label count."""
+    n = len(y)
+    if n <= limit:
+        return np.arange(n)
+    names, inverse, counts = np.unique(np.asarray(y).astype(str), return_inverse=True,
+                                       return_counts=True)
+    # The largest cap with sum(min(count, cap)) <= limit ("water filling").
+    ordered = np.sort(counts)
+    below = np.concatenate([[0], np.cumsum(ordered)[:-1]])
+    caps = (limit - below) // np.maximum(len(ordered) - np.arange(len(ordered)), 1)
+    fits = caps >= ordered
+    cap = int(caps[np.argmin(fits)] if not fits.all() else ordered[-1])
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(len(names)):
+        members = np.flatnonzero(inverse == c)
+        keep.append(members if len(members) <= cap else rng.choice(members, cap, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def fit_labelled(project: ProjectConfig, x: np.ndarray, y: np.ndarray,
+                 x_unlabelled: np.ndarray | None = None):
+    """A fresh model of the project's kind fitted on labelled rows ``x, y`` (head classes
+    subsampled by :func:`balanced_subset` when labels are plentiful): what every retrain does,
+    in the dashboard, headless and on a cluster."""
+    from core.models import build_model  # torch is heavy: import on first use
+
+    keep = balanced_subset(y, project.seed)
+    model = build_model(project.model, seed=project.seed)
+    kw = {} if x_unlabelled is None or not len(x_unlabelled) else {"X_unlabelled": x_unlabelled}
+    model.fit(x[keep] if len(keep) < len(y) else x, y[keep] if len(keep) < len(y) else y, **kw)
+    return model
 
 
 def check_trainable(y: np.ndarray) -> None:
@@ -79,13 +119,16 @@ def train_round(
     model_version: int,
     progress: Progress | None = None,
     test_labels: dict[str, str] | None = None,
+    learned_embedding: bool | None = None,
 ) -> ModelState:
-    """Fit a fresh model on the labelled rows and predict the whole pool.
+    """Fit a fresh model on the labelled rows and predict the whole pool (float32, in chunks).
 
     ``labels`` are the training labels only; ``test_labels`` (the test split) are measured, never
-    fitted: an item in both is refused.
+    fitted: an item in both is refused. The model's penultimate layer over the pool
+    (``learned_embedding``) is computed only when something shows it: by default when the encoder
+    is ``model``.
     """
-    from core.models import build_model  # torch is heavy: import on first use
+    from core.scoring import predict_rows
 
     report = progress or (lambda done, total, msg: None)
     if test_labels and not set(test_labels).isdisjoint(labels):
@@ -95,15 +138,16 @@ def train_round(
     check_trainable(y)
     report(0, 3, f"training {project.model.kind} on {len(rows):,} labels")
     start = time.perf_counter()
-    model = build_model(project.model, seed=project.seed)
     unlabelled = np.setdiff1d(np.arange(len(dataset)), rows, assume_unique=True)
-    model.fit(embedding[rows], y, **_unlabelled_kw(project, embedding, unlabelled))
+    model = fit_labelled(project, embedding[rows], y, **_unlabelled_kw(project, embedding, unlabelled))
     seconds = time.perf_counter() - start
-    report(1, 3, "predicting the pool")
-    proba = np.asarray(model.predict_proba(embedding), dtype=np.float64)
+    report(1, 3, f"predicting {len(dataset):,} items")
+    proba, best = predict_rows(model, embedding)
     classes = tuple(str(c) for c in model.classes_)
-    predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-    learned = model.embed(embedding) if hasattr(model, "embed") else None
+    predicted = np.asarray(classes, dtype=object)[best]
+    if learned_embedding is None:
+        learned_embedding = project.encoder.kind == "model"
+    learned = model.embed(embedding) if learned_embedding and hasattr(model, "embed") else None
     report(2, 3, "measuring")
     metrics = measure(project, dataset, embedding, rows, y, predicted)
     test_metrics = test_split_metrics(project, dataset, test_labels or {}, y, predicted)
@@ -128,7 +172,7 @@ def train_round(
 
 def _unlabelled_kw(project: ProjectConfig, embedding: np.ndarray, unlabelled: np.ndarray) -> dict:
     if getattr(project.model, "pseudo_label", False) and len(unlabelled):
-        return {"X_unlabelled": embedding[unlabelled]}
+        return {"x_unlabelled": embedding[unlabelled]}
     return {}
 
 
@@ -161,16 +205,22 @@ def test_split_metrics(project: ProjectConfig, dataset: Dataset, test_labels: di
                        y_train: np.ndarray, predicted: np.ndarray) -> dict[str, Any] | None:
     """Metrics on the items experts labelled into the test split (None when there are none),
     with a Wilson 95 % interval for each class's recall: few rare items, wide intervals."""
-    from core.metrics import evaluate, with_recall_intervals
-
     rows, y = training_rows(dataset, test_labels)
     if not len(rows):
         return None
-    truth = y.astype(str)
+    return test_metrics_of(project, y, predicted[rows], y_train)
+
+
+def test_metrics_of(project: ProjectConfig, truth: np.ndarray, predicted: np.ndarray,
+                    y_train: np.ndarray) -> dict[str, Any]:
+    """:func:`test_split_metrics` of the test items' expert labels and predictions."""
+    from core.metrics import evaluate, with_recall_intervals
+
+    truth = truth.astype(str)
     classes = sorted(set(truth.tolist()) | set(y_train.astype(str).tolist()))
-    metrics = evaluate(truth, predicted[rows].astype(str), classes,
+    metrics = evaluate(truth, predicted.astype(str), classes,
                        tail_classes=tail_classes(project, y_train))
-    metrics.update(source="test_split", n_evaluated=int(len(rows)))
+    metrics.update(source="test_split", n_evaluated=int(len(truth)))
     return with_recall_intervals(metrics)
 
 

@@ -57,6 +57,8 @@ class Session:
         self._retrain_lock = threading.Lock()
         self._base_embedding: np.ndarray | None = None
         self._xy: np.ndarray | None = None
+        self._projector = None
+        self._encoder_transform = None
         self._state: ModelState | None = None
         self._history: list[RoundRecord] = []
         self._strategies: dict[str, object] = {}
@@ -146,6 +148,31 @@ class Session:
         """2-D map coordinates (n, 2); stable across retrains."""
         return self.xy_()
 
+    def projector_(self, progress: Progress | None = None):
+        """The map's projector (embedding -> x, y), for scoring items elsewhere with this map."""
+        from core.projection import map_projector
+
+        with self._lock:
+            if self._projector is None:
+                self._projector = map_projector(self.embedding, self.xy_(progress), self.project.map,
+                                                self.cache_dir, seed=self.project.seed,
+                                                progress=progress)
+            return self._projector
+
+    def encoder_transform(self):
+        """The fitted tabular transform behind the embedding, or None for other encoders."""
+        from core.embed.model_layer import base_config
+        from core.embed.tabular import fit_tabular
+
+        config = base_config(self.project.encoder)
+        if config.kind != "tabular":
+            return None
+        with self._lock:
+            if self._encoder_transform is None:
+                self._encoder_transform = fit_tabular(self.dataset.features, self.dataset.ids, config,
+                                                      self.project.seed)
+            return self._encoder_transform
+
     def recompute_map(self, progress: Progress | None = None) -> np.ndarray:
         """Project the current (possibly learned) embedding again, starting from the old layout."""
         with self._lock:
@@ -153,6 +180,7 @@ class Session:
         xy = project_2d(self.embedding, self.project.map, seed=self.project.seed, init=old, progress=progress)
         with self._lock:
             self._xy = xy
+            self._projector = None
             self._clusters = None
         return xy
 

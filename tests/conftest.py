@@ -28,3 +28,15 @@ def demo_project(tmp_path: Path) -> Path:
     from core.data import make_demo
 
     return make_demo("digits-lt", tmp_path / "demo", seed=0)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for a module: the machine is shared, and runs whose results are compared
+    must use the same thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -88,7 +88,8 @@ def validate(
         "data_sha256": None
         if config.data.kind == "demo"
         else data_sha256(
-            config.resolve(config.data.path, allow_outside=allow_outside, field="data.path")
+            config.resolve(config.data.path, allow_outside=allow_outside, field="data.path"),
+            config.data.kind,
         ),
         "fingerprint": dataset.fingerprint,
         "ground_truth": dataset.ground_truth is not None,

@@ -96,6 +96,17 @@ def progress_reporter(enabled: bool = True) -> Iterator[Callable[[int, int, str]
     yield log
 
 
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Embed and score the pool on Dask: 'local' or 'local:N' (a LocalCluster of N worker "
+        "processes) or a scheduler address 'tcp://HOST:PORT'. Needs Parquet data "
+        "(data.kind: parquet, a file, folder or glob) and a tabular encoder.",
+    ),
+]
+
+
 @app.command()
 def retrain(
     project: Annotated[Path, typer.Argument(help="Project file (.yaml/.yml/.json).")],
@@ -115,6 +126,7 @@ def retrain(
     ] = None,
     allow_outside: AllowOutside = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    scheduler: Scheduler = None,
 ) -> None:
     """Train the project's model headless; write model, predictions, metrics and a report."""
     from core.headless import retrain_project
@@ -126,6 +138,7 @@ def retrain(
             device=device.value if device else None,
             allow_outside=allow_outside,
             progress=progress,
+            scheduler=scheduler,
         )
     test = result.metrics.get("n_test_labels", 0)
     typer.echo(
@@ -236,3 +249,27 @@ def _plain(conflict) -> object:
     if isinstance(conflict, dict):
         return f"{conflict['item_id']}: kept local {conflict['local']!r}, file has {conflict['incoming']!r}"
     return str(conflict)
+
+
+@app.command()
+def score(
+    project: Annotated[Path, typer.Argument(help="Project file whose pool to score.")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Folder of a saved model (tailwise retrain --out).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    scheduler: Scheduler = None,
+    allow_outside: AllowOutside = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Score a Parquet pool with a saved model (no training): per-part predictions and the top
+    query candidates."""
+    from core.score_job import score_project
+
+    with clear_errors(), progress_reporter(not quiet) as progress:
+        result = score_project(project, model, out, scheduler=scheduler,
+                               allow_outside=allow_outside, progress=progress)
+    typer.echo(
+        f"scored {result.n_items} items in {result.n_parts} parts on {result.where} "
+        f"({result.items_per_second:,.0f} items/s); outputs in {result.out_dir}"
+    )

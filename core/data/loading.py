@@ -15,6 +15,7 @@ from core.data.demos import build_demo, demo_sha256
 from core.data.folders import image_folder_sha256, load_image_folder
 from core.data.hashing import file_sha256, fingerprint
 from core.data.images import MAX_IMAGE_SIDE
+from core.data.parquet_parts import parquet_files, parquet_sha256
 from core.data.request import Loaded, LoadRequest, Progress
 from core.data.tables import load_table
 from core.errors import ConfigError, DataError
@@ -49,9 +50,12 @@ SOURCES: dict[str, Callable[[LoadRequest], Loaded]] = {
 """Source kind (``data.kind`` in the project file) -> loader."""
 
 
-def data_sha256(path: str | Path) -> str:
-    """The digest ``data.sha256`` pins: a file's SHA-256, or an image folder's manifest digest."""
+def data_sha256(path: str | Path, kind: str | None = None) -> str:
+    """The digest ``data.sha256`` pins: a file's SHA-256, an image folder's manifest digest, or
+    for a Parquet folder or glob the digest of its files' (name, SHA-256) list."""
     path = Path(path)
+    if kind == "parquet":
+        return parquet_sha256(parquet_files(path))
     return image_folder_sha256(path) if path.is_dir() else file_sha256(path)
 
 
@@ -89,7 +93,7 @@ def load_dataset(
         _require_exists(path, cfg.kind, cfg.path)
     try:
         if path is not None:
-            source_sha = data_sha256(path)
+            source_sha = data_sha256(path, cfg.kind)
             _check_pin(cfg.sha256, source_sha, path)
         features = getattr(project, "features", None)
         if features is not None and not features.empty and cfg.kind not in ("csv", "parquet"):
@@ -134,6 +138,9 @@ def load_dataset(
 
 
 def _require_exists(path: Path, kind: str, written: str | None) -> None:
+    if kind == "parquet":  # a file, a folder of *.parquet files or a glob
+        parquet_files(path, written)
+        return
     if not path.exists():
         raise DataError(
             f"data.path: {written!r} not found (looked for {path}); "

@@ -16,18 +16,20 @@ from core.data.checks import (
     require_rows,
 )
 from core.data.images import pixel_features, read_images
+from core.data.parquet_parts import TableSpec, parquet_files, read_parquet_files
 from core.data.request import Loaded, LoadRequest
 from core.errors import DataError
 
 
 def read_table(path: Path, kind: str, text_columns: list[str]):
-    """Read a CSV or Parquet file into a DataFrame; ``text_columns`` are kept as strings (CSV)."""
+    """Read a CSV file, or a Parquet file, folder or glob (one pool, files in name order), into a
+    DataFrame; ``text_columns`` are kept as strings (CSV)."""
     import pandas as pd
 
     try:
         if kind == "csv":
             return pd.read_csv(path, dtype={c: str for c in text_columns})
-        return pd.read_parquet(path)
+        return read_parquet_files(parquet_files(path))
     except pd.errors.EmptyDataError:
         raise DataError(f"{path.name}: the data is empty (no header, no rows)") from None
     except (ValueError, OSError) as err:  # parser errors, bad encodings, broken Parquet
@@ -89,15 +91,7 @@ def load_table(request: LoadRequest) -> Loaded:
     elif images is not None and not derived:
         names = []
     else:
-        shown_only = reserved | set(cfg.info_columns) | set(cfg.image_columns)
-        names = [c for c in columns if c not in shown_only and pd.api.types.is_numeric_dtype(df[c])]
-        names += list(derived)
-        if not names:
-            raise DataError(
-                f"{path.name}: no numeric feature columns "
-                f"(columns: {quote_list(columns, limit=30)}); "
-                "name them in data.feature_columns or point data.image_field at image paths"
-            )
+        names = numeric_feature_names(df, path, cfg, extra=list(derived))
 
     if names:
         for name in names:
@@ -120,6 +114,63 @@ def load_table(request: LoadRequest) -> Loaded:
         extra_digests=digests,
         columns=catalogue,
     )
+
+
+def numeric_feature_names(df, path: Path, cfg, extra: list[str] = ()) -> list[str]:
+    """Every numeric column but the id, label, image, info and image-path columns (plus
+    ``extra``, the derived ones); a table without any is refused."""
+    import pandas as pd
+
+    columns = [str(c) for c in df.columns]
+    shown_only = {cfg.id_column, cfg.label_column, cfg.image_field, *cfg.info_columns,
+                  *cfg.image_columns}
+    names = [c for c in columns if c not in shown_only and pd.api.types.is_numeric_dtype(df[c])]
+    names += list(extra)
+    if not names:
+        raise DataError(
+            f"{path.name}: no numeric feature columns "
+            f"(columns: {quote_list(columns, limit=30)}); "
+            "name them in data.feature_columns or point data.image_field at image paths"
+        )
+    return names
+
+
+def table_spec(path: Path, cfg, features=None) -> TableSpec:
+    """How the Dask path parses every part of a Parquet pool: the columns :func:`load_table` would
+    choose, read from the first file's head. Images and derived features need the whole table in
+    one process and are refused here."""
+    import pyarrow.parquet as pq
+
+    from core.data.derived import derived_specs
+
+    if cfg.image_field:
+        raise DataError("data.image_field: scoring part by part reads numeric feature columns; "
+                        "images need tailwise retrain without --scheduler")
+    if derived_specs(features):
+        raise DataError("features: derived columns are computed over the whole table; scoring "
+                        "part by part (and on a Dask cluster) needs plain feature columns")
+    files = parquet_files(path, cfg.path)
+    head = next(pq.ParquetFile(files[0]).iter_batches(batch_size=64), None)
+    if head is None:
+        raise DataError(f"{files[0].name}: the data is empty (no items)")
+    df = head.to_pandas()
+    columns = [str(c) for c in df.columns]
+    wanted: dict[str, list[str]] = {}
+    if cfg.id_column != "id":
+        wanted["data.id_column"] = [cfg.id_column]
+    if cfg.label_column:
+        wanted["data.label_column"] = [cfg.label_column]
+    if cfg.feature_columns is not None:
+        wanted["data.feature_columns"] = list(cfg.feature_columns)
+    require_columns(files[0], columns, wanted)
+    if cfg.feature_columns is not None:
+        if not cfg.feature_columns:
+            raise DataError(f"{files[0].name}: data.feature_columns is empty; name at least one column")
+        names = list(cfg.feature_columns)
+    else:
+        names = numeric_feature_names(df, files[0], cfg)
+    return TableSpec(tuple(names), cfg.id_column if cfg.id_column in columns else None,
+                     cfg.label_column)
 
 
 def _catalogue_columns(df, names: list[str]) -> dict[str, np.ndarray]:

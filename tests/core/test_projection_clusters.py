@@ -31,7 +31,7 @@ def test_neighbour_placement_beyond_the_sample_keeps_items_near_their_blob(monke
     from core import projection
 
     # Replace UMAP by an exact linear map so that the test checks the placement of the rest.
-    monkeypatch.setattr(projection, "_umap", lambda x, config, seed, init: x[:, :2].copy())
+    monkeypatch.setattr(projection, "_umap", lambda x, config, seed, init, report: x[:, :2].copy())
     x, y = _blobs(n_per=200)
     config = MapConfig(method="umap", sample_size=100)
     must = np.array([0, 1, 2, 599])
@@ -48,7 +48,7 @@ def test_cached_projection_reuses_the_file(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("map-*.npy"))) == 1
     from core import projection
 
-    monkeypatch.setattr(projection, "project_2d", lambda *a, **k: pytest.fail("cache missed"))
+    monkeypatch.setattr(projection, "fit_map", lambda *a, **k: pytest.fail("cache missed"))
     np.testing.assert_array_equal(first, cached_projection(x, config, tmp_path))
     assert array_digest(x) != array_digest(x + 1)
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import core.cli.retrain_cmd  # noqa: F401  (registers the commands)
 from core.cli.app import app
-from core.headless import OUTPUT_FILES
+from core.headless import OPTIONAL_FILES, OUTPUT_FILES
 from core.labels import LabelStore
 from core.project import dump_project, load_project
 
@@ -25,14 +25,8 @@ PER_CLASS = {"4": 6, "6": 5, "2": 5, "7": 4, "3": 4, "5": 3, "9": 3, "0": 3, "8"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_thread(torch_one_thread):
     """One torch thread: the machine is shared, and both runs must use the same thread count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +68,9 @@ def first_run(shared, tmp_path_factory):
 
 def test_retrain_writes_every_output(first_run):
     out, _ = first_run
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    # The demo's encoder is tabular: its fitted transform and the map's projector are saved too,
+    # so that `tailwise score` can score new data with this model.
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES + OPTIONAL_FILES)
     meta = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert meta["kind"] == "mlp" and len(meta["classes"]) == 10
 
