@@ -52,7 +52,8 @@ def open_pool(project: ProjectConfig, *, allow_outside: bool = False,
     path = project.resolve(project.data.path, allow_outside=allow_outside, field="data.path")
     files = parquet_files(path, project.data.path)
     kw = {} if part_rows is None else {"part_rows": part_rows}
-    return Pool(files, plan_parts(files, **kw), table_spec(path, project.data))
+    return Pool(files, plan_parts(files, **kw),
+                table_spec(path, project.data, getattr(project, "features", None)))
 
 
 def check_encoder(project: ProjectConfig) -> None:

@@ -39,8 +39,6 @@ def read_table(path: Path, kind: str, text_columns: list[str]):
 
 def load_table(request: LoadRequest) -> Loaded:
     """Load a ``kind: csv`` or ``kind: parquet`` source, with its derived and catalogue columns."""
-    import pandas as pd
-
     from core.data.derived import derive_columns, derived_specs
 
     cfg, path = request.config, request.path
