@@ -59,6 +59,7 @@ class Session:
         self._xy: np.ndarray | None = None
         self._projector = None
         self._encoder_transform = None
+        self._map_frame = None  # (xy it was built on, MapFrame)
         self._state: ModelState | None = None
         self._history: list[RoundRecord] = []
         self._strategies: dict[str, object] = {}
@@ -147,6 +148,38 @@ class Session:
     def xy(self) -> np.ndarray:
         """2-D map coordinates (n, 2); stable across retrains."""
         return self.xy_()
+
+    def map_frame(self):
+        """The map table every browser session of this project draws (:mod:`core.mapframe`),
+        brought up to date with the labels and the model (only what changed is rewritten)."""
+        from core.mapframe import MapFrame
+
+        with self._lock:
+            xy = self.xy_()
+            if self._map_frame is None or self._map_frame[0] is not xy:
+                self._map_frame = (xy, MapFrame(self.dataset.ids, self.dataset._index, xy,
+                                                self.class_names))
+            frame = self._map_frame[1]
+        self.sync_map_frame(frame)
+        return frame
+
+    def sync_map_frame(self, frame=None) -> bool:
+        """Apply new label events and a new model to the map table; True when it changed."""
+        if frame is None:
+            if self._map_frame is None:
+                return False
+            frame = self._map_frame[1]
+        before = frame.version
+        last = self.store.last_event_id()
+        if last != frame.event_id:
+            frame.add_classes(self.class_names)
+            last, changes = self.store.changes_since(frame.event_id)
+            frame.apply_labels(changes, last)
+        state = self._state
+        if state is not None and state.model_version != frame.model_version:
+            frame.apply_model(state.model_version, state.classes, state.proba.argmax(axis=1),
+                              state.uncertainty)
+        return frame.version != before
 
     def projector_(self, progress: Progress | None = None):
         """The map's projector (embedding -> x, y), for scoring items elsewhere with this map."""
@@ -242,6 +275,11 @@ class Session:
         or None when nothing of theirs is left to undo. Raises ``LabelStoreError`` naming who
         changed an item since, and appends nothing, rather than touch someone else's label."""
         return self.store.undo(annotator)
+
+    def undo_count(self, annotator: str) -> int:
+        """:meth:`undo_action` returning only the number of events appended (one SQL statement
+        for a bulk action, no event objects)."""
+        return self.store.undo_count(annotator)
 
     def undo_action(self, annotator: str) -> list[LabelEvent]:
         """``undo``, returning every event appended (one per item of the reverted action)."""

@@ -23,7 +23,6 @@ import numpy as np
 import param
 
 from core.errors import TailwiseError
-from core.geometry import PointIndex
 from core.layout import COLOUR_BY
 from core.pointtable import latest_annotators, point_table, queue_scores
 from core.project import STRATEGIES
@@ -100,6 +99,7 @@ class AppState(param.Parameterized):
     queue_scores = param.List(default=[])
 
     labels_version = param.Integer(default=0, doc="Bumped whenever labels or classes change.")
+    map_version = param.Integer(default=0, doc="Version of the shared map table last drawn.")
     model_version = param.Integer(default=None, allow_None=True)
     trained_at = param.Number(default=None, allow_None=True)
 
@@ -117,14 +117,19 @@ class AppState(param.Parameterized):
         params.setdefault("target_class", project.query.target_class)
         super().__init__(**params)
         self.session = session
-        self._xy = np.asarray(session.xy, dtype=np.float64)  # stable; read once, never locks later
-        self._index = PointIndex(self._xy)
+        self._use_frame(session.map_frame())  # shared by every browser session: no copies here
         self._skipped: set[str] = set()
         self._seen_event = session.store.last_event_id()
         self._clusters = None
         self._sync_model()
 
     # ------------------------------------------------------------------ derived data
+    def _use_frame(self, frame) -> None:
+        self.frame = frame  # core.mapframe.MapFrame: positions, grid index, colour columns
+        self._xy = frame.xy
+        self._index = frame.point_index
+        self.map_version = frame.version
+
     @property
     def xy(self) -> np.ndarray:
         return self._xy
@@ -254,7 +259,7 @@ class AppState(param.Parameterized):
         """Revert this annotator's last label action (all its events); returns events reverted.
         Someone else's later label is never touched: the refusal is shown instead."""
         try:
-            reverted = len(self.session.undo_action(self.annotator))
+            reverted = self.session.undo_count(self.annotator)
         except (TailwiseError, ValueError) as err:
             self._fail(err)
             return 0
@@ -295,18 +300,33 @@ class AppState(param.Parameterized):
 
     def _labels_changed(self) -> None:
         self._seen_event = self.session.store.last_event_id()
+        self._sync_frame()
         self.labels_version += 1
+
+    def _sync_frame(self) -> None:
+        """Bring the shared map table up to date (only changed rows); redraw if it moved on."""
+        self.session.sync_map_frame(self.frame)
+        if self.frame.version != self.map_version:
+            self.map_version = self.frame.version
 
     # ------------------------------------------------------------------ clusters
     def clusters(self):
         """Predicted clusters (computed by the engine; cached per model version)."""
         self._clusters = self.session.clusters()
+        self._show_clusters()
         return self._clusters
 
     async def clusters_async(self):
         """``clusters`` with the engine call in a worker thread."""
         self._clusters = await asyncio.get_running_loop().run_in_executor(_WORKER, self.session.clusters)
+        self._show_clusters()
         return self._clusters
+
+    def _show_clusters(self) -> None:
+        """Give the shared map table the clusters (once per model version) so it can colour by them."""
+        self.frame.apply_clusters(self.model_version, self._clusters.assignment)
+        if self.frame.version != self.map_version:
+            self.map_version = self.frame.version
 
     def select_cluster(self, cluster: int) -> list[str]:
         clusters = self._clusters or self.clusters()
@@ -363,6 +383,7 @@ class AppState(param.Parameterized):
     def _retrained(self) -> None:
         self._clusters = None
         self._sync_model()
+        self._sync_frame()
         self.error = ""
         self.status = f"model v{self.model_version} trained"
         self.labels_version += 1
@@ -413,14 +434,13 @@ class AppState(param.Parameterized):
             loop.call_soon_threadsafe(self._progress, done, total, message)
 
         try:
-            xy = await loop.run_in_executor(_WORKER, partial(self.session.recompute_map, progress=progress))
+            await loop.run_in_executor(_WORKER, partial(self.session.recompute_map, progress=progress))
         except Exception as err:  # noqa: BLE001  (the old map stays)
             self._fail(err)
             return False
         finally:
             self.job, self.job_progress, self.job_message = "", 0.0, ""
-        self._xy = np.asarray(xy, dtype=np.float64)
-        self._index = PointIndex(self._xy)
+        self._use_frame(self.session.map_frame())
         self._clusters = None
         self.status = "map recomputed"
         self.labels_version += 1
@@ -432,7 +452,9 @@ class AppState(param.Parameterized):
 
     # ------------------------------------------------------------------ other sessions
     def refresh(self) -> bool:
-        """Pick up labels and models from other sessions of the project; True if anything changed."""
+        """Pick up labels and models from other sessions of the project; True if anything changed.
+        Costs two comparisons when nothing did; otherwise the shared map table is updated once
+        (for every session) with only the changed rows."""
         changed = False
         last = self.session.store.last_event_id()
         if last != self._seen_event:
@@ -444,6 +466,7 @@ class AppState(param.Parameterized):
             self._sync_model()
             changed = True
         if changed:
+            self._sync_frame()
             self.labels_version += 1
         return changed
 

@@ -165,6 +165,7 @@ class Database:
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: bulk actions touch many index pages
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as err:
             raise LabelStoreError(f"label store {self.path}: not a SQLite database or unreadable "

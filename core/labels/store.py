@@ -157,9 +157,9 @@ class LabelStore:
             require(conn, {lab for _, lab in pairs if lab is not None})
             splits = _latest_splits(conn, [item for item, _ in pairs]) if split is None else {}
             action = _new_action(conn)
-            return [_insert(conn, action, item, lab, annotator, when, origin, model_version, note,
-                            split=split or splits.get(item, "train"))
-                    for item, lab in pairs]
+            return _insert_action(conn, action, [
+                (item, lab, annotator, when, origin, model_version, note, None, action,
+                 split or splits.get(item, "train")) for item, lab in pairs])
 
     def retract(self, item_id: str, annotator: str, origin: str = "expert",
                 model_version: int | None = None, note: str | None = None) -> int:
@@ -170,8 +170,12 @@ class LabelStore:
     def undo(self, annotator: str) -> LabelEvent | None:
         """Revert ``annotator``'s latest action (see ``undo_action``); returns the last event it
         appended, or None when nothing of that annotator's is left to undo."""
-        appended = self.undo_action(annotator)
-        return appended[-1] if appended else None
+        action, count = self._undo(annotator)
+        if not count:
+            return None
+        rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE action_id = ? "
+                             "ORDER BY event_id DESC LIMIT 1", (action,))
+        return LabelEvent(*rows[0])
 
     def undo_action(self, annotator: str) -> list[LabelEvent]:
         """Revert ``annotator``'s latest action that is not an undo and not undone yet.
@@ -182,6 +186,16 @@ class LabelStore:
         Raises ``LabelStoreError`` naming the annotator(s) and items, and appends nothing, when
         someone else's event still in effect was recorded on one of the items since.
         """
+        action, count = self._undo(annotator)
+        return self.action(action) if count else []
+
+    def undo_count(self, annotator: str) -> int:
+        """:meth:`undo_action` returning only how many events it appended (no event objects:
+        the cheap form for a bulk action of 10^5 items)."""
+        return self._undo(annotator)[1]
+
+    def _undo(self, annotator: str) -> tuple[int, int]:
+        """The undo itself, one SQL statement in one transaction: ``(undo action id, events)``."""
         annotator = check_text(annotator, "annotator")
         with self.db.write() as conn:
             target = conn.execute(
@@ -192,28 +206,26 @@ class LabelStore:
                 (annotator,),
             ).fetchone()
             if target is None:
-                return []
+                return 0, 0
             action = int(target[0])
             _refuse_if_covered(conn, action, annotator)
-            # Each not-yet-undone event of the action, with its item's label just before it.
-            reverted = conn.execute(
-                "SELECT e.event_id, e.item_id, "
-                "  (SELECT p.label FROM events AS p WHERE p.item_id = e.item_id "
-                "   AND p.event_id < e.event_id ORDER BY p.event_id DESC LIMIT 1), "
-                "  COALESCE((SELECT p.split FROM events AS p WHERE p.item_id = e.item_id "
-                "   AND p.event_id < e.event_id ORDER BY p.event_id DESC LIMIT 1), e.split) "
-                "FROM events AS e WHERE e.action_id = ? AND e.origin != 'undo' "
+            # Each not-yet-undone event of the action gets its item's label (and split) just
+            # before it, in one INSERT ... SELECT: no row crosses into Python.
+            undo_action, when = _new_action(conn), now()
+            cursor = conn.execute(
+                "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, "
+                "undoes, action_id, split) "
+                "SELECT e.item_id, p.label, ?, ?, 'undo', NULL, 'undo of event ' || e.event_id, "
+                "e.event_id, ?, COALESCE(p.split, e.split) "
+                "FROM events AS e LEFT JOIN events AS p ON p.event_id = ("
+                "  SELECT MAX(q.event_id) FROM events AS q "
+                "  WHERE q.item_id = e.item_id AND q.event_id < e.event_id) "
+                "WHERE e.action_id = ? AND e.origin != 'undo' "
                 "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id) "
                 "ORDER BY e.event_id",
-                (action,),
-            ).fetchall()
-            undo_action, when = _new_action(conn), now()
-            for event_id, item, restored, split in reverted:
-                _insert(conn, undo_action, item, restored, annotator, when, "undo", None,
-                        f"undo of event {event_id}", event_id, split=split)
-            rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE action_id = ? "
-                                "ORDER BY event_id", (undo_action,)).fetchall()
-        return [LabelEvent(*r) for r in rows]
+                (annotator, when, undo_action, action),
+            )
+            return undo_action, int(cursor.rowcount)
 
     # ------------------------------------------------------------------ reading events
     def current(self, split: str | None = None) -> dict[str, str]:
@@ -279,6 +291,15 @@ class LabelStore:
         """One event by id, or None."""
         rows = self.db.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (int(event_id),))
         return LabelEvent(*rows[0]) if rows else None
+
+    def changes_since(self, event_id: int) -> tuple[int, dict[str, tuple[str | None, str]]]:
+        """``(last event id, item id -> (current label or None, its annotator))`` for the items
+        with events after ``event_id``: what a view must redraw, without reading every event."""
+        rows = self.db.query(
+            "SELECT e.item_id, e.label, e.annotator, e.event_id FROM events AS e WHERE e.event_id IN "
+            "(SELECT MAX(event_id) FROM events WHERE event_id > ? GROUP BY item_id)", (int(event_id),))
+        last = max((r[3] for r in rows), default=int(event_id))
+        return last, {item: (label, who) for item, label, who, _ in rows}
 
     def action(self, action_id: int) -> list[LabelEvent]:
         """Every event of one action, oldest first."""
@@ -439,9 +460,9 @@ class LabelStore:
                     f"import refused: {len(conflicts)} item(s) have a different local label: "
                     f"{shown}{more}. Use on_conflict='keep' or 'replace'")
             applied = [row for row in new_rows if row[0] not in refused]
-            action = _new_action(conn) if applied else 0
-            for row in applied:
-                _insert(conn, action, *row[:7], split=row[7])
+            if applied:
+                action = _new_action(conn)
+                _insert_action(conn, action, [(*row[:7], None, action, row[7]) for row in applied])
         return ImportReport(imported=len(applied), skipped_duplicates=duplicates, conflicts=conflicts)
 
 
@@ -466,20 +487,18 @@ def _refuse_if_covered(conn: sqlite3.Connection, action: int, annotator: str) ->
         "undo never changes a label someone else set since")
 
 
+def _insert_action(conn: sqlite3.Connection, action_id: int, rows: list[tuple]) -> list[int]:
+    """Insert one fresh action's events (``executemany``, in order); returns their event ids."""
+    conn.executemany(
+        "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, undoes, "
+        "action_id, split) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return [int(r[0]) for r in conn.execute(
+        "SELECT event_id FROM events WHERE action_id = ? ORDER BY event_id", (action_id,))]
+
+
 def _new_action(conn: sqlite3.Connection) -> int:
     """A fresh action id (inside the write transaction, so no other writer can take it)."""
     return int(conn.execute("SELECT COALESCE(MAX(action_id), 0) + 1 FROM events").fetchone()[0])
-
-
-def _insert(conn: sqlite3.Connection, action_id: int, item_id: str, label: str | None,
-            annotator: str, time: float, origin: str, model_version: int | None, note: str | None,
-            undoes: int | None = None, *, split: str = "train") -> int:
-    cursor = conn.execute(
-        "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, undoes, "
-        "action_id, split) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (item_id, label, annotator, time, origin, model_version, note, undoes, action_id, split),
-    )
-    return int(cursor.lastrowid)
 
 
 def _latest_splits(conn: sqlite3.Connection, item_ids: Sequence[str]) -> dict[str, str]:

@@ -1,7 +1,11 @@
 """The map: every item at its 2-D position, coloured by label, prediction, uncertainty, ...
 
-Below ``raster_threshold`` items the points are drawn by Bokeh (with hover); above it the server
-rasterises them with datashader for each pan/zoom. Either way box, lasso and tap selections arrive
+Below ``raster_threshold`` items the points are drawn by Bokeh (with hover). Above it the map is
+HoloViews' own ``datashade`` + ``dynspread`` of the project's shared map table
+(:class:`core.mapframe.MapFrame`): every pan/zoom re-aggregates on the server, a label or a retrain
+rewrites only the changed rows' codes in that one table and bumps its version, and a tab redraws
+only when the version it drew is stale (the periodic refresh costs nothing otherwise; the queue
+and the selection are overlays and never re-send the raster). Box, lasso and tap selections arrive
 as geometry (``BoundsXY``/``Lasso``/``Tap`` streams) and are mapped to item ids on the server by
 the grid index in ``core.geometry``; the selection, the queue and labelled rare items are drawn as
 overlays on top.
@@ -43,6 +47,11 @@ def _viridis(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _same(value):
+    """Identity, bound to a parameter: how an operation argument follows that parameter."""
+    return value
+
+
 def colour_points(points: pd.DataFrame, colour_by: str, class_colours: dict[str, str]):
     """Colours for every point plus legend entries ``[(name, colour)]`` (or a value range)."""
     if colour_by in CONTINUOUS:
@@ -66,6 +75,10 @@ class MapView(pn.viewable.Viewer):
     """The map with its colour-by control and legend. CSS class ``tw-map`` on the plot's box."""
 
     rendered = param.String(default="", doc="Colour-by of the last map drawn (for scripts/tests).")
+    rendered_version = param.Integer(default=-1, doc="Map-table version of the last raster drawn.")
+    aggregator = param.Parameter(default=None, doc="The raster's datashader reduction.")
+    cmap = param.Parameter(default=None, doc="The raster's colour map (continuous columns).")
+    color_key = param.Parameter(default=None, doc="The raster's colour per category.")
 
     def __init__(self, state: AppState, options: MapOptions | None = None,
                  raster_threshold: int = 50_000, **params) -> None:
@@ -77,12 +90,10 @@ class MapView(pn.viewable.Viewer):
         if self.options.colour_by in COLOUR_BY and state.colour_by == "label":
             state.colour_by = self.options.colour_by
         self.rasterised = len(state.dataset) > raster_threshold
-        self._raster_cache: tuple | None = None
         watch = [state.param.colour_by, state.param.labels_version, state.param.queue_ids,
                  state.param.model_version]
         if self.rasterised:
-            self._range = hv.streams.RangeXY()
-            base = hv.DynamicMap(pn.bind(self._raster, *watch), streams=[self._range])
+            base = self._raster_map()
         else:
             base = hv.DynamicMap(pn.bind(self._points, *watch))
         self.bounds = hv.streams.BoundsXY(source=base)
@@ -93,7 +104,8 @@ class MapView(pn.viewable.Viewer):
         self.tap.add_subscriber(self._on_tap)
         overlay = base * hv.DynamicMap(pn.bind(self._rare, state.param.labels_version))
         if self.options.highlight_queue:
-            overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.queue_ids))
+            overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.queue_ids,
+                                                      state.param.colour_by))
         overlay = overlay * hv.DynamicMap(pn.bind(self._selected, state.param.selection))
         self.plot = overlay.opts(
             hv.opts.Overlay(responsive=True, height=self.options.height, show_legend=False,
@@ -133,46 +145,85 @@ class MapView(pn.viewable.Viewer):
                             ("uncertainty", "@uncertainty{0.00}")],
         )
 
-    def _raster_table(self, key: tuple) -> pd.DataFrame:
-        """x, y and a categorical colour per point; rebuilt only when colours change, not on zoom."""
-        if self._raster_cache is None or self._raster_cache[0] != key:
-            table = self._table()
-            colours, _ = colour_points(table, key[0], self._class_colours())
-            frame = pd.DataFrame({"x": table["x"], "y": table["y"], "colour": pd.Categorical(colours)})
-            self._raster_cache = (key, frame)
-        return self._raster_cache[1]
+    # ------------------------------------------------------------------ the raster
+    def _raster_map(self):
+        """``dynspread(datashade(points))`` over the shared table, redrawn when its version moves."""
+        from holoviews.operation.datashader import datashade, dynspread
 
-    def _raster(self, colour_by, *args, x_range=None, y_range=None):
-        import datashader as ds
-        import datashader.transfer_functions as tf
+        hv = holoviews()
+        self._shade(self.state.colour_by)
+        self.state.param.watch(lambda e: self._shade(e.new), "colour_by")
+        self.state.param.watch(self._categories_grew, "map_version")
+        points = hv.DynamicMap(self._frame_points, streams=[hv.streams.Params(self.state, ["map_version"])])
+        shaded = datashade(points, aggregator=pn.bind(_same, self.param.aggregator),
+                           cmap=pn.bind(_same, self.param.cmap),
+                           color_key=pn.bind(_same, self.param.color_key), min_alpha=60)
+        spread = dynspread(shaded, threshold=0.5, max_px=3)
+        return spread.apply(self._drawn).opts(
+            tools=["box_select", "lasso_select", "tap"], active_tools=["box_select", "wheel_zoom"])
+
+    def _frame_points(self, map_version: int):
         hv = holoviews()
 
-        table = self._raster_table((colour_by, *map(str, args)))
-        self.rendered = colour_by
-        xy = self.state.xy
-        pad = lambda lo, hi: (lo - 0.02 * (hi - lo + 1e-9), hi + 0.02 * (hi - lo + 1e-9))
-        x_range = tuple(x_range) if x_range else pad(xy[:, 0].min(), xy[:, 0].max())
-        y_range = tuple(y_range) if y_range else pad(xy[:, 1].min(), xy[:, 1].max())
-        canvas = ds.Canvas(plot_width=800, plot_height=600, x_range=x_range, y_range=y_range)
-        agg = canvas.points(table, "x", "y", agg=ds.count_cat("colour"))
-        key = {c: c for c in table["colour"].cat.categories}
-        image = tf.dynspread(tf.shade(agg, color_key=key, min_alpha=60), threshold=0.5, max_px=3)
-        bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
-        rgba = np.flipud(image.to_numpy().view(np.uint8).reshape(image.shape + (4,)))
-        return hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")).opts(
-            tools=["box_select", "lasso_select", "tap"], active_tools=["box_select", "wheel_zoom"])
+        return hv.Points(self.state.frame.table(), kdims=["x", "y"],
+                         vdims=["label", "predicted", "cluster", "annotator", "uncertainty"])
+
+    def _drawn(self, element):
+        self.param.update(rendered=self.state.colour_by, rendered_version=self.state.map_version)
+        return element
+
+    def _shade(self, colour_by: str) -> None:
+        """The reduction and colours of the raster for ``colour_by``."""
+        import datashader as ds
+
+        frame = self.state.frame
+        if colour_by == "annotator" and not frame.annotators_loaded:
+            _, latest = self.state.session.store.changes_since(0)
+            frame.load_annotators({i: who for i, (lab, who) in latest.items() if lab is not None})
+        if colour_by in frame.columns:
+            self._categories = (colour_by, tuple(frame.columns[colour_by].categories))
+            self.param.update(aggregator=ds.count_cat(colour_by),
+                              color_key=self._colour_key(colour_by))
+        elif colour_by == "uncertainty":
+            from bokeh.palettes import Viridis256
+
+            self._categories = None
+            self.param.update(aggregator=ds.mean("uncertainty"), cmap=list(Viridis256))
+        else:  # "score": the queue overlay carries the colours; the pool stays grey
+            self._categories = None
+            self.param.update(aggregator=ds.count(), cmap=[UNLABELLED, UNLABELLED])
+
+    def _colour_key(self, column: str) -> dict[str, str]:
+        names = self.state.frame.columns[column].categories
+        if column in ("label", "predicted"):
+            colours = self._class_colours()
+            return {n: colours.get(n, UNLABELLED) for n in names}
+        others = sorted((n for n in names if n.strip() and n != "-1"), key=lambda v: (len(v), v))
+        key = {n: _CATEGORY_PALETTE[i % len(_CATEGORY_PALETTE)] for i, n in enumerate(others)}
+        return {n: key.get(n, UNLABELLED) for n in names}
+
+    def _categories_grew(self, _event) -> None:
+        """A new class (or annotator, cluster) appeared: extend the colour key."""
+        if self._categories is None:
+            return
+        column, known = self._categories
+        if tuple(self.state.frame.columns[column].categories) != known:
+            self._shade(column)
 
     def _rare(self, *_):
         hv = holoviews()
 
         if not self.options.emphasise_rare:
             return hv.Points([], kdims=["x", "y"])
-        labels = self.state.session.labels_by_row()
-        rare = self.state.rare_classes
-        rows = np.flatnonzero(np.isin(labels.astype(str), rare)) if rare else np.empty(0, int)
+        table = self.state.frame
+        rows = table.rows_in("label", self.state.rare_classes)
+        if len(rows) > MAX_HIGHLIGHTS:  # many rare labels are marked by an even subsample
+            rows = rows[np.linspace(0, len(rows) - 1, MAX_HIGHLIGHTS).astype(np.int64)]
         colours = self._class_colours()
+        column = table.columns["label"]
+        names = np.asarray(column.categories, dtype=object)[column.codes[rows]]
         frame = pd.DataFrame({"x": self.state.xy[rows, 0], "y": self.state.xy[rows, 1],
-                              "rare_colour": [colours.get(str(labels[r]), UNLABELLED) for r in rows]})
+                              "rare_colour": [colours.get(str(n), UNLABELLED) for n in names]})
         return hv.Points(frame, kdims=["x", "y"], vdims=["rare_colour"]).opts(
             marker="star", size=self.options.point_size * 2.6, color="rare_colour", line_color="#111111",
             line_width=1, tools=[])
@@ -181,7 +232,14 @@ class MapView(pn.viewable.Viewer):
         hv = holoviews()
 
         rows = self.state.queue_rows()
-        return hv.Points(self.state.xy[rows], kdims=["x", "y"]).opts(
+        frame = pd.DataFrame({"x": self.state.xy[rows, 0], "y": self.state.xy[rows, 1]})
+        if self.rasterised and self.state.colour_by == "score" and len(rows):
+            # The raster is grey then: the queued items carry the query-score colours.
+            frame["score_colour"] = _viridis(np.asarray(self.state.queue_scores, dtype=float))
+            return hv.Points(frame, kdims=["x", "y"], vdims=["score_colour"]).opts(
+                marker="circle", size=self.options.point_size * 3, color="score_colour",
+                line_color="#ff7f0e", line_width=2, tools=[])
+        return hv.Points(frame, kdims=["x", "y"]).opts(
             marker="circle", size=self.options.point_size * 3, fill_alpha=0, line_color="#ff7f0e",
             line_width=2, line_dash="dashed", tools=[])
 
@@ -213,8 +271,26 @@ class MapView(pn.viewable.Viewer):
         await self.state.recompute_map_async()
 
     # ------------------------------------------------------------------ layout
+    def _legend_entries(self, colour_by: str) -> list[tuple[str, str]]:
+        """Legend entries; rasterised, from the shared table's category counts (no point table)."""
+        if not self.rasterised:
+            return colour_points(self._table(), colour_by, self._class_colours())[1]
+        frame = self.state.frame
+        if colour_by in frame.columns:
+            key = self._colour_key(colour_by)
+            present = frame.counts(colour_by)
+            names = [c for c in key if c.strip() and c in present and c != "-1"]
+            if colour_by in ("label", "predicted"):  # in the class order of the schema
+                order = {c.name: i for i, c in enumerate(self.state.classes)}
+                names.sort(key=lambda n: order.get(n, len(order)))
+            return [(n, key[n]) for n in names]
+        values = (self.state.frame.uncertainty if colour_by == "uncertainty"
+                  else np.asarray(self.state.queue_scores, dtype=float))
+        ok = np.isfinite(values)
+        return [(f"{values[ok].min():.2f} – {values[ok].max():.2f}", "viridis")] if ok.any() else []
+
     def _legend(self, colour_by, *_):
-        _, legend = colour_points(self._table(), colour_by, self._class_colours())
+        legend = self._legend_entries(colour_by)
         rare = set(self.state.rare_classes)
         if colour_by in CONTINUOUS:
             body = "".join(
@@ -240,7 +316,8 @@ class MapView(pn.viewable.Viewer):
         selection = pn.bind(lambda sel: f'<span class="tw-selection-count" data-count="{len(sel)}">'
                                         f"<b>{len(sel)}</b> selected</span>", self.state.param.selection)
         legend = html_pane(pn.bind(self._legend, self.state.param.colour_by,
-                                      self.state.param.labels_version), sizing_mode="stretch_width")
+                                   self.state.param.labels_version, self.state.param.map_version,
+                                   self.state.param.queue_scores), sizing_mode="stretch_width")
         recompute = pn.widgets.Button(
             label="Recompute map", css_classes=["tw-recompute-map"], color="light", width=130,
             description="Project the current embedding again (the map otherwise stays put)",
@@ -251,8 +328,9 @@ class MapView(pn.viewable.Viewer):
                    align="center", sizing_mode="stretch_width"),
             pn.Column(self.pane, css_classes=["tw-map"], sizing_mode="stretch_width"),
             legend,
-            html_pane(self.param.rendered.rx().rx.pipe(
-                lambda c: f'<span class="tw-map-rendered" data-colour-by="{escape(c)}" hidden></span>'),
-                height=0, margin=0),
+            html_pane(pn.bind(
+                lambda c, v: (f'<span class="tw-map-rendered" data-colour-by="{escape(c)}" '
+                              f'data-version="{int(v)}" hidden></span>'),
+                self.param.rendered, self.param.rendered_version), height=0, margin=0),
             sizing_mode="stretch_width",
         )

@@ -52,18 +52,47 @@ def test_map_points_colours_and_box_stream(session):
     assert state.selection == []
 
 
-def test_rasterised_map_draws_an_image_and_maps_lasso_to_ids(session):
+def _raster(view):
+    """The raster layer as the plot would draw it now (HoloViews' datashade + dynspread)."""
+    overlay = view.plot[()]
+    return next(el for el in overlay if type(el).__name__ == "RGB")
+
+
+def test_rasterised_map_is_a_datashade_of_the_shared_table_updated_in_place(session):
     from dashboard.views.map import MapView
 
-    state = AppState(session)
+    state = AppState(session, annotator="ann")
+    other = AppState(session, annotator="bob")
+    assert state.frame is other.frame  # one table for every browser session, no copies
     view = MapView(state, raster_threshold=10)
     assert view.rasterised
-    image = view._raster("predicted", x_range=None, y_range=None)
+    state.colour_by = "label"
+    image = _raster(view)
     alpha = image.dimension_values("A", flat=True)
-    assert type(image).__name__ == "RGB" and 0 < (alpha > 0).sum() < alpha.size
+    assert 0 < (alpha > 0).sum() < alpha.size and view.rendered == "label"
     lo, hi = state.xy.min(axis=0) - 1, state.xy.max(axis=0) + 1
     view.lasso.event(geometry=np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]]))
     assert len(state.selection) == len(session.dataset)
+    # Label a few items: only their codes change, and the raster shows the class colour.
+    state.select(session.dataset.ids[:50].tolist())
+    before = state.map_version
+    codes = state.frame.columns["label"].codes
+    state.label_selection("3")
+    assert state.map_version > before and state.frame.columns["label"].codes is codes
+    assert state.frame.counts("label")["3"] == 50
+    colour = next(c.colour for c in session.classes if c.name == "3").lstrip("#")
+    rgb = tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))
+    image = _raster(view)
+    pixels = np.stack([image.dimension_values(c, flat=True) for c in "RGB"], axis=1)
+    assert (np.abs(pixels.astype(int) - rgb).sum(axis=1) < 30).any()
+    # The other tab sees it at its next refresh, through the same table.
+    assert other.refresh() and other.map_version == state.map_version
+    assert not other.refresh()  # nothing new: nothing to do
+    # Continuous colours and a legend from the table's counts, without a point table.
+    state.colour_by = "uncertainty"
+    _raster(view)
+    assert view.rendered == "uncertainty"
+    assert "3" in view._legend("label")
 
 
 def test_user_text_is_escaped(session):
