@@ -23,7 +23,8 @@ from dashboard.style import html_pane
 from dashboard.views import TITLES, view_classes
 
 ACCENT = "#3b6ea8"
-SIDE_WIDTH = 440
+SIDE_WIDTH = 400  # a view beside the map (inspector, plots)
+SIDEBAR_WIDTH = 330
 
 
 def resolve_project(argv: Sequence[str] = (), environ: Mapping[str, str] = os.environ) -> Path:
@@ -98,14 +99,25 @@ class App(pn.viewable.Viewer):
         return True
 
     def ready(self, session) -> None:
-        """Build this browser session's state and views over the prepared ``session``."""
+        """Build this browser session's state and views over the prepared ``session``; ask for
+        the first batch so the inspector shows the next item to label straight away."""
         self.state = AppState(session)
         self._relayout()
         if pn.state.curdoc is not None:
             pn.state.add_periodic_callback(self.state.refresh, period=3000)
+            if not self.state.queue_ids:
+                pn.state.execute(self.state.first_batch_async)
 
     # ------------------------------------------------------------------ layout
+    def _title(self, name: str) -> str:
+        spec = self.layout.plots.get(name)
+        return (spec.title or name) if spec is not None else TITLES[name]
+
     def _view(self, name: str):
+        if name not in self.views and name in self.layout.plots:
+            from dashboard.views.plots import plot_view
+
+            self.views[name] = plot_view(self.state, self.layout.plots[name], name)
         if name not in self.views:
             cls = view_classes()[name]
             options = self.layout.options
@@ -123,9 +135,9 @@ class App(pn.viewable.Viewer):
         """A view in a card (or a group of tabs); next to the map a cell keeps a fixed width."""
         size = {"width": SIDE_WIDTH} if beside_map else {"sizing_mode": "stretch_width"}
         if isinstance(cell, Tabs):
-            return pn.Tabs(*[(TITLES[n], self._view(n)) for n in cell.tabs], dynamic=True,
+            return pn.Tabs(*[(self._title(n), self._view(n)) for n in cell.tabs], dynamic=True,
                            css_classes=["tw-tabs"], **size)
-        return pn.Card(self._view(cell), title=TITLES[cell], collapsible=False,
+        return pn.Card(self._view(cell), title=self._title(cell), collapsible=False,
                        css_classes=[f"tw-card-{cell}"], **size)
 
     def _relayout(self, *_):
@@ -133,18 +145,20 @@ class App(pn.viewable.Viewer):
             return
         layout = self.layout
         self.views = {}
-        self.sidebar.objects = [pn.Card(self._view(n), title=TITLES[n], sizing_mode="stretch_width",
+        self.sidebar.objects = [pn.Card(self._view(n), title=self._title(n), sizing_mode="stretch_width",
                                         css_classes=[f"tw-card-{n}"]) for n in layout.sidebar]
         rows = []
         for row in layout.main:
             has_map = "map" in row and len(row) > 1
-            rows.append(pn.Row(*[self._cell(c, beside_map=has_map and c != "map") for c in row],
+            # Views beside the map keep a fixed width; plots share the width with the map.
+            fixed = lambda c: has_map and c != "map" and not (isinstance(c, str) and c in layout.plots)
+            rows.append(pn.Row(*[self._cell(c, beside_map=fixed(c)) for c in row],
                                sizing_mode="stretch_width"))
         self.body.objects = rows
 
     def __panel__(self):
         template = pn.template.FastListTemplate(
             title=f"Tailwise · {self.project.name}", sidebar=[self.sidebar], main=[self.body],
-            accent=ACCENT, sidebar_width=380, main_layout=None, theme_toggle=False)
+            accent=ACCENT, sidebar_width=SIDEBAR_WIDTH, main_layout=None, theme_toggle=False)
         pn.state.onload(self.start)
         return template

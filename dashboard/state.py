@@ -217,20 +217,25 @@ class AppState(param.Parameterized):
         self.status = ""
         self.error = str(err)
 
-    def label_selection(self, label: str) -> list[int]:
-        """Give every selected item ``label``; returns the committed event ids."""
+    def label_selection(self, label: str, split: str | None = None) -> list[int]:
+        """Give every selected item ``label``; returns the committed event ids.
+
+        ``split='test'`` puts the items in the curated test split (never trained on); ``None``
+        keeps each item's split (new items: train).
+        """
         if not self.selection:
             self._fail(ValueError("select items on the map or in the queue first"))
             return []
         ids = list(self.selection)
         try:
-            events = self.session.label(ids, label, self.annotator)
+            events = self.session.label(ids, label, self.annotator, split=split)
         except (TailwiseError, ValueError, KeyError) as err:
             self._fail(err)
             return []
         self.error = ""
         self.saved_events += len(events)
-        self.status = f"saved {len(events)} label{'s' * (len(events) != 1)} as {label!r}"
+        where = " (test split)" if split == "test" else ""
+        self.status = f"saved {len(events)} label{'s' * (len(events) != 1)} as {label!r}{where}"
         self._labels_changed()
         self._advance(ids)
         return events
@@ -345,14 +350,15 @@ class AppState(param.Parameterized):
         target = self.target_class or None
         return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target)
 
-    def _apply_queue(self, result) -> None:
+    def _apply_queue(self, result, select_first: bool = True) -> None:
         self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
         self.queue_reasons = [str(r) for r in result.reasons]
         self.queue_ids = [str(i) for i in result.ids]
         self._skipped.clear()
         self.error = ""
         self.status = f"queued {len(self.queue_ids)} items ({self.strategy})"
-        self.selection = self.queue_ids[:1]
+        if select_first or not self.selection:
+            self.selection = self.queue_ids[:1]
 
     def next_batch(self) -> list[str]:
         """Ask the strategy for the next batch (blocking); selects its first item."""
@@ -362,23 +368,35 @@ class AppState(param.Parameterized):
             self._fail(err)
         return self.queue_ids
 
-    async def next_batch_async(self) -> list[str]:
-        """``next_batch`` with the engine call in a worker thread."""
+    async def next_batch_async(self, select_first: bool = True) -> list[str]:
+        """``next_batch`` with the engine call in a worker thread. ``select_first=False`` keeps
+        a selection the expert made meanwhile (the batch asked for when the page opens)."""
         self.job, self.job_message = "queue", "choosing the next batch"
         try:
             result = await asyncio.get_running_loop().run_in_executor(_WORKER, self._query)
-            self._apply_queue(result)
+            self._apply_queue(result, select_first=select_first)
         except (TailwiseError, ValueError) as err:
             self._fail(err)
         finally:
             self.job, self.job_message = "", ""
         return self.queue_ids
 
+    async def first_batch_async(self) -> list[str]:
+        """The batch asked for when the page opens: selects its first item only if the expert has
+        not selected anything meanwhile."""
+        if self.queue_ids or self.job:
+            return self.queue_ids
+        ids = await self.next_batch_async(select_first=False)
+        if ids and not self.error:
+            self.status = f"first batch ready: {len(ids)} items ({self.strategy})"
+        return ids
+
     # ------------------------------------------------------------------ retraining
     def _sync_model(self) -> None:
         state = self.session.state
-        self.model_version = None if state is None else int(state.model_version)
-        self.trained_at = None if state is None else float(state.trained_at)
+        # One update, so no view ever sees a new version with the old (or no) training time.
+        self.param.update(model_version=None if state is None else int(state.model_version),
+                          trained_at=None if state is None else float(state.trained_at))
 
     def _retrained(self) -> None:
         self._clusters = None

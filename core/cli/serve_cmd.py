@@ -7,7 +7,9 @@ per-user demo (``~/.tailwise/demo``, written on first use) and says where that l
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import typer
 
@@ -41,6 +43,10 @@ def serve(ctx: typer.Context) -> None:
         command = serve_command(project, options)
         typer.echo(where_it_lives(project))
     typer.echo("starting: " + " ".join(command[2:]), err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":  # become the server: signals (Ctrl-C, SIGTERM) reach it directly
+        os.execv(command[0], command)
     try:
         code = subprocess.call(command)
     except KeyboardInterrupt:

@@ -129,8 +129,8 @@ SKY_LAYOUT = {
     "sidebar": ["annotator", "retrain", "labelling"],
     "main": [
         ["map", "colour-colour"],
-        ["queue", {"tabs": ["inspector", "metrics", "testset", "r-band", "confusion", "history",
-                            "project"]}],
+        ["inspector", {"tabs": ["queue", "metrics", "testset", "r-band", "confusion", "history",
+                                "project"]}],
     ],
     "plots": {
         "colour-colour": {"kind": "scatter", "x": "g_r", "y": "u_g", "colour_by": "label",

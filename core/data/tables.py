@@ -44,7 +44,7 @@ def load_table(request: LoadRequest) -> Loaded:
     cfg, path = request.config, request.path
     assert path is not None
     id_col, label_col, image_col = cfg.id_column, cfg.label_column, cfg.image_field
-    text = [c for c in (id_col, label_col, image_col, *cfg.info_columns, *cfg.image_columns) if c]
+    text = [c for c in (id_col, label_col, image_col, *cfg.image_columns) if c]
     df = read_table(path, cfg.kind, text)
     columns = [str(c) for c in df.columns]
     derived_names = [name for name, _, _ in derived_specs(request.features)]

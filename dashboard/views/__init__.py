@@ -1,4 +1,5 @@
-"""The dashboard's views, by the names layout files use (``core.layout.VIEW_NAMES``).
+"""The dashboard's views, by the names layout files use (``core.layout.VIEW_NAMES``); a layout's
+own ``plots`` become views too (``dashboard.views.plots``).
 
 Each view is a ``panel.viewable.Viewer`` built as ``View(state, options)`` or ``View(state)``.
 The ``project`` view (export / import / layouts) lives in ``dashboard/views/project.py`` when
@@ -20,11 +21,12 @@ from dashboard.views.map import MapView
 from dashboard.views.metrics import ConfusionView, MetricsView
 from dashboard.views.queue import QueueView
 from dashboard.views.retrain import RetrainView
+from dashboard.views.testset import TestSetView
 
 TITLES = {
     "annotator": "Annotator", "map": "Map", "inspector": "Inspector", "labelling": "Label",
     "queue": "Queue", "retrain": "Model", "metrics": "Metrics", "confusion": "Confusion matrix",
-    "history": "History", "clusters": "Clusters", "project": "Project",
+    "history": "History", "clusters": "Clusters", "project": "Project", "testset": "Test set",
 }
 
 
@@ -57,5 +59,5 @@ def view_classes() -> dict[str, type]:
         "annotator": AnnotatorView, "map": MapView, "inspector": InspectorView,
         "labelling": LabellingView, "queue": QueueView, "retrain": RetrainView,
         "metrics": MetricsView, "confusion": ConfusionView, "history": HistoryView,
-        "clusters": ClustersView, "project": _project_view(),
+        "clusters": ClustersView, "project": _project_view(), "testset": TestSetView,
     }

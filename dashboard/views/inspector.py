@@ -1,4 +1,11 @@
-"""The selected items up close: thumbnails or features, label, probabilities, label history."""
+"""The selected items up close: thumbnails or features, extra images and info, label,
+probabilities, label history.
+
+Extra images (``data.image_columns``) are shown as tabs, local files inlined as data URIs after
+the checks of ``core.item_images``; a remote image is shown only when its host is allowed, and
+then the browser loads it — the server never fetches it. Info columns (``data.info_columns``)
+form a table.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +75,48 @@ class InspectorView(pn.viewable.Viewer):
         more = f"<tr><td colspan=2>… {len(values) - shown} more</td></tr>" if len(values) > shown else ""
         return f'<table class="tw-features"><tr><th>feature</th><th>value</th></tr>{body}{more}</table>'
 
+    def _info(self, row: int) -> str:
+        """The item's ``data.info_columns`` as a table."""
+        names = self.state.session.project.data.info_columns
+        columns = self.state.dataset.columns
+        cells = []
+        for name in names:
+            value = columns[name][row] if name in columns else ""
+            shown = f"{value:.6g}" if isinstance(value, (float, np.floating)) else str(value)
+            cells.append(f"<tr><td>{escape(name)}</td><td>{escape(shown or '–')}</td></tr>")
+        return f'<table class="tw-info"><tr><th>info</th><th></th></tr>{"".join(cells)}</table>'
+
+    def _extra_images(self, row: int) -> str:
+        """One tab per ``data.image_columns`` column (CSS-only tabs: no round trip to switch)."""
+        from core.errors import ConfigError
+        from core.item_images import image_ref, read_image
+
+        project = self.state.session.project
+        columns = self.state.dataset.columns
+        group = f"tw-img-{row}"
+        inputs, labels, panels = [], [], []
+        for k, column in enumerate(project.data.image_columns):
+            ref = image_ref(project, column, columns[column][row] if column in columns else None)
+            body = ""
+            if ref.kind == "local":
+                try:
+                    mime, data = read_image(ref.path)
+                    body = (f'<img src="data:{mime};base64,{base64.b64encode(data).decode()}" '
+                            f'alt="{escape(column)}" class="tw-extra-image"/>')
+                except ConfigError as err:
+                    body = f"<p class='tw-muted'>{escape(err)}</p>"
+            elif ref.kind == "remote":
+                body = (f'<img src="{escape(ref.url)}" alt="{escape(column)}" '
+                        'class="tw-extra-image" referrerpolicy="no-referrer"/>')
+            else:
+                body = f"<p class='tw-muted'>{escape(ref.reason)}</p>"
+            checked = " checked" if k == 0 else ""
+            inputs.append(f'<input type="radio" name="{group}" id="{group}-{k}"{checked}/>')
+            labels.append(f'<label for="{group}-{k}" class="tw-image-tab">{escape(column)}</label>')
+            panels.append(f'<figure class="tw-image-panel" data-column="{escape(column)}">{body}</figure>')
+        return (f'<div class="tw-image-tabs">{"".join(inputs)}<div class="tw-image-tab-row">'
+                f'{"".join(labels)}</div><div class="tw-image-panels">{"".join(panels)}</div></div>')
+
     def _probabilities(self, row: int) -> str:
         state = self.state.session.state
         if state is None:
@@ -101,7 +150,7 @@ class InspectorView(pn.viewable.Viewer):
         """The inspector's HTML for ``selection`` (every user text escaped)."""
         if not selection:
             return ("<div class='tw-inspector tw-muted'>Select items on the map (box, lasso or tap), "
-                    "or take the next batch from the queue.</div>")
+                    "or take the next batch from the queue: its first item is shown here.</div>")
         rows = self.state.session.positions(selection)
         labels = self.state.session.labels_by_row()
         parts = [f"<div class='tw-inspector'><h4>{len(rows)} selected</h4>"]
@@ -109,7 +158,15 @@ class InspectorView(pn.viewable.Viewer):
             parts.append(self._thumbnails(rows, labels))
         if len(rows) == 1:
             row, item = int(rows[0]), selection[0]
-            parts.append(f"<p><b class='tw-item-id' data-item='{escape(item)}'>{escape(item)}</b> · label: <b>{escape(labels[row] or '–')}</b></p>")
+            split = self.state.session.store.splits().get(item)
+            where = " <span class='tw-split-tag'>test split</span>" if split == "test" else ""
+            parts.append(f"<p><b class='tw-item-id' data-item='{escape(item)}'>{escape(item)}</b> · "
+                         f"label: <b>{escape(labels[row] or '–')}</b>{where}</p>")
+            data = self.state.session.project.data
+            if data.image_columns:
+                parts.append(self._extra_images(row))
+            if data.info_columns:
+                parts.append(self._info(row))
             if not self.state.dataset.is_image:
                 parts.append(self._features(row))
             parts.append(self._probabilities(row))

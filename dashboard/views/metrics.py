@@ -11,40 +11,96 @@ from dashboard.state import AppState, escape
 from dashboard.style import holoviews, html_pane
 
 
-def _source(metrics: dict) -> str:
-    if metrics.get("source") == "ground_truth":
-        return f"on {metrics.get('n_evaluated', metrics.get('n', 0)):,} held-out items with ground truth"
-    if metrics.get("source") == "cv":
-        return f"cross-validated on expert labels ({metrics.get('folds', '?')} folds)"
-    return ""
+DASH = "–"
+
+
+def _number(value, digits: int = 2) -> str:
+    """A metric for people: '0.83', or '–' when it is unknown (never NaN or '?')."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return DASH
+    return f"{value:.{digits}f}"
+
+
+def measurements(state: AppState) -> dict:
+    """The model's measurements by source: ``ground_truth``, ``test_split``, ``cross_validated``
+    (each a metrics dict or None) and ``headline`` (see ``core.metrics.headline``)."""
+    from core.metrics import headline
+
+    model = state.session.state
+    if model is None:
+        return {"ground_truth": None, "test_split": None, "cross_validated": None,
+                "headline": headline(None, None, None)}
+    m = model.metrics
+    truth = m if m.get("source") == "ground_truth" else None
+    cv = m if m.get("source") == "cv" else None
+    return {"ground_truth": truth, "test_split": model.test_metrics, "cross_validated": cv,
+            "headline": headline(truth, model.test_metrics, cv)}
+
+
+SOURCE_NAMES = {"ground_truth": "held-out ground truth", "test_split": "expert-labelled test split",
+                "cross_validated": "cross-validation on expert labels"}
 
 
 def class_table(state: AppState) -> pd.DataFrame:
-    """Per class: rare flag, labelled count, predicted count, recall, precision, support."""
+    """Per class: training and test labels, predicted count, recall, precision and support of the
+    headline measurement. Text cells: unknown values are '–', never NaN."""
     session_state = state.session.state
-    labelled = state.session.store.label_counts()
-    predicted = {}
-    per_class = {}
+    train = state.session.store.label_counts(split="train")
+    test = state.session.store.label_counts(split="test")
+    predicted, per_class = {}, {}
     if session_state is not None:
         names, counts = np.unique(session_state.predicted.astype(str), return_counts=True)
         predicted = dict(zip(names.tolist(), counts.tolist()))
-        per_class = session_state.metrics.get("per_class", {})
+        chosen = measurements(state)
+        source = chosen["headline"]["source"]
+        per_class = (chosen.get(source) or {}).get("per_class", {}) if source else {}
+    support = _support_without_model(state) if session_state is None else {}
     rows = []
     for cls in state.classes:
         m = per_class.get(cls.name, {})
         rows.append({
             "class": cls.name + (" ★" if cls.rare else ""),
-            "labelled": int(labelled.get(cls.name, 0)),
-            "predicted": int(predicted.get(cls.name, 0)),
-            "recall": m.get("recall", np.nan),
-            "precision": m.get("precision", np.nan),
-            "support": m.get("support", np.nan),
+            "labelled": int(train.get(cls.name, 0)),
+            "test": int(test.get(cls.name, 0)),
+            "predicted": str(predicted.get(cls.name, 0)) if session_state is not None else DASH,
+            "recall": _number(m.get("recall")) if m.get("support") else DASH,
+            "precision": _number(m.get("precision")) if m else DASH,
+            "support": str(m["support"]) if "support" in m else support.get(cls.name, DASH),
         })
-    return pd.DataFrame(rows, columns=["class", "labelled", "predicted", "recall", "precision", "support"])
+    return pd.DataFrame(rows, columns=["class", "labelled", "test", "predicted", "recall",
+                                       "precision", "support"])
+
+
+def _support_without_model(state: AppState) -> dict[str, str]:
+    """Before any model: how many held-out ground-truth items each class has (when known)."""
+    truth = state.dataset.ground_truth
+    if truth is None:
+        return {}
+    labelled = np.zeros(len(truth), dtype=bool)
+    train = state.session.store.current(split="train")
+    rows = [state.dataset._index[i] for i in train if state.dataset.has(i)]
+    labelled[rows] = True
+    names, counts = np.unique(truth[~labelled].astype(str), return_counts=True)
+    return {n: str(c) for n, c in zip(names.tolist(), counts.tolist())}
+
+
+def test_split_table(metrics: dict) -> pd.DataFrame:
+    """Per class of the test split: items, recall and its 95 % (Wilson) interval, as text."""
+    rows = []
+    for name, values in metrics.get("per_class", {}).items():
+        if not values.get("support"):
+            continue
+        low, high = values.get("recall_ci") or (None, None)
+        rows.append({"class": name, "test items": values["support"],
+                     "recall": _number(values["recall"]),
+                     "95 % interval": f"{_number(low)} – {_number(high)}"})
+    return pd.DataFrame(rows, columns=["class", "test items", "recall", "95 % interval"])
 
 
 class MetricsView(pn.viewable.Viewer):
-    """Class counts (labelled vs predicted), per-class recall and precision, learning curve."""
+    """The headline measurement (ground truth > test split > cross-validation, with how many items
+    it rests on), per-class counts and recall, the test split apart with confidence intervals,
+    and the learning curve."""
 
     def __init__(self, state: AppState, options: MetricsOptions | None = None, **params) -> None:
         super().__init__(**params)
@@ -54,23 +110,48 @@ class MetricsView(pn.viewable.Viewer):
     def _summary(self, *_):
         st = self.state.session.state
         if st is None:
-            return "<div class='tw-metrics-summary tw-muted'>No model yet: label at least two classes and retrain.</div>"
-        m = st.metrics
-        if m.get("evaluable") is False:
+            if self.state.job == "retrain":
+                return "<div class='tw-metrics-summary tw-muted'>Training the first model…</div>"
+            return ("<div class='tw-metrics-summary tw-muted'>No model yet: label items of at "
+                    "least two classes and retrain.</div>")
+        chosen = measurements(self.state)
+        head = chosen["headline"]
+        if head["source"] is None:
             return (f"<div class='tw-metrics-summary'>model v{st.model_version}: "
-                    f"{escape(m.get('reason', 'not enough labels to measure'))}</div>")
+                    f"{escape(head['text'])}</div>")
+        m = chosen[head["source"]]
         cells = [("balanced accuracy", m.get("balanced_accuracy")), ("macro F1", m.get("macro_f1")),
                  ("tail recall", m.get("tail_recall"))]
-        tiles = "".join(f"<div class='tw-tile'><div class='tw-tile-value'>{'–' if v is None else f'{v:.3f}'}"
-                        f"</div><div class='tw-tile-name'>{n}</div></div>" for n, v in cells)
-        tail = ", ".join(escape(t) for t in m.get("tail_classes", []))
-        return (f"<div class='tw-metrics-summary'><div class='tw-tiles'>{tiles}</div>"
-                f"<div class='tw-muted'>model v{st.model_version}, {escape(_source(m))}; tail: {tail}</div></div>")
+        tiles = "".join(f"<div class='tw-tile'><div class='tw-tile-value'>{_number(v, 3)}</div>"
+                        f"<div class='tw-tile-name'>{n}</div></div>" for n, v in cells)
+        tail = ", ".join(escape(t) for t in m.get("tail_classes", [])) or DASH
+        return (f"<div class='tw-metrics-summary' data-source='{head['source']}'>"
+                f"<div class='tw-tiles'>{tiles}</div>"
+                f"<div class='tw-muted'>model v{st.model_version}: {escape(head['text'])}"
+                f" · tail classes: {tail}</div></div>")
 
     def _table(self, *_):
         frame = class_table(self.state)
-        return pn.pane.DataFrame(frame, index=False, float_format="{:.2f}".format, escape=True,
-                                 sizing_mode="stretch_width", css_classes=["tw-class-table"])
+        return pn.pane.DataFrame(frame, index=False, escape=True, sizing_mode="stretch_width",
+                                 css_classes=["tw-class-table"])
+
+    def _test_split(self, *_):
+        st = self.state.session.state
+        n_test = len(self.state.session.test_labels())
+        if not n_test:
+            return html_pane("<div class='tw-test-metrics tw-muted'>No test split yet: build one in "
+                             "the Test set tab (search, then label into the test split).</div>")
+        test = st.test_metrics if st is not None else None
+        if test is None:
+            return html_pane(f"<div class='tw-test-metrics' data-n='{n_test}'>{n_test} items in the "
+                             "test split: retrain to measure the model on them.</div>")
+        text = (f"<div class='tw-test-metrics' data-n='{test['n_evaluated']}'><b>Test split</b>: "
+                f"{test['n_evaluated']} expert-labelled items, never trained on — balanced accuracy "
+                f"{_number(test.get('balanced_accuracy'), 3)}, tail recall "
+                f"{_number(test.get('tail_recall'), 3)} (model v{st.model_version})</div>")
+        table = pn.pane.DataFrame(test_split_table(test), index=False, escape=True,
+                                  sizing_mode="stretch_width", css_classes=["tw-test-table"])
+        return pn.Column(html_pane(text), table, sizing_mode="stretch_width")
 
     def _curve(self, *_):
         hv = holoviews()
@@ -88,28 +169,31 @@ class MetricsView(pn.viewable.Viewer):
         if not curves:
             return pn.pane.Markdown("*Not enough labels to measure yet.*")
         plot = hv.Overlay(curves).opts(
-            title="Learning curve", ylim=(0, 1.02), responsive=True, height=260, legend_position="bottom_right")
+            title="Learning curve", ylim=(0, 1.02), responsive=True, height=240, legend_position="bottom_right")
         return pn.pane.HoloViews(plot, sizing_mode="stretch_width")
 
     def _counts(self, *_):
         hv = holoviews()
 
         frame = class_table(self.state)
+        frame["predicted"] = pd.to_numeric(frame["predicted"], errors="coerce").fillna(0).astype(int)
         long = frame.melt(id_vars="class", value_vars=["labelled", "predicted"], var_name="kind", value_name="items")
         bars = hv.Bars(long, ["class", "kind"], "items").opts(
-            title="Items per class", responsive=True, height=260, logy=False, xrotation=45,
+            title="Items per class", responsive=True, height=240, logy=False, xrotation=45,
             tools=["hover"], multi_level=False, legend_position="top_right")
         return pn.pane.HoloViews(bars, sizing_mode="stretch_width")
 
     def __panel__(self):
-        v = self.state.param.labels_version
-        parts = [html_pane(pn.bind(self._summary, v), sizing_mode="stretch_width"),
-                 pn.panel(pn.bind(self._table, v))]
+        s = self.state
+        v, mv, job = s.param.labels_version, s.param.model_version, s.param.job
+        parts = [html_pane(pn.bind(self._summary, v, mv, job), sizing_mode="stretch_width"),
+                 pn.panel(pn.bind(self._table, v, mv)),
+                 pn.panel(pn.bind(self._test_split, v, mv))]
         charts = []
         if self.options.show_counts:
             charts.append(pn.panel(pn.bind(self._counts, v)))
         if self.options.show_learning_curve:
-            charts.append(pn.panel(pn.bind(self._curve, self.state.param.model_version)))
+            charts.append(pn.panel(pn.bind(self._curve, mv)))
         return pn.Column(*parts, pn.Row(*charts, sizing_mode="stretch_width"),
                          css_classes=["tw-metrics"], sizing_mode="stretch_width")
 

@@ -361,7 +361,10 @@ class ProjectView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["tw-import-result"],
         )
+        from dashboard.views.label_export import LabelExportView
+
         return pn.Column(
+            LabelExportView(self.state),
             pn.pane.Markdown("**Export** — settings, classes, layout and every label event"),
             pn.Row(self.fmt, self.labels_mode),
             pn.Row(self.export_button, self.download),

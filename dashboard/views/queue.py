@@ -35,9 +35,12 @@ class QueueView(pn.viewable.Viewer):
             state.batch_size = self.options.batch_size
         if self.options.target_class:
             state.target_class = self.options.target_class
+        # Reasons are the point of the queue: their column takes the free width and wraps.
         self.table = pn.widgets.Tabulator(
             queue_frame(state), show_index=False, disabled=True, selectable=False, height=300,
-            sizing_mode="stretch_width", layout="fit_data_stretch",
+            sizing_mode="stretch_width", layout="fit_columns",
+            widths={"item": 100, "score": 75, "label": 80},
+            formatters={"reason": {"type": "textarea"}},
             hidden_columns=[] if self.options.show_reasons else ["reason"], css_classes=["tw-queue"])
         self.table.on_click(self._on_click)
         state.param.watch(self._refresh, ["queue_ids", "labels_version"])

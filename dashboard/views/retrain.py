@@ -10,12 +10,14 @@ from dashboard.state import AppState
 from dashboard.style import html_pane
 
 
-def model_caption(version: int | None, trained_at: float | None) -> str:
-    """'model v3 · trained 12:03:04', or 'no model yet'."""
+def model_caption(version: int | None, trained_at: float | None, job: str = "") -> str:
+    """'model v3 · trained 12:03:04', 'training a new model… (v3 in use)' or 'no model yet'."""
+    if job == "retrain":
+        return "training a new model…" + (f" (v{version} in use)" if version is not None else "")
     if version is None:
         return "no model yet: label two classes, then retrain"
-    when = time.strftime("%H:%M:%S", time.localtime(trained_at)) if trained_at else "?"
-    return f"model v{version} · trained {when}"
+    when = f" · trained {time.strftime('%H:%M:%S', time.localtime(trained_at))}" if trained_at else ""
+    return f"model v{version}{when}"
 
 
 class RetrainView(pn.viewable.Viewer):
@@ -38,8 +40,9 @@ class RetrainView(pn.viewable.Viewer):
             value=(self.state.param.job_progress.rx() * 100).rx.pipe(int), max=100,
             visible=busy, sizing_mode="stretch_width", css_classes=["tw-retrain-progress"])
         version = html_pane(
-            pn.bind(lambda v, t: f'<span class="tw-model-version" data-version="{v or 0}">'
-                                 f'{model_caption(v, t)}</span>',
-                    self.state.param.model_version, self.state.param.trained_at),
+            pn.bind(lambda v, t, job: f'<span class="tw-model-version" data-version="{v or 0}">'
+                                      f'{model_caption(v, t, job)}</span>',
+                    self.state.param.model_version, self.state.param.trained_at,
+                    self.state.param.job),
             sizing_mode="stretch_width")
         return pn.Column(button, progress, version, sizing_mode="stretch_width")
