@@ -33,7 +33,7 @@ class ClustersView(pn.viewable.Viewer):
 
     def _stale(self, *_):
         if len(self.table.value):
-            self.button.name = "Recompute clusters (model changed)"
+            self.button.label = "Recompute clusters (model changed)"
 
     async def _compute(self, _event=None) -> None:
         self.button.loading = True
@@ -43,7 +43,7 @@ class ClustersView(pn.viewable.Viewer):
             for column in ("dominant", "predicted"):
                 summary[column] = summary[column].fillna("").astype(str).astype(object)
             self.table.value = summary.sort_values("size", ascending=False).reset_index(drop=True)
-            self.button.name = "Recompute clusters"
+            self.button.label = "Recompute clusters"
             self.state.labels_version += 1  # the map can now colour by cluster
         except Exception as err:  # noqa: BLE001
             self.state.error = f"clustering failed: {err}"
