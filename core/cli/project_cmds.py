@@ -31,7 +31,7 @@ def next_steps(path: Path, n_labels: int) -> str:
     else:
         lines += [
             f"  or, headless: label items first, e.g. tailwise label {project} --from labels.csv",
-            "      (a CSV with the columns id,label; or rerun this command with --labels 30),",
+            "      (a CSV with the columns id,label; or rerun this command with --force --labels 30),",
             f"      then tailwise retrain {project} --out {out}",
         ]
     return "\n".join(lines)
