@@ -102,3 +102,28 @@ def test_a_budget_beyond_the_pool_is_capped_out_loud(tmp_path):
     assert "note: budget 300 is more than the 42 items in the pool" in result.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["budget_requested"] == 300 and summary["budget"] == 42
+
+
+def test_classes_without_a_colour_get_distinct_stable_palette_colours():
+    from core.project import PALETTE, parse_project
+
+    spec = {"data": {"kind": "csv", "path": "x.csv"},
+            "classes": [{"name": "a"}, {"name": "b", "colour": "#e69f00"}, *(
+                {"name": f"c{i}"} for i in range(30))]}
+    first = [c.colour for c in parse_project(spec).classes]
+    again = [c.colour for c in parse_project(spec).classes]
+    assert first == again and len(set(first)) == len(first) == 32
+    assert first[0] == PALETTE[1] and first[1] == "#e69f00"  # an explicit colour is never reused
+
+
+def test_validation_messages_are_in_plain_words(tmp_path):
+    import yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"data": {"kind": "csv", "path": "x.csv"},
+                                    "model": {"kind": "mpl"}, "seed": "abc"}))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "model: unknown kind 'mpl'; choose one of: 'mlp', 'logistic'" in result.stderr
+    assert "seed: must be a whole number (integer), got 'abc'" in result.stderr
+    assert "Input tag" not in result.stderr and "Value error" not in result.stderr

@@ -1,0 +1,39 @@
+"""The first screen of the default layout at 1500x1000: the next queued item in the inspector,
+the queue's reasons readable, the metrics visible without scrolling, nothing shown as '?' or NaN."""
+
+from __future__ import annotations
+
+import pytest
+from browser_support import open_dashboard
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+WAIT_MS = 60_000
+
+
+def test_default_layout_at_1500x1000(page: Page, dashboard_server, screenshots):
+    page.set_viewport_size({"width": 1500, "height": 1000})
+    open_dashboard(page, dashboard_server)
+    # The first batch is asked for when the page opens; its first item is in the inspector.
+    expect(page.locator(".tw-inspector .tw-item-id")).to_be_visible(timeout=WAIT_MS)
+    queued = page.locator(".tw-queue .tabulator-row")
+    expect(queued.first).to_be_visible(timeout=WAIT_MS)
+    assert page.locator(".tw-inspector .tw-item-id").get_attribute("data-item") == (
+        queued.first.locator("[tabulator-field=item]").inner_text().strip())
+    # Reasons wrap instead of being cut off, and the column is wide enough to read.
+    reasons = page.locator(".tw-queue .tabulator-cell[tabulator-field=reason]")
+    expect(reasons.first).not_to_be_empty(timeout=WAIT_MS)
+    clipped = reasons.evaluate_all(
+        "cells => cells.filter(c => c.scrollWidth > c.clientWidth + 1 || "
+        "c.scrollHeight > c.clientHeight + 1).length")
+    assert clipped == 0
+    assert reasons.first.bounding_box()["width"] >= 250
+    # The metrics (summary and class table) are on screen without scrolling.
+    for selector in (".tw-metrics-summary", ".tw-class-table"):
+        box = page.locator(selector).first.bounding_box()
+        assert box is not None and box["y"] + 40 <= 1000, (selector, box)
+    assert page.evaluate("window.scrollY") == 0
+    text = page.locator("body").inner_text()
+    assert "NaN" not in text and "?" not in page.locator(".tw-model-version").inner_text()
+    page.screenshot(path=screenshots / "default-layout-1500x1000.png")
