@@ -85,7 +85,8 @@ class LabellingView(pn.viewable.Viewer):
             button = pn.widgets.Button(
                 label=f"{cls.name}{' ★' if cls.rare else ''}{hint}",
                 css_classes=[f"tw-label-{css_slug(cls.name)}", "tw-label"],
-                description=cls.description or f"label the selection as {cls.name}",
+                # a tooltip only for a class with a description: hover popups cover neighbours
+                description=cls.description or None,
                 stylesheets=[(f".bk-btn {{ border-left: 8px solid {cls.colour} !important; "
                               f"{'font-weight: 700;' if cls.rare else ''} }}")],
                 width=118, margin=(3, 3))

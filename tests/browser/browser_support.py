@@ -105,6 +105,9 @@ def open_dashboard(page, server: Server, annotator: str | None = None):
     page.goto(server.url)
     expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=120_000)
     expect(page.locator(".tw-label-0").first).to_be_visible(timeout=30_000)
+    # The page asks for the first batch when it opens and selects its first item: wait for it,
+    # so that a later selection is never overwritten by (or confused with) that one.
+    expect(page.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=120_000)
     if annotator is not None:
         box = page.locator(".tw-annotator input")
         box.fill(annotator)

@@ -35,8 +35,10 @@ def box_drag(page: Page, fx0: float, fy0: float, fx1: float, fy1: float) -> None
     page.mouse.up()
 
 
-def wait_selected(page: Page, at_least: int = 1) -> int:
-    expect(page.locator(".tw-selection-count")).not_to_have_attribute("data-count", "0", timeout=WAIT_MS)
+def wait_selected(page: Page, at_least: int = 1, before: int = 0) -> int:
+    """Wait until the selection count differs from ``before`` (what was selected until now)."""
+    expect(page.locator(".tw-selection-count")).not_to_have_attribute("data-count", str(before),
+                                                                      timeout=WAIT_MS)
     count = selected_count(page)
     assert count >= at_least
     return count
@@ -74,8 +76,9 @@ def test_map_renders(page: Page, dashboard_server, screenshots):
 def test_box_drag_selects_and_class_button_stores_events(page: Page, dashboard_server, screenshots):
     page.set_viewport_size({"width": 1500, "height": 1000})
     open_dashboard(page, dashboard_server, annotator="box-tester")
+    before = selected_count(page)  # the first queued item, selected when the page opened
     box_drag(page, 0.25, 0.25, 0.75, 0.75)
-    count = wait_selected(page)
+    count = wait_selected(page, at_least=2, before=before)
     expect(page.locator(".tw-inspector")).to_contain_text(f"{count} selected")
     page.locator(".tw-label-3 button").click()
     expect(page.locator(".tw-status")).to_contain_text(f"saved {count} labels as '3'", timeout=WAIT_MS)
@@ -96,6 +99,7 @@ def test_retrain_changes_the_model_version(page: Page, dashboard_server, screens
     page.set_viewport_size({"width": 1500, "height": 1100})
     open_dashboard(page, dashboard_server, annotator="retrainer")
     page.locator(".tw-next-batch button").click()
+    expect(page.locator(".tw-status")).to_contain_text("queued 10 items", timeout=WAIT_MS)
     expect(page.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
     # Each label moves the selection to the next queued item; digit classes have digit keys.
     for label, key in (("5", False), ("5", True), ("2", False), ("2", True)):
@@ -123,6 +127,7 @@ def test_two_browser_contexts_label_at_once(browser, dashboard_server, screensho
     for page in pages:
         page.locator(".tw-next-batch button").click()
     for page in pages:
+        expect(page.locator(".tw-status")).to_contain_text("queued 10 items", timeout=WAIT_MS)
         expect(page.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
     # Both click before either waits for its confirmation.
     pages[0].locator(".tw-label-0 button").click()
