@@ -216,3 +216,19 @@ def test_labels_recorded_through_the_cli_keep_iso_times_in_the_store_file(sky):
         (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         splits = {s for (s,) in conn.execute("SELECT DISTINCT split FROM events")}
     assert version == "3" and splits == {"train", "test"}
+
+
+def test_the_test_split_travels_with_an_exported_project(sky, tmp_path):
+    from core.exchange import export_project, open_project_parts, import_project
+
+    with LabelStore(sky.parent / "labels.sqlite") as store:
+        store.record_many(["sky-00010", "sky-00011"], "star", "dan")
+        store.record("sky-00012", "galaxy", "dan", split="test")
+        splits = store.splits()
+    assert splits["sky-00012"] == "test" and splits["sky-00010"] == "train"
+    shared = export_project(open_project_parts(sky), tmp_path / "shared", labels="file")
+    store = LabelStore(tmp_path / "theirs.sqlite")
+    result = import_project(shared, store=store)
+    assert result.n_imported > 0
+    assert store.splits() == splits
+    store.close()
