@@ -173,16 +173,23 @@ def export_project(
 
 
 def event_record(event: Any) -> LabelEventRecord:
-    """A label event (LabelEvent or mapping) as the record an exported file stores."""
+    """A label event (LabelEvent or mapping) as the record an exported file stores (the time as
+    ISO 8601 UTC, the split kept)."""
+    from core.labels import iso_time
+
     get = event.get if isinstance(event, dict) else lambda k, d=None: getattr(event, k, d)
+    when = get("time")
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        when = iso_time(when)
     return LabelEventRecord(
         item_id=str(get("item_id")),
         label=get("label"),
         annotator=str(get("annotator", "unknown") or "unknown"),
-        time=get("time"),
+        time=when,
         origin=str(get("origin", "import") or "import"),
         model_version=get("model_version"),
         note=get("note"),
+        split=get("split", "train") or "train",
     )
 
 

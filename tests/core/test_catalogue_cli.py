@@ -222,7 +222,8 @@ def test_the_test_split_travels_with_an_exported_project(sky, tmp_path):
     from core.exchange import export_project, open_project_parts, import_project
 
     with LabelStore(sky.parent / "labels.sqlite") as store:
-        store.record_many(["sky-00010", "sky-00011"], "star", "dan")
+        store.set_classes(load_project(sky).classes)
+        store.record_many(["sky-00010", "sky-00011"], "star", "dan", split="train")
         store.record("sky-00012", "galaxy", "dan", split="test")
         splits = store.splits()
     assert splits["sky-00012"] == "test" and splits["sky-00010"] == "train"
