@@ -40,3 +40,21 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def small_sky_project(folder: Path, *, n_items: int, seed: int, model: dict) -> Path:
+    """A sky-lt catalogue project with an instant PCA map and the given model settings."""
+    from core.data.sky import make_sky_demo
+
+    path = make_sky_demo(folder, n_items=n_items, seed=seed)
+    data = yaml.safe_load(path.read_text())
+    data["map"] = {"method": "pca"}
+    data["model"] = model
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def sky_project_factory():
+    """``make(folder, n_items=..., seed=..., model={...})`` -> a small sky-lt project file."""
+    return small_sky_project

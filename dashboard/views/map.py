@@ -20,6 +20,7 @@ import param
 
 from core.layout import COLOUR_BY, MapOptions
 from dashboard.state import AppState, escape
+from dashboard.streams import selection_streams
 from dashboard.style import holoviews, html_pane
 
 UNLABELLED = "#c8c8c8"
@@ -96,12 +97,8 @@ class MapView(pn.viewable.Viewer):
             base = self._raster_map()
         else:
             base = hv.DynamicMap(pn.bind(self._points, *watch))
-        self.bounds = hv.streams.BoundsXY(source=base)
-        self.lasso = hv.streams.Lasso(source=base)
-        self.tap = hv.streams.Tap(source=base)
-        self.bounds.add_subscriber(self._on_bounds)
-        self.lasso.add_subscriber(self._on_lasso)
-        self.tap.add_subscriber(self._on_tap)
+        self.bounds, self.lasso, self.tap = selection_streams(
+            base, self._on_bounds, self._on_lasso, self._on_tap)
         overlay = base * hv.DynamicMap(pn.bind(self._rare, state.param.labels_version))
         if self.options.highlight_queue:
             overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.queue_ids,

@@ -18,6 +18,7 @@ import panel as pn
 from core.errors import ConfigError
 from core.geometry import PointIndex
 from dashboard.state import AppState, escape
+from dashboard.streams import selection_streams
 from dashboard.style import holoviews, html_pane
 
 NO_COLOUR = "#4e79a7"
@@ -58,12 +59,8 @@ class LinkedPlot(pn.viewable.Viewer):
             self.bounds = hv.streams.BoundsX(source=base)
             self.bounds.add_subscriber(self._on_bounds_x)
         else:
-            self.bounds = hv.streams.BoundsXY(source=base)
-            self.lasso = hv.streams.Lasso(source=base)
-            self.tap = hv.streams.Tap(source=base)
-            self.bounds.add_subscriber(self._on_bounds)
-            self.lasso.add_subscriber(self._on_lasso)
-            self.tap.add_subscriber(self._on_tap)
+            self.bounds, self.lasso, self.tap = selection_streams(
+                base, self._on_bounds, self._on_lasso, self._on_tap)
         overlay = base * hv.DynamicMap(pn.bind(self._selected, state.param.selection))
         # The card around the plot carries the title.
         self.plot = overlay.opts(hv.opts.Overlay(responsive=True, height=height, toolbar="above",

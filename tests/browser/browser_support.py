@@ -74,28 +74,38 @@ def serve_dashboard(project: Path, *, log: Path | None = None) -> Iterator[Serve
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"panel serve exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/liveness", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"panel serve did not start in {START_TIMEOUT_S} s:\n{log.read_text()}")
-                time.sleep(0.25)  # readiness polling of the socket, not test synchronisation
+        wait_until_live(process, url, log)
         yield Server(url=f"{url}/dashboard", project=project,
                      store=config.resolve(config.label_store), log=log)
     finally:
-        process.terminate()
+        stop(process)
+
+
+def wait_until_live(process: subprocess.Popen, url: str, log: Path) -> None:
+    """Poll ``url/liveness`` until the server answers; fail with its log if it exits or stalls."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"panel serve exited with {process.returncode}:\n{log.read_text()}")
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            with urllib.request.urlopen(f"{url}/liveness", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"panel serve did not start in {START_TIMEOUT_S} s:\n{log.read_text()}")
+            time.sleep(0.25)  # readiness polling of the socket, not test synchronisation
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a server process (kill it if it does not stop within 10 s)."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def open_dashboard(page, server: Server, annotator: str | None = None):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from browser_support import serve_dashboard
 from playwright.sync_api import Page, expect
 
@@ -22,18 +21,13 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def sky_server(tmp_path_factory):
+def sky_server(tmp_path_factory, sky_project_factory):
     """A 400-item sky-lt project (PCA map, short MLP) with a few training labels per class."""
-    from core.data.sky import make_sky_demo
     from core.labels import LabelStore
     from core.project import load_project
 
     folder = tmp_path_factory.mktemp("sky-browser")
-    path = make_sky_demo(folder, n_items=400, seed=3)
-    data = yaml.safe_load(path.read_text())
-    data["map"] = {"method": "pca"}
-    data["model"] = {"epochs": 40, "hidden": [32]}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = sky_project_factory(folder, n_items=400, seed=3, model={"epochs": 40, "hidden": [32]})
     project = load_project(path)
     catalogue = pd.read_csv(folder / "sky.csv")
     with LabelStore(folder / "labels.sqlite") as store:

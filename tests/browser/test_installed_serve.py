@@ -7,14 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
-from browser_support import REPO, _free_port
+from browser_support import REPO, _free_port, stop, wait_until_live
 from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -78,15 +76,7 @@ def test_tailwise_serve_from_any_folder_after_a_plain_install(installed, tmp_pat
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness", "--num-procs", "1"],
             cwd=elsewhere, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.25)  # readiness polling of the socket, not test synchronisation
+        wait_until_live(server, f"http://127.0.0.1:{port}", log)
         page.set_viewport_size({"width": 1500, "height": 1000})
         page.goto(f"http://127.0.0.1:{port}/dashboard")
         expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=120_000)
@@ -97,9 +87,4 @@ def test_tailwise_serve_from_any_folder_after_a_plain_install(installed, tmp_pat
         assert f"label store: {project.parent.resolve() / 'labels.sqlite'}" in text
         assert f"panel serve {installed / 'dashboard'}" in text  # the installed copy, not the repo
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)

@@ -14,7 +14,6 @@ import yaml
 from typer.testing import CliRunner
 
 from core.cli import app
-from core.data.sky import make_sky_demo
 from core.labels import LabelStore
 from core.project import load_project
 
@@ -26,15 +25,10 @@ def _run(*args):
 
 
 @pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
+def sky(tmp_path_factory, sky_project_factory) -> Path:
     """A small sky-lt project (300 items) with a PCA map and a short MLP schedule."""
-    folder = tmp_path_factory.mktemp("sky")
-    path = make_sky_demo(folder, n_items=300, seed=1)
-    data = yaml.safe_load(path.read_text())
-    data["map"] = {"method": "pca"}
-    data["model"] = {"epochs": 40, "hidden": [32]}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return sky_project_factory(tmp_path_factory.mktemp("sky"), n_items=300, seed=1,
+                               model={"epochs": 40, "hidden": [32]})
 
 
 def _catalogue(sky: Path) -> pd.DataFrame:

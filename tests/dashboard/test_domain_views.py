@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from core.layout import parse_layout
 from dashboard.state import AppState, escape
@@ -20,16 +19,9 @@ EXAMPLE = REPO / "docs" / "examples" / "tailwise-cmd"
 
 
 @pytest.fixture(scope="module")
-def sky_project(tmp_path_factory) -> Path:
-    from core.data.sky import make_sky_demo
-
-    folder = tmp_path_factory.mktemp("sky-views")
-    path = make_sky_demo(folder, n_items=200, seed=2)
-    data = yaml.safe_load(path.read_text())
-    data["map"] = {"method": "pca"}
-    data["model"] = {"kind": "logistic", "max_iter": 300}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+def sky_project(tmp_path_factory, sky_project_factory) -> Path:
+    return sky_project_factory(tmp_path_factory.mktemp("sky-views"), n_items=200, seed=2,
+                               model={"kind": "logistic", "max_iter": 300})
 
 
 @pytest.fixture
