@@ -37,6 +37,33 @@ def next_steps(path: Path, n_labels: int) -> str:
     return "\n".join(lines)
 
 
+IMAGE_CHECK_ROWS = 1000
+"""How many items' extra images ``validate`` looks at (reading every file of a catalogue is slow)."""
+
+
+def image_column_warnings(config, dataset) -> list[str]:
+    """One warning per image column whose first items point at missing, outside or remote images
+    the dashboard would not show."""
+    from core.item_images import image_ref
+
+    warnings = []
+    for column in config.data.image_columns:
+        values = dataset.columns.get(column, [])[:IMAGE_CHECK_ROWS]
+        problems = []
+        for row, value in enumerate(values):
+            ref = image_ref(config, column, value)
+            if ref.kind == "refused":
+                problems.append((row, ref.reason))
+            elif ref.kind == "local" and not ref.path.is_file():
+                problems.append((row, f"{value} not found"))
+        if problems:
+            row, reason = problems[0]
+            warnings.append(
+                f"data.image_columns {column!r}: {len(problems)} of the first {len(values)} items "
+                f"have no image the dashboard can show (first: item {dataset.ids[row]!r}: {reason})")
+    return warnings
+
+
 def _fail(message: str, as_json: bool, kind: str) -> None:
     if as_json:
         typer.echo(json.dumps({"ok": False, "error": kind, "message": message}))
@@ -102,6 +129,7 @@ def validate(
         summary["warnings"].append(
             f"ground truth has classes not in the project's class list: {', '.join(unknown[:10])}"
         )
+    summary["warnings"] += image_column_warnings(config, dataset)
     if as_json:
         typer.echo(json.dumps(summary))
     else:

@@ -227,3 +227,21 @@ def test_the_test_split_travels_with_an_exported_project(sky, tmp_path):
     assert result.n_imported > 0
     assert store.splits() == splits
     store.close()
+
+
+def test_validate_warns_about_extra_images_it_cannot_show(sky, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(sky.parent, folder, ignore=shutil.ignore_patterns("*.sqlite*", ".tailwise-cache"))
+    frame = pd.read_csv(folder / "sky.csv")
+    frame.loc[0, "cutout_r"] = "../../outside.png"
+    frame.loc[1, "cutout_r"] = "https://example.org/cut.png"
+    (folder / frame.loc[2, "cutout_gri"]).unlink()
+    frame.to_csv(folder / "sky.csv", index=False)
+    result = _run("validate", folder / "project.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any("'cutout_r': 2 of the first 300 items" in w and "outside the project folder" in w
+               for w in warnings), warnings
+    assert any("'cutout_gri': 1 of the first 300 items" in w and "not found" in w for w in warnings)
