@@ -36,22 +36,15 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
     return nearest(x, centres)[0], centres
 
 
-def nearest(x: np.ndarray, ref: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """For each row of ``x``: index of and Euclidean distance to its nearest row of ``ref``."""
-    x = np.asarray(x, dtype=np.float32)
-    ref = np.asarray(ref, dtype=np.float32)
-    if len(ref) == 0:
-        return np.full(len(x), -1), np.full(len(x), np.inf, dtype=np.float32)
-    ref_sq = (ref**2).sum(axis=1)
-    idx = np.empty(len(x), dtype=np.int64)
-    dist = np.empty(len(x), dtype=np.float32)
-    for start in range(0, len(x), chunk):
-        block = x[start : start + chunk]
-        d2 = (block**2).sum(axis=1)[:, None] - 2.0 * block @ ref.T + ref_sq[None, :]
-        j = d2.argmin(axis=1)
-        idx[start : start + chunk] = j
-        dist[start : start + chunk] = np.sqrt(np.maximum(d2[np.arange(len(block)), j], 0.0))
-    return idx, dist
+def nearest(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``x``: index of and Euclidean distance to its nearest row of ``ref``.
+
+    Bounded memory whatever the sizes: exact in blocks for moderate ``ref``, through an index
+    kept between calls for large ones (see :mod:`core.query.neighbours`).
+    """
+    from core.query.neighbours import nearest as indexed_nearest
+
+    return indexed_nearest(x, ref)
 
 
 def k_smallest_distances(

@@ -56,9 +56,10 @@ class KNNSubPool(_Wrapper):
 
     Below ``max_pool`` unlabelled items the wrapper does nothing. Above it, the candidates are
     ``n_random`` random unlabelled items plus the ``n_neighbors`` nearest unlabelled items of each
-    labelled item. Neighbour lists are computed once per labelled item (brute force, in chunks) and
-    cached, so each round only pays for the items labelled since the last one; at most
-    ``max_new_seeds`` new labelled items are indexed per call.
+    labelled item. Neighbour lists are computed once per labelled item (exactly in bounded blocks,
+    or through an index of the pool built once per embedding on large pools, see
+    :mod:`core.query.neighbours`) and cached, so each round only pays for the items labelled since
+    the last one; at most ``max_new_seeds`` new labelled items are indexed per call.
     """
 
     def __init__(
@@ -76,7 +77,6 @@ class KNNSubPool(_Wrapper):
         self.max_new_seeds = max_new_seeds
         self._key: tuple | None = None
         self._neighbours: dict[int, np.ndarray] = {}
-        self._sq: np.ndarray | None = None
 
     def query(self, ctx: QueryContext, n: int) -> QueryResult:
         """Query the wrapped strategy on a sub-pool when the pool is large."""
@@ -119,28 +119,13 @@ class KNNSubPool(_Wrapper):
         if key != self._key:
             self._key = key
             self._neighbours = {}
-            self._sq = None
 
-    def _index(self, ctx: QueryContext, seeds: np.ndarray, chunk: int = 200_000) -> None:
-        emb = ctx.embedding
-        if self._sq is None:
-            self._sq = np.einsum("ij,ij->i", emb, emb, dtype=np.float64).astype(np.float32)
-        q = np.asarray(emb[seeds], dtype=np.float32)
-        k = self.n_neighbors + 1
-        best_d = np.full((len(seeds), 0), np.inf, dtype=np.float32)
-        best_i = np.zeros((len(seeds), 0), dtype=np.int64)
-        for start in range(0, ctx.n_pool, chunk):
-            block = np.asarray(emb[start : start + chunk], dtype=np.float32)
-            d2 = self._sq[start : start + chunk][None, :] - 2.0 * (q @ block.T)
-            kk = min(k, d2.shape[1])
-            part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
-            cand_d = np.concatenate([best_d, np.take_along_axis(d2, part, axis=1)], axis=1)
-            cand_i = np.concatenate([best_i, part + start], axis=1)
-            keep = np.argsort(cand_d, axis=1)[:, :k]
-            best_d = np.take_along_axis(cand_d, keep, axis=1)
-            best_i = np.take_along_axis(cand_i, keep, axis=1)
-        for s, row in zip(seeds.tolist(), best_i):
-            self._neighbours[int(s)] = row[row != s]
+    def _index(self, ctx: QueryContext, seeds: np.ndarray) -> None:
+        from core.query.neighbours import pool_neighbours
+
+        found = pool_neighbours(ctx.embedding, seeds, self.n_neighbors + 1)
+        for s, row in zip(seeds.tolist(), found):
+            self._neighbours[int(s)] = row[(row != s) & (row >= 0)]
 
 
 class ColdStart(_Wrapper):
