@@ -60,6 +60,8 @@ class Session:
         self._projector = None
         self._encoder_transform = None
         self._map_frame = None  # (xy it was built on, MapFrame)
+        self._snapshot_event = -1  # the last label event the shown model had seen
+        self.activity = ""  # what the engine is doing in the background, for every page
         self._state: ModelState | None = None
         self._history: list[RoundRecord] = []
         self._strategies: dict[str, object] = {}
@@ -101,13 +103,50 @@ class Session:
     def cache_dir(self) -> Path:
         return self.project.resolve(self.project.cache_dir, allow_outside=True, field="cache_dir")
 
-    def prepare(self, progress: Progress | None = None) -> None:
-        """Compute (or load from cache) the embedding and the map; train if labels allow."""
+    def prepare(self, progress: Progress | None = None, resume: bool = False,
+                train: bool = True) -> None:
+        """Compute (or load from cache) the embedding and the map; train if labels allow.
+
+        With ``resume`` (the dashboard) the last saved model is shown instead of training first
+        (:mod:`core.snapshot`); :attr:`stale` then says whether labels changed since it was
+        trained, and the caller retrains in the background. ``train=False`` never trains here
+        (the dashboard shows the map first and trains in the background).
+        """
         self.base_embedding_(progress)
         self.xy_(progress)
-        labels = self.store.current(split="train")
-        if len(set(labels.values())) >= 2:
+        if resume and self.restore(progress):
+            return
+        if train and self.trainable:
             self.retrain(progress)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the training split has labels of at least two classes."""
+        return len(set(self.store.current(split="train").values())) >= 2
+
+    def restore(self, progress: Progress | None = None) -> bool:
+        """Take the last saved model and predictions of this project, if they fit its data."""
+        from core import snapshot
+
+        if progress:
+            progress(0, 1, "loading the last model")
+        found = snapshot.load(self.cache_dir, self, ModelState, RoundRecord)
+        if found is None:
+            return False
+        state, history, event_id = found
+        with self._lock:
+            self._state, self._history = state, history
+            self._version_counter = max(self._version_counter, state.model_version)
+            self._clusters = None
+            self._snapshot_event = event_id
+        if progress:
+            progress(1, 1, f"model v{state.model_version} restored")
+        return True
+
+    @property
+    def stale(self) -> bool:
+        """Whether labels changed after the shown model's labels were read (retrain to catch up)."""
+        return self._state is None or self.store.last_event_id() != self._snapshot_event
 
     # ------------------------------------------------------------------ embedding and map
     def base_embedding_(self, progress: Progress | None = None) -> np.ndarray:
@@ -319,6 +358,7 @@ class Session:
             embedding = self.base_embedding_(progress)
             labels = self.store.current(split="train")  # the test split is never trained on
             version = self._version_counter + 1
+            event_id = self.store.last_event_id()  # the labels are read after this event
             state = train_round(self.project, self.dataset, embedding, labels,
                                 model_version=version, progress=progress,
                                 test_labels=self.test_labels())
@@ -332,7 +372,20 @@ class Session:
                 self._state = state
                 self._clusters = None
                 self._history.append(record)
+                self._snapshot_event = event_id
+            self._save_snapshot(state, event_id)
             return state
+
+    def _save_snapshot(self, state: ModelState, event_id: int) -> None:
+        """Keep the new model on disk for a restart (a failure to write only warns)."""
+        from core import snapshot
+
+        if not self.resume_strategies:  # headless runs leave no trace in the cache
+            return
+        try:
+            snapshot.save(self.cache_dir, self, state, self.history, event_id)
+        except (OSError, ValueError, TypeError) as err:
+            warnings.warn(f"could not save the model for a quick restart: {err}", stacklevel=2)
 
     # ------------------------------------------------------------------ querying
     def _strategy(self, name: str):

@@ -1,7 +1,9 @@
 """Start opening the project when the server starts, so the first page finds it (nearly) ready.
 
-Embedding and the 2-D map (UMAP's JIT warm-up costs tens of seconds in a new process) run in a
-background thread; pages join the same preparation through ``dashboard.state.open_shared``.
+Embedding and the 2-D map (UMAP's JIT warm-up costs seconds in a new process) run in a background
+thread; pages join the same preparation through ``dashboard.state.open_shared``. The last saved
+model is shown at once and the project retrains in the background; every long step reports its
+progress to the server log (logger ``tailwise``) as well as to the page.
 """
 
 import logging

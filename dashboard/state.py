@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,10 +26,16 @@ import param
 from core.errors import TailwiseError
 from core.layout import COLOUR_BY
 from core.pointtable import latest_annotators, point_table, queue_scores
+from core.progress import logged, tee
 from core.project import STRATEGIES
+
+log = logging.getLogger("tailwise")
 
 # One worker runs the engine's slow calls (prepare, retrain, queries) off the event loop.
 _WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tailwise-engine")
+# Large label, undo and import actions write the store here, off the thread that serves the pages.
+STORE_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailwise-store")
+LARGE_ACTION = 2_000  # items: above this a label action runs in STORE_WRITER
 
 
 # ---------------------------------------------------------------------- shared per project
@@ -72,15 +79,39 @@ def open_shared(path: str | Path, opener: Callable[[str], Any] | None = None) ->
                 session = Session.open(key)
             else:
                 session = opener(key)
-            prep.report(0, 1, "loading embeddings and map")
-            session.prepare(progress=prep.report)
-            prep.report(1, 1, "ready")
+            report = tee(prep.report, logged(f"preparing {Path(key).name}"))
+            report(0, 1, "loading embeddings and map")
+            # The last saved model (if any) is shown at once; training happens after the pages open.
+            session.prepare(progress=report, resume=True, train=False)
+            report(1, 1, "ready")
             prep.future.set_result(session)
         except BaseException as err:  # noqa: BLE001  (shown on the loading page)
+            log.exception("could not prepare %s", key)
             prep.future.set_exception(err)
+            return
+        if session.stale and session.trainable:
+            background_retrain(session, "after the start")
 
     threading.Thread(target=work, name=f"tailwise-prepare-{Path(key).name}", daemon=True).start()
     return prep
+
+
+def background_retrain(session: Any, why: str) -> None:
+    """Retrain in this thread, reporting to the server log and to every page (``activity``)."""
+    log_report = logged(f"retraining {why}")
+
+    def report(done: int, total: int, message: str) -> None:
+        log_report(done, total, message)
+        session.activity = f"retraining {why}: {message} ({100 * done / max(total, 1):.0f} %)"
+
+    try:
+        state = session.retrain(progress=report)
+        log.info("model v%d ready (%s)", state.model_version, why)
+    except Exception as err:  # noqa: BLE001  (the restored model stays; the pages say why)
+        log.warning("background retrain %s failed: %s", why, err)
+        session.activity = f"background retrain failed: {err}"
+        return
+    session.activity = ""
 
 
 # ---------------------------------------------------------------------- the state
@@ -104,6 +135,8 @@ class AppState(param.Parameterized):
     trained_at = param.Number(default=None, allow_None=True)
 
     job = param.String(default="", doc="Running job ('retrain', 'queue', ...) or ''.")
+    engine_activity = param.String(default="", doc="What the engine does in the background "
+                                                   "for every page (e.g. retraining after a restart).")
     job_progress = param.Number(default=0.0, bounds=(0.0, 1.0))
     job_message = param.String(default="")
     status = param.String(default="", doc="Last confirmation, e.g. 'saved 3 labels'.")
@@ -223,13 +256,44 @@ class AppState(param.Parameterized):
         ``split='test'`` puts the items in the curated test split (never trained on); ``None``
         keeps each item's split (new items: train).
         """
+        ids = self._selection_to_label()
+        if not ids:
+            return []
+        return self._labelled(label, ids, split, *_attempt(self._write_labels, ids, label, split))
+
+    async def label_selection_async(self, label: str, split: str | None = None) -> list[int]:
+        """:meth:`label_selection`; a large selection is written (and the shared map table
+        updated) in a worker thread, so every other page keeps being served meanwhile."""
+        ids = self._selection_to_label()
+        if len(ids) < LARGE_ACTION:
+            return self.label_selection(label, split) if ids else []
+        self.job, self.job_message = "label", f"saving {len(ids):,} labels as {label!r}"
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                STORE_WRITER, self._write_and_sync, self._write_labels, ids, label, split)
+        finally:
+            self.job, self.job_message = "", ""
+        return self._labelled(label, ids, split, *outcome)
+
+    def _write_labels(self, ids: list[str], label: str, split: str | None) -> list[int]:
+        return self.session.label(ids, label, self.annotator, split=split)
+
+    def _write_and_sync(self, write, *args):
+        """A store write then the shared map table's update (both in the worker thread)."""
+        outcome = _attempt(write, *args)
+        if outcome[1] is None:
+            self.session.sync_map_frame(self.frame)
+        return outcome
+
+    def _selection_to_label(self) -> list[str]:
         if not self.selection:
             self._fail(ValueError("select items on the map or in the queue first"))
             return []
-        ids = list(self.selection)
-        try:
-            events = self.session.label(ids, label, self.annotator, split=split)
-        except (TailwiseError, ValueError, KeyError) as err:
+        return list(self.selection)
+
+    def _labelled(self, label: str, ids: list[str], split: str | None, events,
+                  err: Exception | None) -> list[int]:
+        if err is not None:
             self._fail(err)
             return []
         self.error = ""
@@ -263,9 +327,21 @@ class AppState(param.Parameterized):
     def undo(self) -> int:
         """Revert this annotator's last label action (all its events); returns events reverted.
         Someone else's later label is never touched: the refusal is shown instead."""
+        return self._undone(*_attempt(self.session.undo_count, self.annotator))
+
+    async def undo_async(self) -> int:
+        """:meth:`undo` in a worker thread (an action may hold 10^5 items: one SQL statement, but
+        the pages keep being served meanwhile)."""
+        self.job, self.job_message = "undo", "undoing your last action"
         try:
-            reverted = self.session.undo_count(self.annotator)
-        except (TailwiseError, ValueError) as err:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                STORE_WRITER, self._write_and_sync, self.session.undo_count, self.annotator)
+        finally:
+            self.job, self.job_message = "", ""
+        return self._undone(*outcome)
+
+    def _undone(self, reverted, err: Exception | None) -> int:
+        if err is not None:
             self._fail(err)
             return 0
         self.error = ""
@@ -423,8 +499,10 @@ class AppState(param.Parameterized):
         loop = asyncio.get_running_loop()
         self.job, self.job_progress, self.job_message = "retrain", 0.0, "starting"
         self.error = ""
+        log_progress = logged(f"retrain asked by {self.annotator!r}")
 
         def progress(done: int, total: int, message: str) -> None:
+            log_progress(done, total, message)
             loop.call_soon_threadsafe(self._progress, done, total, message)
 
         try:
@@ -474,6 +552,8 @@ class AppState(param.Parameterized):
         Costs two comparisons when nothing did; otherwise the shared map table is updated once
         (for every session) with only the changed rows."""
         changed = False
+        if self.engine_activity != self.session.activity:
+            self.engine_activity = self.session.activity
         last = self.session.store.last_event_id()
         if last != self._seen_event:
             self._seen_event = last
@@ -484,9 +564,34 @@ class AppState(param.Parameterized):
             self._sync_model()
             changed = True
         if changed:
-            self._sync_frame()
+            if last - self.frame.event_id > LARGE_ACTION and _running_loop() is not None:
+                asyncio.ensure_future(self._sync_frame_async())  # a bulk action by someone else
+            else:
+                self._sync_frame()
             self.labels_version += 1
         return changed
+
+    async def _sync_frame_async(self) -> None:
+        """Apply a large batch of others' labels to the shared table off the serving thread."""
+        await asyncio.get_running_loop().run_in_executor(STORE_WRITER, self.session.sync_map_frame,
+                                                         self.frame)
+        if self.frame.version != self.map_version:
+            self.map_version = self.frame.version
+
+
+def _attempt(call, *args):
+    """``(result, None)`` or ``(None, error)`` for the errors a page shows to its user."""
+    try:
+        return call(*args), None
+    except (TailwiseError, ValueError, KeyError) as err:
+        return None, err
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def escape(text: object) -> str:

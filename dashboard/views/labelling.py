@@ -62,16 +62,16 @@ class LabellingView(pn.viewable.Viewer):
         self.keys.param.watch(self._on_key, "key")
         self._built = None
 
-    def _on_key(self, event) -> None:
+    async def _on_key(self, event) -> None:
         key = event.new.split(":")[0]
         if key == "u":
-            self.state.undo()
+            await self.state.undo_async()
         elif key == "s":
             self.state.skip()
         else:
             name = shortcut_keys([c.name for c in self.state.classes]).get(key)
             if name is not None:
-                self.state.label_selection(name)
+                await self.state.label_selection_async(name)
 
     def _buttons(self, *_):
         signature = tuple((c.name, c.colour, c.rare) for c in self.state.classes)
@@ -90,11 +90,17 @@ class LabellingView(pn.viewable.Viewer):
                 stylesheets=[(f".bk-btn {{ border-left: 8px solid {cls.colour} !important; "
                               f"{'font-weight: 700;' if cls.rare else ''} }}")],
                 width=118, margin=(3, 3))
-            button.on_click(lambda _, name=cls.name: self.state.label_selection(name))
+            button.on_click(self._label_click(cls.name))
             buttons.append(button)
         box = pn.FlexBox(*buttons, sizing_mode="stretch_width")
         self._built = (signature, box)
         return box
+
+    def _label_click(self, name: str):
+        async def click(_event) -> None:  # large selections are written off the serving thread
+            await self.state.label_selection_async(name)
+
+        return click
 
     def _new_class_form(self):
         name = pn.widgets.TextInput(label="New class", placeholder="name", css_classes=["tw-new-class-name"],
@@ -112,6 +118,9 @@ class LabellingView(pn.viewable.Viewer):
         return pn.Card(name, pn.Row(colour, rare, align="end"), create, title="Create a class",
                        collapsed=True, sizing_mode="stretch_width")
 
+    async def _undo_click(self, _event) -> None:
+        await self.state.undo_async()
+
     def __panel__(self):
         s = self.state
         has_selection = s.param.selection.rx.len() > 0
@@ -125,7 +134,7 @@ class LabellingView(pn.viewable.Viewer):
         skip = pn.widgets.Button(label="Skip / unsure (s)", css_classes=["tw-skip"], width=130)
         skip.on_click(lambda _: s.skip())
         undo = pn.widgets.Button(label="↶ Undo (u)", css_classes=["tw-undo"], width=130)
-        undo.on_click(lambda _: s.undo())
+        undo.on_click(self._undo_click)
         return pn.Column(
             pn.pane.Markdown("**Label the selection** (number keys; u undo, s skip)", margin=(0, 5)),
             pn.panel(pn.bind(self._buttons, s.param.labels_version)),

@@ -11,6 +11,7 @@ the app's ``layout`` (the app rebuilds its views); "save current arrangement" wr
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tempfile
 import time
@@ -185,6 +186,25 @@ class ProjectView(pn.viewable.Viewer):
     # ------------------------------------------------------------------ import
     def import_text(self, filename: str, content: bytes, matched_only: bool = False):
         """Import an uploaded project file (labels inline) into this session."""
+        name = self._upload_name(filename, content)
+        if name is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="tailwise-upload-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(content)
+            return self._import(path, ("upload", (name, content)), matched_only)
+
+    async def import_text_async(self, filename: str, content: bytes, matched_only: bool = False):
+        """:meth:`import_text` with the import itself off the thread that serves the pages."""
+        name = self._upload_name(filename, content)
+        if name is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="tailwise-upload-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(content)
+            return await self._import_async(path, ("upload", (name, content)), matched_only)
+
+    def _upload_name(self, filename: str, content: bytes) -> str | None:
         name = Path(filename or "shared.yaml").name
         if Path(name).suffix.lower() not in PROJECT_SUFFIXES:
             self._say(f"{name}: project files end in .yaml, .yml or .json", error=True)
@@ -196,10 +216,7 @@ class ProjectView(pn.viewable.Viewer):
                 error=True,
             )
             return None
-        with tempfile.TemporaryDirectory(prefix="tailwise-upload-") as tmp:
-            path = Path(tmp) / name
-            path.write_bytes(content)
-            return self._import(path, ("upload", (name, content)), matched_only)
+        return name
 
     def import_path(self, path: str | Path, matched_only: bool = False):
         """Import a project file that lies on the server (its label file may be a sibling).
@@ -207,33 +224,61 @@ class ProjectView(pn.viewable.Viewer):
         Relative paths start at the project folder; the file must lie inside it, so a page
         visitor cannot make the server read arbitrary files.
         """
+        full = self._server_path(path)
+        return None if full is None else self._import(full, ("path", str(path).strip()), matched_only)
+
+    async def import_path_async(self, path: str | Path, matched_only: bool = False):
+        """:meth:`import_path` with the import itself off the thread that serves the pages."""
+        full = self._server_path(path)
+        if full is None:
+            return None
+        return await self._import_async(full, ("path", str(path).strip()), matched_only)
+
+    def _server_path(self, path: str | Path) -> Path | None:
         text = str(path).strip()
         if not text:
             self._say("choose a file to upload or type a path", error=True)
             return None
         try:
-            full = resolve_inside(self.state.session.project.base_dir, text, field="import path")
+            return resolve_inside(self.state.session.project.base_dir, text, field="import path")
         except TailwiseError as err:
             self._say(f"{err}; or upload the file instead", error=True)
             return None
-        return self._import(full, ("path", text), matched_only)
 
     def _import(self, path: Path, retry: tuple[str, Any], matched_only: bool):
-        from core.exchange import DataHashMismatch, import_into_session
+        return self._imported(retry, *self._run_import(path, matched_only))
+
+    async def _import_async(self, path: Path, retry: tuple[str, Any], matched_only: bool):
+        from dashboard.state import STORE_WRITER
+
+        self._say(f"importing {path.name}…")
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(STORE_WRITER, self._run_import, path, matched_only)
+        return self._imported(retry, *outcome)
+
+    def _run_import(self, path: Path, matched_only: bool):
+        """The engine's part of an import (no page updates: it may run in a worker thread)."""
+        from core.exchange import import_into_session
 
         try:
-            result = import_into_session(
+            return import_into_session(
                 path,
                 self.state.session,
                 on_hash_mismatch="matched_only" if matched_only else "error",
-            )
-        except DataHashMismatch as err:
+            ), None
+        except (TailwiseError, OSError, ValueError) as err:
+            return None, err
+
+    def _imported(self, retry: tuple[str, Any], result, err: Exception | None):
+        from core.exchange import DataHashMismatch
+
+        if isinstance(err, DataHashMismatch):
             self._pending = retry
             self.pending_mismatch = True
             self.matched_button.visible = True
             self._say(str(err), error=True)
             return None
-        except (TailwiseError, OSError, ValueError) as err:
+        if err is not None:
             self._say(f"import failed: {err}", error=True)
             return None
         self._pending = None
@@ -293,9 +338,9 @@ class ProjectView(pn.viewable.Viewer):
 
     async def _on_import(self, _event=None, matched_only: bool = False) -> None:
         if self.upload.value:
-            result = self.import_text(self.upload.filename, self.upload.value, matched_only)
+            result = await self.import_text_async(self.upload.filename, self.upload.value, matched_only)
         else:
-            result = self.import_path(self.path_input.value, matched_only)
+            result = await self.import_path_async(self.path_input.value, matched_only)
         if result is not None and result.n_imported:
             await self.state.retrain_async()
 
@@ -303,10 +348,10 @@ class ProjectView(pn.viewable.Viewer):
         if self._pending is None:
             return
         kind, payload = self._pending
-        result = (
-            self.import_text(*payload, matched_only=True)
+        result = await (
+            self.import_text_async(*payload, matched_only=True)
             if kind == "upload"
-            else self.import_path(payload, matched_only=True)
+            else self.import_path_async(payload, matched_only=True)
         )
         if result is not None and result.n_imported:
             await self.state.retrain_async()

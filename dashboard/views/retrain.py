@@ -6,7 +6,7 @@ import time
 
 import panel as pn
 
-from dashboard.state import AppState
+from dashboard.state import AppState, escape
 from dashboard.style import html_pane
 
 
@@ -45,4 +45,8 @@ class RetrainView(pn.viewable.Viewer):
                     self.state.param.model_version, self.state.param.trained_at,
                     self.state.param.job),
             sizing_mode="stretch_width")
-        return pn.Column(button, progress, version, sizing_mode="stretch_width")
+        background = html_pane(
+            pn.bind(lambda text: f'<span class="tw-engine-activity tw-muted">{escape(text)}</span>'
+                    if text else "", self.state.param.engine_activity),
+            sizing_mode="stretch_width")
+        return pn.Column(button, progress, version, background, sizing_mode="stretch_width")

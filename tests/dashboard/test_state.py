@@ -173,3 +173,85 @@ def test_retrain_refreshes_an_existing_queue(session):
     state.next_batch()
     assert run_async(state.retrain_async())
     assert len(state.queue_ids) == 3 and state.status.endswith("queue refreshed")
+
+
+def test_a_restarted_server_shows_the_last_model_then_retrains_in_the_background(
+        dashboard_project, tmp_path, caplog):
+    """open_shared (what `panel serve` runs at start): the saved model is there when the page
+    opens, labels added since are trained on in the background, progress goes to the log."""
+    import shutil
+    import time
+
+    from core.session import Session
+    from dashboard.state import open_shared
+
+    folder = tmp_path / "project"
+    shutil.copytree(dashboard_project.parent, folder)
+    project = folder / dashboard_project.name
+    first = Session.open(project)
+    first.prepare()
+    gt = first.dataset.ground_truth
+    for cls in ("0", "1"):
+        first.label(first.dataset.ids[gt == cls][:4].tolist(), cls, "ann")
+    trained = first.retrain()
+    first.label(first.dataset.ids[gt == "2"][:4].tolist(), "2", "ann")  # after that model
+    first.store.close()
+
+    with caplog.at_level("INFO", logger="tailwise"):
+        prep = open_shared(project)
+        session = prep.future.result(timeout=120)
+        assert session.state.model_version == trained.model_version  # shown at once
+        state = AppState(session, annotator="viewer")
+        assert state.model_version == trained.model_version
+        deadline = time.monotonic() + 120
+        while session.state.model_version == trained.model_version and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert session.state.model_version == trained.model_version + 1
+    assert "2" in session.state.classes  # trained on the labels given after the saved model
+    assert state.refresh() and state.model_version == trained.model_version + 1
+    assert "preparing" in caplog.text and "retraining after the start" in caplog.text
+    assert "model v%d ready" % (trained.model_version + 1) in caplog.text
+    session.store.close()
+
+
+def test_large_label_and_undo_actions_run_off_the_serving_thread(session, monkeypatch):
+    """While a bulk label is written, the event loop that serves the pages keeps running: another
+    session's box selection is answered before the write ends."""
+    import asyncio
+    import threading
+
+    import dashboard.state as state_module
+
+    monkeypatch.setattr(state_module, "LARGE_ACTION", 50)
+    writer = AppState(session, annotator="bulk")
+    other = AppState(session, annotator="other")
+    writer.select(session.dataset.ids[:200].tolist())
+    started, release = threading.Event(), threading.Event()
+    threads: list[str] = []
+    real_label = session.label
+
+    def slow_label(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        started.set()
+        assert release.wait(30)
+        return real_label(*args, **kwargs)
+
+    monkeypatch.setattr(session, "label", slow_label)
+
+    async def scenario():
+        job = asyncio.ensure_future(writer.label_selection_async("4"))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
+        assert writer.job == "label"
+        x0, y0 = other.xy.min(axis=0)
+        x1, y1 = other.xy.max(axis=0)
+        picked = other.select_box(x0, y0, x1, y1)  # served while the write is still running
+        release.set()
+        events = await job
+        undone = await writer.undo_async()
+        return picked, events, undone
+
+    picked, events, undone = run_async(scenario())
+    assert len(picked) == len(session.dataset) and len(events) == 200 and undone == 200
+    assert len(threads) == 1 and threads[0].startswith("tailwise-store")
+    assert writer.job == "" and "undone 200 labels" in writer.status
+    assert writer.frame.counts("label").get("4", 0) == 0  # the shared table followed the undo
