@@ -176,12 +176,14 @@ def test_retrain_refreshes_an_existing_queue(session):
 
 
 def test_a_restarted_server_shows_the_last_model_then_retrains_in_the_background(
-        dashboard_project, tmp_path, caplog):
+        dashboard_project, tmp_path, caplog, monkeypatch):
     """open_shared (what `panel serve` runs at start): the saved model is there when the page
     opens, labels added since are trained on in the background, progress goes to the log."""
     import shutil
+    import threading
     import time
 
+    import dashboard.state as state_module
     from core.session import Session
     from dashboard.state import open_shared
 
@@ -197,12 +199,22 @@ def test_a_restarted_server_shows_the_last_model_then_retrains_in_the_background
     first.label(first.dataset.ids[gt == "2"][:4].tolist(), "2", "ann")  # after that model
     first.store.close()
 
+    go = threading.Event()  # the background retrain starts when the test has looked at the page
+    real = state_module.background_retrain
+
+    def held_back(session, why):
+        assert go.wait(60)
+        real(session, why)
+
+    monkeypatch.setattr(state_module, "background_retrain", held_back)
     with caplog.at_level("INFO", logger="tailwise"):
         prep = open_shared(project)
         session = prep.future.result(timeout=120)
         assert session.state.model_version == trained.model_version  # shown at once
+        assert session.stale  # labels were given after it
         state = AppState(session, annotator="viewer")
         assert state.model_version == trained.model_version
+        go.set()
         deadline = time.monotonic() + 120
         while session.state.model_version == trained.model_version and time.monotonic() < deadline:
             time.sleep(0.1)
