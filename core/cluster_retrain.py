@@ -83,11 +83,12 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
         y = np.array([labels.train[i] for i in ids_l[train].tolist()], dtype=object)
         check_trainable(y)
         x_l = transform.apply(feats_l)
-        report(0, 1, f"training {project.model.kind} on {len(y):,} labels")
+        what = "choosing the learner and training" if project.model.kind == "auto" else f"training {project.model.kind}"
+        report(0, 1, f"{what} on {len(y):,} labels")
         model = fit_labelled(project, x_l[train], y)
         tails = tail_classes(project, y)
         report(0, 1, "cross-validating on the expert labels")
-        cv = cross_validated_metrics(project, x_l[train], y, tails)
+        cv = cross_validated_metrics(project, x_l[train], y, tails, model=model)
         test = None
         if (~train).any():  # the expert-curated test split: measured, never trained on
             truth = np.array([labels.test[i] for i in ids_l[~train].tolist()], dtype=object)
@@ -117,6 +118,7 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
         "n_test_labels": 0 if test is None else int(test["n_evaluated"]),
         "cross_validated": cv, "test_split": test, "ground_truth": truth,
         "headline": headline(truth, test, cv),
+        "model_choice": model.choice_.to_dict() if hasattr(model, "choice_") else None,
         "cluster": {"scheduler": scheduler, "workers": result.workers, "parts": result.parts,
                     "scoring_seconds": result.seconds,
                     "items_per_second": result.rows / max(result.seconds, 1e-9),

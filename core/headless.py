@@ -96,10 +96,11 @@ def retrain_project(
     report = progress or (lambda done, total, msg: None)
     project_path = Path(project_path)
     project = load_project(project_path, allow_outside=allow_outside)
-    if device is not None and project.model.kind == "mlp":
-        project.model.device = device
+    mlp = project.model.mlp if project.model.kind == "auto" else project.model
+    if device is not None and mlp.kind == "mlp":
+        mlp.device = device
     # Fail early, with a clear message, on 'cuda' without a GPU.
-    select_device(device or getattr(project.model, "device", "auto"))
+    select_device(device or getattr(mlp, "device", "auto"))
     out = Path(out_dir) if out_dir is not None else default_out_dir(project_path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} is a file; choose a folder for the outputs")
@@ -186,15 +187,11 @@ def _metrics(session, state) -> dict[str, Any]:
     """Cross-validated metrics on expert labels, plus test-split and ground-truth metrics when
     available, and the headline chosen among them."""
     from core.metrics import headline
-    from core.pipeline import cross_validated_metrics, tail_classes, training_rows
+    from core.pipeline import cv_metrics_of
 
     truth = state.metrics if state.metrics.get("source") == "ground_truth" else None
-    if state.metrics.get("source") == "cv":  # the training round already cross-validated
-        cv = state.metrics
-    else:
-        rows, y = training_rows(session.dataset, session.store.current(split="train"))
-        tails = tail_classes(session.project, y)
-        cv = cross_validated_metrics(session.project, session.base_embedding_()[rows], y, tails)
+    cv = cv_metrics_of(session.project, session.dataset, session.base_embedding_(), state,
+                       session.store.current(split="train"))
     test = state.test_metrics
     return {
         "project": session.project.name,
@@ -210,6 +207,7 @@ def _metrics(session, state) -> dict[str, Any]:
         "test_split": test,
         "ground_truth": truth,
         "headline": headline(truth, test, cv),
+        "model_choice": state.model_choice.to_dict() if state.model_choice else None,
     }
 
 
@@ -320,6 +318,7 @@ def render_report(facts: ReportFacts, queued, metrics: dict) -> str:
         + (f" and {n_test:,} in the test split" if n_test else "")
         + f", from {facts.label_source}",
         f"- model: {project.model.kind}, encoder: {project.encoder.kind}, seed {project.seed}",
+        *([f"- learner: {metrics['model_choice']['reason']}"] if metrics.get("model_choice") else []),
         f"- time: {facts.seconds:.1f} s" + (f" ({facts.where})" if facts.where else ""),
         "",
         f"**Headline: {metrics['headline']['text']}.**",

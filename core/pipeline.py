@@ -1,9 +1,10 @@
 """One training round, shared by the dashboard's Session and ``tailwise retrain``.
 
-A round takes a snapshot of the current labels, builds a fresh model from the project's settings,
-fits it on the labelled rows of the embedding, predicts the whole pool and measures the result:
-on the held-out ground-truth column when the data has one, otherwise by stratified
-cross-validation on the expert labels. Items the experts labelled into the *test* split are never
+A round takes a snapshot of the current labels, builds a fresh model from the project's settings
+(``auto`` chooses the learner by cross-validation, keeping the last round's choice unless a
+challenger is clearly better), fits it on the labelled rows of the embedding, predicts the whole
+pool and measures the result: on the held-out ground-truth column when the data has one,
+otherwise by out-of-fold predictions on (a bounded, stratified subset of) the expert labels. Items the experts labelled into the *test* split are never
 trained on (callers pass them apart as ``test_labels``); the model is measured on them separately,
 with a confidence interval for each class's recall.
 """
@@ -19,7 +20,8 @@ import numpy as np
 
 from core.data.base import Dataset
 from core.errors import ModelError
-from core.project import ProjectConfig
+from core.models.selection import ModelChoice, balanced_subset
+from core.project import AutoConfig, ProjectConfig
 
 Progress = Callable[[int, int, str], None]
 
@@ -41,6 +43,11 @@ class ModelState:
     learned_embedding: np.ndarray | None = None  # the model's penultimate layer, (n, m)
     label_counts: dict[str, int] = field(default_factory=dict)
     test_metrics: dict[str, Any] | None = None  # on the expert-labelled test split, if any
+    model_choice: ModelChoice | None = None  # model.kind auto: which learner and why
+    cv_metrics: dict[str, Any] = field(default_factory=dict)  # out-of-fold, on expert labels
+    # Out-of-fold probabilities of (a bounded subset of) the labelled items: ids and (m, k) rows.
+    oof_ids: np.ndarray | None = None
+    oof_proba: np.ndarray | None = None
 
 
 def training_rows(dataset: Dataset, labels: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,43 +59,22 @@ def training_rows(dataset: Dataset, labels: dict[str, str]) -> tuple[np.ndarray,
     return rows, y
 
 
-MAX_FIT_LABELS = 50_000  # above this, head classes are subsampled for the fit (class-balanced)
-
-
-def balanced_subset(y: np.ndarray, seed: int, limit: int = MAX_FIT_LABELS) -> np.ndarray:
-    """Sorted positions of at most ``limit`` labels to fit on: every label of the classes below a
-    common cap, a seeded random ``cap`` of each larger (head) class. Rare classes keep all their
-    labels; with plentiful labels the fit stays bounded whatever the label count."""
-    n = len(y)
-    if n <= limit:
-        return np.arange(n)
-    names, inverse, counts = np.unique(np.asarray(y).astype(str), return_inverse=True,
-                                       return_counts=True)
-    # The largest cap with sum(min(count, cap)) <= limit ("water filling").
-    ordered = np.sort(counts)
-    below = np.concatenate([[0], np.cumsum(ordered)[:-1]])
-    caps = (limit - below) // np.maximum(len(ordered) - np.arange(len(ordered)), 1)
-    fits = caps >= ordered
-    cap = int(caps[np.argmin(fits)] if not fits.all() else ordered[-1])
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in range(len(names)):
-        members = np.flatnonzero(inverse == c)
-        keep.append(members if len(members) <= cap else rng.choice(members, cap, replace=False))
-    return np.sort(np.concatenate(keep))
-
-
 def fit_labelled(project: ProjectConfig, x: np.ndarray, y: np.ndarray,
-                 x_unlabelled: np.ndarray | None = None):
+                 x_unlabelled: np.ndarray | None = None, previous: ModelChoice | None = None):
     """A fresh model of the project's kind fitted on labelled rows ``x, y`` (head classes
     subsampled by :func:`balanced_subset` when labels are plentiful): what every retrain does,
-    in the dashboard, headless and on a cluster."""
+    in the dashboard, headless and on a cluster. ``previous`` is the last round's learner choice
+    (``model.kind: auto``), which keeps it stable; the out-of-fold rows of an ``auto`` model
+    index ``x``."""
     from core.models import build_model  # torch is heavy: import on first use
 
     keep = balanced_subset(y, project.seed)
-    model = build_model(project.model, seed=project.seed)
+    model = build_model(project.model, seed=project.seed, previous=previous)
     kw = {} if x_unlabelled is None or not len(x_unlabelled) else {"X_unlabelled": x_unlabelled}
-    model.fit(x[keep] if len(keep) < len(y) else x, y[keep] if len(keep) < len(y) else y, **kw)
+    subset = len(keep) < len(y)
+    model.fit(x[keep] if subset else x, y[keep] if subset else y, **kw)
+    if subset and getattr(model, "oof_rows_", None) is not None:
+        model.oof_rows_ = keep[model.oof_rows_]
     return model
 
 
@@ -117,6 +103,7 @@ def train_round(
     labels: dict[str, str],
     *,
     model_version: int,
+    previous: ModelChoice | None = None,
     progress: Progress | None = None,
     test_labels: dict[str, str] | None = None,
     learned_embedding: bool | None = None,
@@ -124,9 +111,9 @@ def train_round(
     """Fit a fresh model on the labelled rows and predict the whole pool (float32, in chunks).
 
     ``labels`` are the training labels only; ``test_labels`` (the test split) are measured, never
-    fitted: an item in both is refused. The model's penultimate layer over the pool
-    (``learned_embedding``) is computed only when something shows it: by default when the encoder
-    is ``model``.
+    fitted: an item in both is refused. ``previous`` is the last round's learner choice
+    (``model.kind: auto``). The model's penultimate layer over the pool (``learned_embedding``)
+    is computed only when something shows it: by default when the encoder is ``model``.
     """
     from core.scoring import predict_rows
 
@@ -136,12 +123,16 @@ def train_round(
         raise ModelError(f"items {both[:5]} are in both the training and the test labels")
     rows, y = training_rows(dataset, labels)
     check_trainable(y)
-    report(0, 3, f"training {project.model.kind} on {len(rows):,} labels")
+    kind = project.model.kind
+    what = "choosing the learner and training" if kind == "auto" else f"training {kind}"
+    report(0, 3, f"{what} on {len(rows):,} labels")
     start = time.perf_counter()
     unlabelled = np.setdiff1d(np.arange(len(dataset)), rows, assume_unique=True)
-    model = fit_labelled(project, embedding[rows], y, **_unlabelled_kw(project, embedding, unlabelled))
+    model = fit_labelled(project, embedding[rows], y, previous=previous,
+                         **_unlabelled_kw(project, embedding, unlabelled))
     seconds = time.perf_counter() - start
-    report(1, 3, f"predicting {len(dataset):,} items")
+    choice = getattr(model, "choice_", None)
+    report(1, 3, f"predicting {len(dataset):,} items with {choice.chosen if choice else kind}")
     proba, best = predict_rows(model, embedding)
     classes = tuple(str(c) for c in model.classes_)
     predicted = np.asarray(classes, dtype=object)[best]
@@ -149,7 +140,15 @@ def train_round(
         learned_embedding = project.encoder.kind == "model"
     learned = model.embed(embedding) if learned_embedding and hasattr(model, "embed") else None
     report(2, 3, "measuring")
-    metrics = measure(project, dataset, embedding, rows, y, predicted)
+    tails = tail_classes(project, y)
+    truth = ground_truth_metrics(dataset, rows, y, predicted, tails)
+    oof_rows, oof_proba, cv = None, None, {}
+    if truth is None or getattr(model, "oof_proba_", None) is not None:  # else not needed now
+        oof_rows, oof_proba = out_of_fold(project, model, embedding[rows], y)
+        cv = oof_metrics(y, (oof_rows, oof_proba, classes), tails)
+    metrics = truth or dict(cv)
+    if choice is not None:
+        metrics["model_choice"] = choice.to_dict()
     test_metrics = test_split_metrics(project, dataset, test_labels or {}, y, predicted)
     report(3, 3, f"model v{model_version} ready")
     names, counts = np.unique(y.astype(str), return_counts=True)
@@ -167,6 +166,10 @@ def train_round(
         learned_embedding=None if learned is None else np.asarray(learned, dtype=np.float32),
         label_counts=dict(zip(names.tolist(), counts.tolist())),
         test_metrics=test_metrics,
+        model_choice=choice,
+        cv_metrics=cv,
+        oof_ids=None if oof_rows is None else dataset.ids[rows[oof_rows]],
+        oof_proba=oof_proba,
     )
 
 
@@ -176,29 +179,23 @@ def _unlabelled_kw(project: ProjectConfig, embedding: np.ndarray, unlabelled: np
     return {}
 
 
-def measure(
-    project: ProjectConfig,
-    dataset: Dataset,
-    embedding: np.ndarray,
-    rows: np.ndarray,
-    y: np.ndarray,
-    predicted: np.ndarray,
-) -> dict[str, Any]:
-    """Ground-truth metrics on unlabelled rows when available, else cross-validated ones."""
+def ground_truth_metrics(dataset: Dataset, rows: np.ndarray, y: np.ndarray, predicted: np.ndarray,
+                         tails: list[str]) -> dict[str, Any] | None:
+    """Metrics on the unlabelled rows with a ground-truth value, or None without ground truth."""
     from core.metrics import evaluate
 
-    tails = tail_classes(project, y)
-    if dataset.ground_truth is not None:
-        held_out = np.ones(len(dataset), dtype=bool)
-        held_out[rows] = False
-        held_out &= dataset.ground_truth != None
-        if held_out.sum() > 0:
-            truth = dataset.ground_truth[held_out].astype(str)
-            classes = sorted(set(truth.tolist()) | set(y.astype(str).tolist()))
-            metrics = evaluate(truth, predicted[held_out].astype(str), classes, tail_classes=tails)
-            metrics.update(source="ground_truth", n_evaluated=int(held_out.sum()))
-            return metrics
-    return cross_validated_metrics(project, embedding[rows], y, tails)
+    if dataset.ground_truth is None:
+        return None
+    held_out = np.ones(len(dataset), dtype=bool)
+    held_out[rows] = False
+    held_out &= dataset.ground_truth != None
+    if not held_out.any():
+        return None
+    truth = dataset.ground_truth[held_out].astype(str)
+    classes = sorted(set(truth.tolist()) | set(y.astype(str).tolist()))
+    metrics = evaluate(truth, predicted[held_out].astype(str), classes, tail_classes=tails)
+    metrics.update(source="ground_truth", n_evaluated=int(held_out.sum()))
+    return metrics
 
 
 def test_split_metrics(project: ProjectConfig, dataset: Dataset, test_labels: dict[str, str],
@@ -220,43 +217,84 @@ def test_metrics_of(project: ProjectConfig, truth: np.ndarray, predicted: np.nda
     classes = sorted(set(truth.tolist()) | set(y_train.astype(str).tolist()))
     metrics = evaluate(truth, predicted.astype(str), classes,
                        tail_classes=tail_classes(project, y_train))
-    metrics.update(source="test_split", n_evaluated=int(len(truth)))
+    metrics.update(source="test_split", n_evaluated=len(truth))
     return with_recall_intervals(metrics)
 
 
-def cross_validated_metrics(project: ProjectConfig, x: np.ndarray, y: np.ndarray,
-                            tails: list[str]) -> dict[str, Any]:
-    """Stratified k-fold (k = min(5, smallest count)) over classes with at least two labels."""
-    from sklearn.model_selection import StratifiedKFold
+def out_of_fold(project: ProjectConfig, model: Any, x: np.ndarray,
+                y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, proba)``: out-of-fold probabilities of the labelled items ``x, y`` (a bounded,
+    stratified subset; ``rows`` index ``x``), columns in the fitted model's class order.
 
-    from core.metrics import evaluate
+    ``auto`` computed them when it compared the learners; otherwise the learner it chose (or the
+    project's model) is cross-validated here, on at most ``max_rows`` labels.
+    """
     from core.models import build_model
+    from core.models.selection import out_of_fold_predictions
+
+    if getattr(model, "oof_proba_", None) is not None:
+        return model.oof_rows_, model.oof_proba_
+    config = project.model
+    if config.kind == "auto":  # cross-validate the learner it chose, not the choice itself
+        config = config.learner_config(model.chosen)
+    bounds = project.model if project.model.kind == "auto" else AutoConfig()
+    rows, proba, _ = out_of_fold_predictions(
+        lambda: build_model(config, seed=project.seed), x, y, kind=config.kind,
+        folds=bounds.folds, max_rows=bounds.max_rows, seed=project.seed)
+    return rows, proba
+
+
+def oof_metrics(y: np.ndarray, oof: tuple[np.ndarray, np.ndarray, tuple[str, ...]],
+                tails: list[str]) -> dict[str, Any]:
+    """Metrics of out-of-fold predictions ``oof = (rows into y, proba, classes)``.
+
+    Classes with a single label are never tested (listed in ``not_evaluable``); when no tail class
+    has two labels yet, ``tail_recall`` is None (head classes never stand in for the rare ones).
+    """
+    from core.metrics import evaluate
 
     y = y.astype(str)
     names, counts = np.unique(y, return_counts=True)
-    evaluable = names[counts >= 2]
     not_evaluable = sorted(names[counts < 2].tolist())
-    keep = np.isin(y, evaluable)
-    if len(evaluable) < 2:
+    rows, proba, classes = oof
+    tested = sorted(set(y[rows].tolist()))
+    if len(rows) == 0 or len(tested) < 2:
         return {"source": "cv", "evaluable": False, "not_evaluable": not_evaluable,
                 "reason": "cross-validation needs two classes with at least two labels each"}
-    x, y = x[keep], y[keep]
-    k = int(min(5, counts[counts >= 2].min()))
-    predicted = np.empty(len(y), dtype=object)
-    for train, test in StratifiedKFold(k, shuffle=True, random_state=project.seed).split(x, y):
-        fold = build_model(project.model, seed=project.seed)
-        fold.fit(x[train], y[train])
-        proba = fold.predict_proba(x[test])
-        predicted[test] = np.asarray(fold.classes_, dtype=object)[np.asarray(proba).argmax(axis=1)]
-    measured_tails = [t for t in tails if t in set(evaluable.tolist())]
-    metrics = evaluate(y, predicted.astype(str), sorted(evaluable.tolist()),
+    predicted = np.asarray(classes, dtype=object)[np.asarray(proba).argmax(axis=1)].astype(str)
+    measured_tails = [t for t in tails if t in set(tested)]
+    metrics = evaluate(y[rows], predicted, sorted(set(tested) | set(predicted.tolist())),
                        tail_classes=measured_tails)
     if not measured_tails:  # never stand in head classes for the rare ones
         metrics.update(tail_recall=None,
                        tail_note="no tail class has two labels yet: " + ", ".join(tails))
-    metrics.update(source="cv", folds=k, evaluable=True, not_evaluable=not_evaluable,
-                   n_evaluated=int(len(y)))
+    metrics.update(source="cv", evaluable=True, not_evaluable=not_evaluable,
+                   n_evaluated=len(rows))
     return metrics
+
+
+def cross_validated_metrics(project: ProjectConfig, x: np.ndarray, y: np.ndarray,
+                            tails: list[str], model: Any = None) -> dict[str, Any]:
+    """Out-of-fold metrics of the project's model (or of the learner ``model`` stands for) on the
+    labelled items ``x, y``; see :func:`oof_metrics`."""
+    from core.models import build_model
+
+    if model is None:
+        model = build_model(project.model, seed=project.seed)
+        if project.model.kind == "auto":  # no fitted choice to reuse: choose on these labels
+            model.fit(x, y)
+    rows, proba = out_of_fold(project, model, x, y)
+    return oof_metrics(y, (rows, proba, tuple(np.unique(y.astype(str)).tolist())), tails)
+
+
+def cv_metrics_of(project: ProjectConfig, dataset: Dataset, embedding: np.ndarray,
+                  state: ModelState, labels: dict[str, str]) -> dict[str, Any]:
+    """The state's cross-validated metrics, computed now if its round did not need them."""
+    if state.cv_metrics:
+        return state.cv_metrics
+    rows, y = training_rows(dataset, labels)
+    return cross_validated_metrics(project, embedding[rows], y, tail_classes(project, y),
+                                   model=state.model)
 
 
 def check_features(x: np.ndarray) -> None:

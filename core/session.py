@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,8 @@ class Session:
         self.store = store
         self._lock = threading.RLock()
         self._retrain_lock = threading.Lock()
+        self._query_lock = threading.Lock()
+        self._reservations: dict[str, list[str]] = {}  # requester -> ids of its current batch
         self._base_embedding: np.ndarray | None = None
         self._xy: np.ndarray | None = None
         self._projector = None
@@ -359,8 +361,9 @@ class Session:
             labels = self.store.current(split="train")  # the test split is never trained on
             version = self._version_counter + 1
             event_id = self.store.last_event_id()  # the labels are read after this event
+            previous = self._state.model_choice if self._state is not None else None
             state = train_round(self.project, self.dataset, embedding, labels,
-                                model_version=version, progress=progress,
+                                model_version=version, previous=previous, progress=progress,
                                 test_labels=self.test_labels())
             m = state.metrics
             record = RoundRecord(
@@ -392,8 +395,7 @@ class Session:
         from core.query import get_strategy
 
         if name not in self._strategies:
-            params = {"cold_start": self.project.query.cold_start} if name == "auto" else {}
-            strategy = get_strategy(name, **params)
+            strategy = get_strategy(name, **self._strategy_params(name))
             saved = self._strategy_state_path(name)
             if self.resume_strategies and saved.exists() and getattr(strategy, "load_state_dict", None):
                 try:  # a learning strategy (auto's bandit) resumes where it stopped
@@ -402,6 +404,16 @@ class Session:
                     warnings.warn(f"ignoring the saved state of strategy {name!r}: {err}", stacklevel=2)
             self._strategies[name] = strategy
         return self._strategies[name]
+
+    def _strategy_params(self, name: str) -> dict:
+        """Project settings a strategy takes: auto's cold start, the committee's learners."""
+        if name == "auto":
+            return {"cold_start": self.project.query.cold_start}
+        if name == "committee" and self.project.model.kind == "auto":
+            model = self.project.model
+            return {"members": tuple(model.candidates),
+                    "learner_configs": {n: model.learner_config(n) for n in model.candidates}}
+        return {}
 
     def _strategy_state_path(self, name: str) -> Path:
         return self.cache_dir / f"strategy-{name}.json"
@@ -418,42 +430,71 @@ class Session:
         tmp.write_text(json.dumps(state), encoding="utf-8")
         tmp.replace(path)
 
-    def query_context(self, target_class: str | None = None):
-        """The read-only view of the pool a query strategy works on."""
+    def query_context(self, target_class: str | None = None, requester: str = ""):
+        """The read-only view of the pool a query strategy works on.
+
+        Before the first model it is :meth:`QueryContext.without_model` (no probabilities), the
+        same state ``tailwise simulate`` starts from: strategies explore instead of ranking by
+        made-up probabilities.
+        """
         from core.query import QueryContext
 
         labels = self.labels_by_row()
         state = self._state
-        if state is not None:
-            proba, classes = state.proba, state.classes
-        else:
-            classes = tuple(self.class_names) or ("unlabelled",)
-            proba = np.full((len(self.dataset), len(classes)), 1.0 / len(classes))
-        return QueryContext(
-            proba=proba,
-            classes=tuple(classes),
-            embedding=self.embedding,
-            pool_ids=self.dataset.ids,
-            labelled_mask=labels != None,
-            labels=labels,
-            rng=np.random.default_rng([self.project.seed, int((labels != None).sum())]),
-            rare_classes=tuple(self.project.rare_classes + [c.name for c in self.classes if c.rare]),
-            target_class=target_class,
-        )
+        kw = {
+            "embedding": self.embedding,
+            "pool_ids": self.dataset.ids,
+            "labelled_mask": labels != None,
+            "labels": labels,
+            "rng": np.random.default_rng([self.project.seed, int((labels != None).sum())]),
+            "rare_classes": tuple(self.project.rare_classes + [c.name for c in self.classes if c.rare]),
+            "target_class": target_class,
+            "requester": requester,
+        }
+        if state is None:
+            return QueryContext.without_model(**kw)
+        return QueryContext(proba=state.proba, classes=tuple(state.classes), **kw)
 
     def next_batch(self, n: int | None = None, strategy: str | None = None,
-                   target_class: str | None = None):
-        """Ask the strategy for the next ``n`` items to label (each with a score and a reason)."""
+                   target_class: str | None = None, requester: str = ""):
+        """Ask the strategy for the next ``n`` items to label (each with a score and a reason).
+
+        ``requester`` names who asks (a dashboard session): a learning strategy (``auto``) keeps
+        each requester's picks apart and credits every label to the pick it answers.
+        """
         n = n or self.project.query.batch_size
         name = strategy or self.project.query.strategy
         target = target_class if target_class is not None else self.project.query.target_class
-        ctx = self.query_context(target)
-        if ctx.labelled_mask.all():
-            raise EmptyPoolError("every item is labelled: there is nothing left to query")
-        result = self._strategy(name).query(ctx, n)
-        self._save_strategy_state(name)
+        with self._query_lock:  # strategies keep state (the bandit, neighbour caches)
+            ctx = self.query_context(target, requester=requester)
+            if ctx.labelled_mask.all():
+                raise EmptyPoolError("every item is labelled: there is nothing left to query")
+            reserved = self._reserved_for_others(requester, ctx.labelled_mask)
+            if reserved is not None:
+                ctx = replace(ctx, reserved=reserved)
+            result = self._strategy(name).query(ctx, n)
+            self._save_strategy_state(name)
+            if requester:
+                self._reservations[requester] = [str(i) for i in result.ids]
         self._query = result
         return result
+
+    def _reserved_for_others(self, requester: str, labelled: np.ndarray) -> np.ndarray | None:
+        """Items queued for other requesters and still unlabelled (so two experts working at the
+        same time are not sent the same items), or None when there are none."""
+        others = [i for r, ids in self._reservations.items() if r != requester for i in ids
+                  if self.dataset.has(i)]
+        if not others:
+            return None
+        mask = np.zeros(len(self.dataset), dtype=bool)
+        mask[self.dataset.positions(others)] = True
+        mask &= ~labelled
+        return mask if mask.any() else None
+
+    def release(self, requester: str) -> None:
+        """Forget the batch queued for ``requester`` (a closed browser session)."""
+        with self._query_lock:
+            self._reservations.pop(requester, None)
 
     @property
     def query(self):

@@ -34,6 +34,7 @@ CURVE_COLUMNS = (
     "classes_found",
     "seconds_train",
     "seconds_select",
+    "learner",
 )
 
 __all__ = [
@@ -92,12 +93,12 @@ def default_embedding(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _build_model(model_config, seed: int):
+def _build_model(model_config, seed: int, previous=None):
     if callable(model_config) and not hasattr(model_config, "kind"):
         return model_config(seed)
     from core.models import build_model
 
-    return build_model(model_config, seed=seed)
+    return build_model(model_config, seed=seed, previous=previous)
 
 
 def simulate(
@@ -122,7 +123,8 @@ def simulate(
     """Replay active labelling on ``features`` with the ``ground_truth`` oracle.
 
     ``budget`` counts every label including the ``cold_start`` random ones. ``model`` is a model
-    config (``MLPConfig``/``LogisticConfig``/...; default the logistic model) or a callable
+    config (``AutoConfig``/``MLPConfig``/``LogisticConfig``/...; default ``AutoConfig()``, which
+    chooses the learner every round and keeps its choice stable) or a callable
     ``seed -> estimator``. ``strategy`` is a registered name or any object with
     ``query(ctx, n) -> QueryResult``. ``test_rows`` overrides the stratified split.
     """
@@ -149,9 +151,9 @@ def simulate(
     if cold_start < 0:
         raise ConfigError(f"cold_start must be >= 0, got {cold_start}")
     if model is None:
-        from core.project import LogisticConfig
+        from core.project import AutoConfig
 
-        model = LogisticConfig(kind="logistic")
+        model = AutoConfig()
     rng = np.random.default_rng(seed)
     if test_rows is None:
         pool_rows, test_rows = stratified_split(y, test_fraction, rng)
@@ -197,6 +199,7 @@ def simulate(
     order.extend(first.tolist())
     curve: list[dict[str, Any]] = []
     last_eval: dict[str, Any] = {}
+    choice = None  # the auto learner's last choice, carried so it stays stable
     total_t0 = time.perf_counter()
     round_no = 0
     while True:
@@ -204,8 +207,9 @@ def simulate(
         lab_rows = np.flatnonzero(labelled)
         lab_classes = sorted(set(y_pool[lab_rows].tolist()))
         if len(lab_classes) >= 2:
-            est = _build_model(model, seed)
+            est = _build_model(model, seed, previous=choice)
             est.fit(emb[lab_rows], y_pool[lab_rows].astype(str))
+            choice = getattr(est, "choice_", choice)
             proba = np.asarray(est.predict_proba(emb), dtype=np.float64)
             model_classes = tuple(str(c) for c in est.classes_)
             test_pred = np.asarray(model_classes, dtype=object)[
@@ -230,6 +234,7 @@ def simulate(
             "classes_found": len(lab_classes),
             "seconds_train": round(seconds_train, 4),
             "seconds_select": 0.0,
+            "learner": choice.chosen if choice is not None else getattr(model, "kind", "custom"),
         }
         curve.append(row)
         if progress is not None:
@@ -283,6 +288,7 @@ def simulate(
         "batch": batch,
         "cold_start": cold_start,
         "model": getattr(model, "kind", "custom"),
+        "model_choice": choice.to_dict() if choice is not None else None,
         "n_pool": len(pool_rows),
         "n_test": len(test_rows),
         "n_classes": len(classes),

@@ -27,7 +27,7 @@ log = logging.getLogger("tailwise")
 
 FOLDER = "last-model"
 FORMAT = 1
-_ARRAYS = ("proba", "predicted", "uncertainty", "learned_embedding")
+_ARRAYS = ("proba", "predicted", "uncertainty", "learned_embedding", "oof_ids", "oof_proba")
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,6 +92,10 @@ def load(folder: Path, session, state_class, record_class) -> tuple[Any, list, i
         best = proba.argmax(axis=1)
         known = {f.name for f in dataclasses.fields(state_class)}
         fields = {k: v for k, v in fields.items() if k in known}
+        if fields.get("model_choice"):  # auto's choice: kept, so the next round stays with it
+            from core.models.selection import ModelChoice
+
+            fields["model_choice"] = ModelChoice.from_dict(fields["model_choice"])
         fields.update(classes=classes, proba=proba, model=model,
                       predicted=np.asarray(classes, dtype=object)[best],
                       uncertainty=1.0 - proba.max(axis=1))

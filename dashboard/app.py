@@ -107,6 +107,8 @@ class App(pn.viewable.Viewer):
             pn.state.add_periodic_callback(self.state.refresh, period=3000)
             if not self.state.queue_ids:
                 pn.state.execute(self.state.first_batch_async)
+            requester = self.state.requester  # a closed tab gives its queued items back
+            pn.state.on_session_destroyed(lambda _context: session.release(requester))
 
     # ------------------------------------------------------------------ layout
     def _title(self, name: str) -> str:

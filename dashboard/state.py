@@ -13,6 +13,7 @@ import html
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -133,6 +134,8 @@ class AppState(param.Parameterized):
     map_version = param.Integer(default=0, doc="Version of the shared map table last drawn.")
     model_version = param.Integer(default=None, allow_None=True)
     trained_at = param.Number(default=None, allow_None=True)
+    learner = param.String(default="", doc="The learner the model uses (auto's choice).")
+    learner_reason = param.String(default="", doc="Why that learner (model.kind auto).")
 
     job = param.String(default="", doc="Running job ('retrain', 'queue', ...) or ''.")
     engine_activity = param.String(default="", doc="What the engine does in the background "
@@ -150,6 +153,9 @@ class AppState(param.Parameterized):
         params.setdefault("target_class", project.query.target_class)
         super().__init__(**params)
         self.session = session
+        # Who asks for batches: one id per browser session, so a learning strategy credits each
+        # label to the batch it answers, whichever session asked for it.
+        self.requester = f"session-{uuid.uuid4().hex[:12]}"
         self._use_frame(session.map_frame())  # shared by every browser session: no copies here
         self._skipped: set[str] = set()
         self._seen_event = session.store.last_event_id()
@@ -424,7 +430,8 @@ class AppState(param.Parameterized):
     # ------------------------------------------------------------------ queue
     def _query(self):
         target = self.target_class or None
-        return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target)
+        return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target,
+                                       requester=self.requester)
 
     def _apply_queue(self, result, select_first: bool = True) -> None:
         self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
@@ -470,9 +477,13 @@ class AppState(param.Parameterized):
     # ------------------------------------------------------------------ retraining
     def _sync_model(self) -> None:
         state = self.session.state
+        choice = None if state is None else state.model_choice
         # One update, so no view ever sees a new version with the old (or no) training time.
         self.param.update(model_version=None if state is None else int(state.model_version),
-                          trained_at=None if state is None else float(state.trained_at))
+                          trained_at=None if state is None else float(state.trained_at),
+                          learner=choice.chosen if choice else (
+                              "" if state is None else self.session.project.model.kind),
+                          learner_reason=choice.reason if choice else "")
 
     def _retrained(self) -> None:
         self._clusters = None

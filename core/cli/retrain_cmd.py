@@ -147,6 +147,9 @@ def retrain(
     )
     typer.echo(f"headline: {result.metrics['headline']['text']}")
     typer.echo(f"outputs in {result.out_dir} (report.md, metrics.json, predictions.parquet, model)")
+    choice = result.metrics.get("model_choice")
+    if choice:
+        typer.echo(f"learner: {choice['reason']}")
 
 
 @app.command("export")

@@ -13,11 +13,9 @@ import typer
 
 from core.cli.app import AllowOutside, app
 from core.cli.retrain_cmd import _clear_errors, progress_reporter
+from core.project import MODEL_KINDS
 
-
-class ModelKind(str, Enum):
-    mlp = "mlp"
-    logistic = "logistic"
+ModelKind = Enum("ModelKind", {name: name for name in MODEL_KINDS}, type=str)
 
 
 def _data_project(data: Path, id_column: str, label_column: str, features: str | None):
@@ -71,7 +69,10 @@ def simulate(
         ..., "--out", "-o", help="Folder for curve.csv, summary.json, curve.png."
     ),
     model: ModelKind | None = typer.Option(
-        None, "--model", help="Learner (default: the project's, else logistic)."
+        None,
+        "--model",
+        help="Learner; auto picks the best by cross-validation every round "
+        "(default: the project's model, else auto).",
     ),
     test_fraction: float = typer.Option(
         0.3, "--test-fraction", min=0.0, max=0.9, help="Stratified share held out for evaluation."
@@ -93,7 +94,7 @@ def simulate(
 
     from core.data import load_dataset
     from core.errors import ConfigError
-    from core.project import LogisticConfig, MLPConfig, load_project
+    from core.project import default_model_config, load_project
     from core.query import STRATEGY_NAMES
     from core.simulate import simulate as run_simulation
     from core.simulate import write_outputs
@@ -123,13 +124,9 @@ def simulate(
                 + ", ".join(STRATEGY_NAMES)
             )
         if model is None:
-            model_cfg = proj.model if project is not None else LogisticConfig(kind="logistic")
+            model_cfg = proj.model if project is not None else default_model_config("auto")
         else:
-            model_cfg = (
-                MLPConfig(device="cpu")
-                if model is ModelKind.mlp
-                else LogisticConfig(kind="logistic")
-            )
+            model_cfg = default_model_config(model.value)
         with progress_reporter(not quiet) as progress:
             dataset = load_dataset(
                 proj, allow_outside=True if project is None else allow_outside, progress=progress
@@ -178,3 +175,6 @@ def simulate(
         f"{result.summary['n_classes']} classes found; wrote {paths['curve']}, {paths['summary']}, "
         f"{paths['plot']}"
     )
+    choice = result.summary.get("model_choice")
+    if choice:
+        typer.echo(f"learner: {choice['reason']}")

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from core.errors import ModelError
-from core.models.validation import check_features
+from core.models.validation import check_features, check_labels
 
 
 class TailwiseModel(ClassifierMixin, BaseEstimator):
@@ -37,6 +37,13 @@ class TailwiseModel(ClassifierMixin, BaseEstimator):
                 f"got {type(cfg).__name__}"
             )
         return cfg
+
+    def _fit_inputs(self, X, y) -> tuple[np.ndarray, np.ndarray]:
+        """Checked float32 features and class codes; sets ``classes_`` and ``n_features_in_``."""
+        X = check_features(X)
+        classes, codes = check_labels(y, len(X))
+        self.classes_, self.n_features_in_ = classes, X.shape[1]
+        return X, codes
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):

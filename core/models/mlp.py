@@ -25,6 +25,7 @@ import numpy as np
 from core.device import autocast_for, cpu_threads, select_device
 from core.errors import ModelError
 from core.models.base import TailwiseModel, softmax
+from core.models.calibration import fit_temperature
 from core.models.losses import CrossEntropy, ImbalanceLoss, build_loss
 from core.models.samplers import epoch_indices, item_weights, sampled_class_shares
 from core.models.validation import check_features, check_labels, column_stats
@@ -36,7 +37,6 @@ MIN_ITEMS_FOR_VALIDATION = 20
 PREDICT_CHUNK = 8192
 PSEUDO_LABEL_THRESHOLD = 0.9
 MIN_STEPS_PER_EPOCH = 5  # so a handful of labels still gets enough optimiser steps
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.5, 20.0
 FINETUNE_SHARE, MIN_FINETUNE_EPOCHS = 0.25, 2  # fine-tune on all items after the held-out stage
 MIN_IMPROVEMENT = 1e-3  # relative drop of the held-out loss that resets early-stopping patience
 
@@ -144,7 +144,7 @@ class MLPClassifier(TailwiseModel):
         train_counts = np.bincount(codes[train_idx], minlength=k)
         net = self._run_stages(cfg, X_t, y_t, train_idx, train_counts, val_idx=val_idx)
         val_logits = self._decision(net, X_t[torch.as_tensor(val_idx, device=device)], train_counts)
-        self.temperature_ = _fit_temperature(val_logits, codes[val_idx]) if cfg.calibrate else 1.0
+        self.temperature_ = fit_temperature(val_logits, codes[val_idx]) if cfg.calibrate else 1.0
         # Fold the held-out items back in: a short fine-tune of the last stage on every item, so
         # the rare classes lose nothing to the split (cheaper than refitting from scratch).
         last = self._stages(cfg, counts)[-1]
@@ -384,30 +384,3 @@ class MLPClassifier(TailwiseModel):
             raise ModelError(f"model.safetensors does not match model.json's settings: {err}") from None
         model.network_ = net.to(model.device_).eval()
         return model
-
-
-def _fit_temperature(logits: np.ndarray, codes: np.ndarray) -> float:
-    """The temperature minimising the class-balanced held-out negative log-likelihood.
-
-    Each class weighs the same, matching the balanced decisions the imbalance-aware losses aim
-    for (a plain NLL would let the head classes set the temperature). Bounded to
-    [MIN_TEMPERATURE, MAX_TEMPERATURE]: a small, often perfectly separated held-out set would
-    otherwise drive it towards zero (over-confident probabilities).
-    """
-    from scipy.optimize import minimize_scalar
-
-    z = np.asarray(logits, dtype=np.float64)
-    rows = np.arange(len(codes))
-    counts = np.bincount(codes)
-    weight = 1.0 / counts[codes]
-    weight /= weight.sum()
-
-    def nll(log_t: float) -> float:
-        s = z / np.exp(log_t)
-        s = s - s.max(axis=1, keepdims=True)
-        return float(np.sum(weight * (np.log(np.exp(s).sum(axis=1)) - s[rows, codes])))
-
-    bounds = (np.log(MIN_TEMPERATURE), np.log(MAX_TEMPERATURE))
-    res = minimize_scalar(nll, bounds=bounds, method="bounded",
-                          options={"xatol": 1e-4})
-    return float(np.exp(res.x)) if np.isfinite(res.fun) else 1.0

@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 from core.errors import ModelError
+from core.models.auto import AutoModel
 from core.models.base import TailwiseModel
-from core.models.baselines import LogisticModel, RandomForestModel
-from core.models.mlp import MLPClassifier
-from core.project import LogisticConfig, MLPConfig, RandomForestConfig
+from core.models.learners import LEARNERS
+from core.models.selection import ModelChoice
+from core.project import (
+    AutoConfig,
+    GradientBoostingConfig,
+    LogisticConfig,
+    MLPConfig,
+    RandomForestConfig,
+)
 
-MODEL_REGISTRY: dict[str, type[TailwiseModel]] = {
-    MLPClassifier.kind: MLPClassifier,
-    LogisticModel.kind: LogisticModel,
-    RandomForestModel.kind: RandomForestModel,
-}
+MODEL_REGISTRY: dict[str, type[TailwiseModel]] = {AutoModel.kind: AutoModel, **LEARNERS}
 
-CONFIG_CLASSES: dict[str, type] = {
-    "mlp": MLPConfig,
-    "logistic": LogisticConfig,
-    "random_forest": RandomForestConfig,
-}
+CONFIG_CLASSES: dict[str, type] = {cls.kind: cls.config_class for cls in MODEL_REGISTRY.values()}
+
+AnyModelConfig = AutoConfig | MLPConfig | LogisticConfig | RandomForestConfig | GradientBoostingConfig
 
 
-def build_model(config: MLPConfig | LogisticConfig | RandomForestConfig | None = None,
-                seed: int = 0) -> TailwiseModel:
-    """A fresh, unfitted model for ``config`` (default: the MLP with ``MLPConfig()``)."""
-    config = MLPConfig() if config is None else config
+def build_model(config: AnyModelConfig | None = None, seed: int = 0, *,
+                previous: ModelChoice | None = None) -> TailwiseModel:
+    """A fresh, unfitted model for ``config`` (default: ``AutoConfig()``).
+
+    ``previous`` (``auto`` only) is the last round's choice, which keeps the learner stable.
+    """
+    config = AutoConfig() if config is None else config
     kind = getattr(config, "kind", None)
     try:
         cls = MODEL_REGISTRY[kind]
@@ -32,4 +36,6 @@ def build_model(config: MLPConfig | LogisticConfig | RandomForestConfig | None =
         raise ModelError(
             f"model.kind: unknown model {kind!r}; use one of {', '.join(MODEL_REGISTRY)}"
         ) from None
+    if cls is AutoModel:
+        return AutoModel(config=config, seed=seed, previous=previous)
     return cls(config=config, seed=seed)

@@ -9,9 +9,11 @@ Rules every strategy follows (checked by one contract test over the registry):
 * the same context (including the ``rng`` seed) gives the same answer.
 
 Fewer than two labelled classes (or no model yet, see :meth:`QueryContext.without_model`) is
-**handled, not an error**: strategies that need a model's probabilities hand over to the
-``discovery`` strategy, whose job is to find the classes nobody has labelled yet, and say so in
-the reasons.
+**handled, not an error**, for every strategy built by :func:`core.query.get_strategy`: the
+registry wraps strategies that need a model's probabilities so that they hand over to the
+``discovery`` strategy (whose job is to find the classes nobody has labelled yet) and say so in
+the reasons. A bare strategy asked to run without what it needs raises
+:class:`~core.errors.ModelError`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "QueryContext",
     "QueryResult",
     "QueryStrategy",
+    "missing",
     "pct",
     "top_k",
 ]
@@ -53,6 +56,10 @@ class QueryContext:
     rng: np.random.Generator
     rare_classes: tuple[str, ...] = ()
     target_class: str | None = None
+    requester: str = ""  # who asks (a dashboard session); learning strategies credit per requester
+    # (n_pool,) bool or None: unlabelled items queued for someone else, not offered again while
+    # other items remain (they still count as unlabelled pool items for coverage and clustering)
+    reserved: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         proba = np.asarray(self.proba)
@@ -76,6 +83,11 @@ class QueryContext:
             if arr.shape != (n,):
                 raise DataError(f"QueryContext.{name} must have shape ({n},), got {arr.shape}")
         object.__setattr__(self, "labelled_mask", np.asarray(self.labelled_mask, dtype=bool))
+        if self.reserved is not None:
+            reserved = np.asarray(self.reserved, dtype=bool)
+            if reserved.shape != (n,):
+                raise DataError(f"QueryContext.reserved must have shape ({n},), got {reserved.shape}")
+            object.__setattr__(self, "reserved", reserved)
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         object.__setattr__(self, "rare_classes", tuple(str(c) for c in self.rare_classes))
         if proba.shape[1]:
@@ -131,6 +143,15 @@ class QueryContext:
     def unlabelled_positions(self) -> np.ndarray:
         return np.flatnonzero(~self.labelled_mask)
 
+    @property
+    def open_positions(self) -> np.ndarray:
+        """Unlabelled positions a strategy may pick: the unreserved ones, or every unlabelled
+        one when someone else has reserved them all."""
+        if self.reserved is None:
+            return self.unlabelled_positions
+        open_ = np.flatnonzero(~self.labelled_mask & ~self.reserved)
+        return open_ if open_.size else self.unlabelled_positions
+
     def class_counts(self) -> dict[str, int]:
         """Labelled items per class name (only classes with at least one label)."""
         names, counts = np.unique(
@@ -151,6 +172,8 @@ class QueryContext:
             rng=self.rng,
             rare_classes=self.rare_classes,
             target_class=self.target_class,
+            requester=self.requester,
+            reserved=None if self.reserved is None else self.reserved[positions],
         )
 
 
@@ -226,34 +249,23 @@ class QueryStrategy(ABC):
             raise ConfigError(
                 f"{self.name}: the batch size n must be a positive integer, got {n!r}"
             )
-        candidates = ctx.unlabelled_positions
+        candidates = ctx.open_positions
         if candidates.size == 0:
             raise EmptyPoolError(
                 f"{self.name}: every one of the {ctx.n_pool} items is already labelled; "
                 "add data or retract labels to continue"
             )
         n = int(min(n, candidates.size))
-        if not self._can_run(ctx):
-            picks = self._without_model(ctx, candidates, n)
-        else:
-            picks = self._select(ctx, candidates, n)
-        return self._finish(ctx, picks, n)
+        if not self.can_run(ctx):
+            raise ModelError(
+                f"{self.name}: needs a trained model and labels of two classes ({missing(ctx)}); "
+                "strategies built by core.query.get_strategy explore with 'discovery' until then"
+            )
+        return self._finish(ctx, self._select(ctx, candidates, n), n)
 
-    def _can_run(self, ctx: QueryContext) -> bool:
-        """Whether ``_select`` can run; if not, ``discovery`` stands in (see module docstring)."""
+    def can_run(self, ctx: QueryContext) -> bool:
+        """Whether this strategy has what it needs in ``ctx`` (a usable model, by default)."""
         return not self.needs_model or _model_usable(ctx)
-
-    def _without_model(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
-        from core.query.strategies import Discovery
-
-        why = (
-            "no model yet"
-            if not ctx.has_model
-            else f"only {len(ctx.class_counts())} class labelled"
-        )
-        picks = Discovery()._select(ctx, candidates, n)
-        picks.reasons = [f"{r} ({why}: exploring first)" for r in picks.reasons]
-        return picks
 
     @abstractmethod
     def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
@@ -286,6 +298,13 @@ class QueryStrategy(ABC):
 
 def _model_usable(ctx: QueryContext) -> bool:
     return ctx.proba.shape[1] >= 2 and len(ctx.class_counts()) >= 2
+
+
+def missing(ctx: QueryContext) -> str:
+    """Why a model-based strategy cannot run on ``ctx``, in a few words."""
+    if not ctx.has_model:
+        return "no model yet"
+    return f"only {len(ctx.class_counts())} class labelled"
 
 
 def top_k(scores: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,8 +1,11 @@
 """Strategy names users write (``core.project.STRATEGIES``) mapped to strategy classes.
 
-``get_strategy(name, **params)`` builds a ready-to-use strategy: expensive strategies come wrapped
-in :class:`~core.query.wrappers.KNNSubPool` so they stay fast on pools of 10^5-10^6 items, and
-``auto`` also in :class:`~core.query.wrappers.ColdStart` (TypiClust below ``cold_start`` labels).
+``get_strategy(name, **params)`` composes a ready-to-use strategy: strategies that need a model
+are wrapped in :class:`~core.query.wrappers.NoModelFallback` (``discovery`` until a model
+exists), ``auto`` gets its arms built here and a :class:`~core.query.wrappers.ColdStart`
+(TypiClust below ``cold_start`` labels), and expensive strategies come wrapped in
+:class:`~core.query.wrappers.KNNSubPool` so they stay fast on pools of 10^5-10^6 items. The
+strategies themselves never reach back into this module.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import inspect
 from typing import Any
 
 from core.errors import ConfigError
-from core.query.auto import Auto
+from core.query.auto import DEFAULT_ARMS, Auto
 from core.query.base import QueryStrategy
 from core.query.strategies import (
     ClassBalancedMargin,
@@ -26,7 +29,7 @@ from core.query.strategies import (
     TargetClass,
     TypiClust,
 )
-from core.query.wrappers import ColdStart, KNNSubPool
+from core.query.wrappers import ColdStart, KNNSubPool, NoModelFallback
 
 STRATEGY_CLASSES: dict[str, type[QueryStrategy]] = {
     cls.name: cls
@@ -55,15 +58,31 @@ ARM_CLASSES: dict[str, type[QueryStrategy]] = {
 SUBPOOLED = frozenset({"auto", "committee", "galaxy", "discovery", "typiclust", "target_class"})
 _SUBPOOL_PARAMS = ("max_pool", "n_random", "n_neighbors_subpool")
 
-__all__ = ["STRATEGY_CLASSES", "STRATEGY_NAMES", "SUBPOOLED", "get_strategy"]
+__all__ = ["ARM_CLASSES", "STRATEGY_CLASSES", "STRATEGY_NAMES", "SUBPOOLED", "get_strategy"]
+
+
+def with_fallback(strategy: QueryStrategy) -> Any:
+    """``strategy``, handing over to ``discovery`` while it lacks a model (if it needs one)."""
+    if strategy.needs_model:
+        return NoModelFallback(strategy, Discovery())
+    return strategy
+
+
+def build_arms(names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The arms of ``auto`` by name, each ready to run with or without a model."""
+    unknown = [a for a in names if a not in ARM_CLASSES]
+    if unknown:
+        raise ConfigError(f"auto: unknown arm(s) {unknown}; choose from {sorted(ARM_CLASSES)}")
+    return {a: with_fallback(ARM_CLASSES[a]()) for a in names}
 
 
 def get_strategy(name: str, **params: Any) -> Any:
     """Build the strategy called ``name``.
 
     ``params`` go to the strategy's constructor, except: ``cold_start`` (``auto`` only; default 10,
-    0 disables TypiClust), and ``max_pool`` / ``n_random`` / ``n_neighbors_subpool`` for the
-    sub-pool wrapper (``max_pool=None`` disables it). Unknown names or parameters raise
+    0 disables TypiClust), ``arms`` (``auto`` only: arm names, default ``DEFAULT_ARMS``), and
+    ``max_pool`` / ``n_random`` / ``n_neighbors_subpool`` for the sub-pool wrapper
+    (``max_pool=None`` disables it). Unknown names or parameters raise
     :class:`~core.errors.ConfigError`.
     """
     if name not in STRATEGY_CLASSES:
@@ -81,9 +100,11 @@ def get_strategy(name: str, **params: Any) -> Any:
             f"strategy {name!r}: unknown parameter(s) {unknown}; it accepts "
             + (", ".join(sorted(accepted)) or "no parameters")
         )
-    strategy: Any = cls(**params)
+    if name == "auto":
+        params["arms"] = build_arms(tuple(params.get("arms", DEFAULT_ARMS)))
+    strategy: Any = with_fallback(cls(**params))
     if name == "auto" and cold_start:
-        strategy = ColdStart(strategy, min_labels=int(cold_start))
+        strategy = ColdStart(strategy, TypiClust(), min_labels=int(cold_start))
     max_pool = sub.get("max_pool", 20_000)
     if name in SUBPOOLED and max_pool is not None:
         strategy = KNNSubPool(

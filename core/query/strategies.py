@@ -110,55 +110,60 @@ class EntropySampling(_Uncertainty):
 
 # ---------------------------------------------------------------------------- committee
 class Committee(QueryStrategy):
-    """Query by committee: vote entropy of logistic regression, random forest and kNN.
+    """Query by committee: vote entropy of the candidate learners of ``model: auto``.
 
-    The three members are fitted on the labelled items' embedding at every query (the
-    AstronomicAL-style baseline); ties in vote entropy are broken by the members' mean entropy.
+    The members (class-balanced logistic regression, random forest, gradient-boosted trees and the
+    imbalance-aware MLP, with the project's settings when the session passes ``learner_configs``)
+    are fitted on the labelled items' embedding at every query, the AstronomicAL-style loop with
+    Tailwise's learners; ties in vote entropy are broken by the members' mean entropy.
     """
 
     name = "committee"
 
-    def __init__(self, n_estimators: int = 50, n_neighbors: int = 5) -> None:
-        self.n_estimators = n_estimators
-        self.n_neighbors = n_neighbors
+    def __init__(
+        self,
+        members: tuple[str, ...] = ("logistic", "random_forest", "gradient_boosting", "mlp"),
+        learner_configs: dict | None = None,
+    ) -> None:
+        self.members = tuple(members)
+        self.learner_configs = learner_configs
+        if len(self.members) < 2:
+            raise ConfigError(f"committee: needs at least two members, got {list(self.members)}")
 
-    def _can_run(self, ctx: QueryContext) -> bool:
+    def can_run(self, ctx: QueryContext) -> bool:
         return len(ctx.class_counts()) >= 2
 
-    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
-        from sklearn.ensemble import RandomForestClassifier
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.neighbors import KNeighborsClassifier
+    def _member(self, name: str, seed: int):
+        from core.models.learners import LEARNERS
+        from core.project import default_model_config
 
+        if name not in LEARNERS:
+            raise ConfigError(f"committee: unknown member {name!r}; choose from {sorted(LEARNERS)}")
+        config = (self.learner_configs or {}).get(name) or default_model_config(name)
+        return LEARNERS[name](config=config, seed=seed)
+
+    def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
         lab = ctx.labelled_positions
         x_lab = ctx.embedding[lab]
-        classes, y_lab = np.unique(_labels_of(ctx, lab), return_inverse=True)
-        members = {
-            "LR": LogisticRegression(max_iter=500, class_weight="balanced"),
-            "RF": RandomForestClassifier(
-                n_estimators=self.n_estimators,
-                class_weight="balanced",
-                random_state=geo.seed_of(ctx.rng),
-                n_jobs=1,
-            ),
-            "kNN": KNeighborsClassifier(n_neighbors=min(self.n_neighbors, len(lab))),
-        }
+        y_lab = _labels_of(ctx, lab)
+        classes = np.unique(y_lab)
+        code = {c: i for i, c in enumerate(classes)}
+        seed = geo.seed_of(ctx.rng)
         x_pool = ctx.embedding[candidates]
         votes, mean_entropy = [], np.zeros(len(candidates))
-        for model in members.values():
+        for name in self.members:
             with warnings.catch_warnings():  # one-label classes are expected early on
                 warnings.simplefilter("ignore", UserWarning)
-                model.fit(x_lab, y_lab)
+                model = self._member(name, seed).fit(x_lab, y_lab)
             proba = model.predict_proba(x_pool)
-            votes.append(model.classes_[proba.argmax(axis=1)])
-            mean_entropy += entropy(proba) / len(members)
+            votes.append([code[str(c)] for c in np.asarray(model.classes_)[proba.argmax(axis=1)]])
+            mean_entropy += entropy(proba) / len(self.members)
         votes = np.asarray(votes)
         scores = vote_entropy(votes, len(classes)) + 1e-3 * mean_entropy
         best = top_k(scores, n, ctx.rng)
-        names = list(members)
         reasons = []
         for i in best:
-            said = ", ".join(f"{m} '{classes[votes[k, i]]}'" for k, m in enumerate(names))
+            said = ", ".join(f"{m} '{classes[votes[k, i]]}'" for k, m in enumerate(self.members))
             agree = len(set(votes[:, i].tolist())) == 1
             reasons.append(
                 ("committee agrees but is unsure: " if agree else "committee split: ") + said

@@ -3,8 +3,10 @@
 * :class:`KNNSubPool` keeps expensive strategies fast on large pools (after SEALS, Coleman et al.
   2022, and AnchorAL, Lesci & Vlachos 2024): the wrapped strategy only sees the labelled items, the
   nearest neighbours of labelled items and a random sample of the pool.
-* :class:`ColdStart` hands the query to a cold-start strategy (TypiClust by default) while fewer
-  than ``min_labels`` items are labelled.
+* :class:`ColdStart` hands the query to a cold-start strategy (TypiClust in the registry) while
+  fewer than ``min_labels`` items are labelled.
+* :class:`NoModelFallback` hands the query to an exploring strategy (``discovery`` in the
+  registry) while the wrapped one cannot run: no model yet, or a single labelled class.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from core.query.base import QueryContext, QueryResult, QueryStrategy
+from core.query.base import QueryContext, QueryResult, QueryStrategy, missing
 
-__all__ = ["ColdStart", "KNNSubPool"]
+__all__ = ["ColdStart", "KNNSubPool", "NoModelFallback"]
 
 
 class _Wrapper:
@@ -80,7 +82,7 @@ class KNNSubPool(_Wrapper):
 
     def query(self, ctx: QueryContext, n: int) -> QueryResult:
         """Query the wrapped strategy on a sub-pool when the pool is large."""
-        unlabelled = ctx.unlabelled_positions
+        unlabelled = ctx.open_positions
         if len(unlabelled) <= self.max_pool:
             return self.strategy.query(ctx, n)
         candidates = self.candidates(ctx)
@@ -89,9 +91,9 @@ class KNNSubPool(_Wrapper):
         return replace(result, positions=keep[result.positions])
 
     def candidates(self, ctx: QueryContext) -> np.ndarray:
-        """Unlabelled positions the wrapped strategy will see."""
+        """Unlabelled (and unreserved) positions the wrapped strategy will see."""
         self._refresh_cache(ctx)
-        unlabelled = ctx.unlabelled_positions
+        unlabelled = ctx.open_positions
         sample = ctx.rng.choice(unlabelled, size=min(self.n_random, len(unlabelled)), replace=False)
         lab = ctx.labelled_positions
         known = [p for p in lab.tolist() if p not in self._neighbours]
@@ -105,7 +107,8 @@ class KNNSubPool(_Wrapper):
         near = [self._neighbours[p] for p in lab.tolist() if p in self._neighbours]
         parts = [sample] + near
         pos = np.unique(np.concatenate(parts)) if parts else sample
-        return pos[~ctx.labelled_mask[pos]]
+        pos = pos[~ctx.labelled_mask[pos]]
+        return pos if ctx.reserved is None else pos[~ctx.reserved[pos]]
 
     def _refresh_cache(self, ctx: QueryContext) -> None:
         emb = ctx.embedding
@@ -129,17 +132,12 @@ class KNNSubPool(_Wrapper):
 
 
 class ColdStart(_Wrapper):
-    """Use ``cold`` (TypiClust by default) while fewer than ``min_labels`` items are labelled."""
+    """Use ``cold`` (the registry gives TypiClust) while fewer than ``min_labels`` items are
+    labelled."""
 
-    def __init__(
-        self, strategy: QueryStrategy, min_labels: int = 10, cold: QueryStrategy | None = None
-    ) -> None:
+    def __init__(self, strategy: QueryStrategy, cold: QueryStrategy, min_labels: int = 10) -> None:
         super().__init__(strategy)
         self.min_labels = min_labels
-        if cold is None:
-            from core.query.strategies import TypiClust
-
-            cold = TypiClust()
         self.cold = cold
 
     def query(self, ctx: QueryContext, n: int) -> QueryResult:
@@ -153,3 +151,32 @@ class ColdStart(_Wrapper):
                 result, reasons=reasons, strategy=self.name, arms=[self.cold.name] * len(result.ids)
             )
         return self.strategy.query(ctx, n)
+
+
+class NoModelFallback(_Wrapper):
+    """Ask ``fallback`` (the registry gives ``discovery``) while ``strategy`` cannot run.
+
+    A strategy that ranks by the model's probabilities has nothing to rank by before the first
+    model, or while a single class is labelled; the exploring fallback looks for the classes
+    nobody has labelled yet, and every reason says why it stood in.
+    """
+
+    def __init__(self, strategy: QueryStrategy, fallback: QueryStrategy) -> None:
+        super().__init__(strategy)
+        self.fallback = fallback
+
+    def can_run(self, ctx: QueryContext) -> bool:
+        return True
+
+    def query(self, ctx: QueryContext, n: int) -> QueryResult:
+        """The wrapped strategy when it can run, else the fallback with explained reasons."""
+        if self.strategy.can_run(ctx):
+            return self.strategy.query(ctx, n)
+        result = self.fallback.query(ctx, n)
+        why = missing(ctx)
+        return replace(
+            result,
+            reasons=[f"{r} ({why}: exploring first)" for r in result.reasons],
+            strategy=self.name,
+            arms=[self.fallback.name] * len(result.ids),
+        )

@@ -49,7 +49,7 @@ def make_test_project(folder: Path) -> Path:
     path = make_demo("digits-lt", folder, seed=0)
     project = load_project(path)
     project.map.method = "pca"
-    project.model.epochs = 60
+    project.model.mlp.epochs = 60
     dump_project(project, path)
     return path
 

@@ -7,7 +7,7 @@ from core.data.base import Dataset
 from core.embed import ENCODER_REGISTRY, base_config, encode
 from core.errors import ConfigError
 from core.models import MODEL_REGISTRY, build_model
-from core.project import ENCODER_KINDS, EncoderConfig, LogisticConfig, MLPConfig, RandomForestConfig
+from core.project import ENCODER_KINDS, MODEL_KINDS, EncoderConfig, MLPConfig, default_model_config
 
 
 def table(n=120, d=5, seed=0, fingerprint="tbl-1"):
@@ -40,9 +40,10 @@ def test_registries_match_project_names():
 
     config_classes = get_args(get_args(ModelConfig)[0])
     kinds = {get_args(cls.model_fields["kind"].annotation)[0] for cls in config_classes}
-    assert set(MODEL_REGISTRY) == kinds == {"mlp", "logistic", "random_forest"}
-    for cfg in (MLPConfig(), LogisticConfig(kind="logistic"), RandomForestConfig(kind="random_forest")):
-        assert build_model(cfg).kind == cfg.kind
+    assert set(MODEL_REGISTRY) == kinds == set(MODEL_KINDS)
+    for kind in MODEL_KINDS:
+        cfg = default_model_config(kind)
+        assert cfg.kind == kind and build_model(cfg).kind == kind
 
 
 def test_tabular_standardises(tmp_path):

@@ -7,7 +7,15 @@ import pytest
 
 from core.errors import ModelError
 from core.models import MODEL_REGISTRY, build_model, load_model, save_model
-from core.project import LOSSES, SAMPLERS, LogisticConfig, MLPConfig, RandomForestConfig
+from core.project import (
+    LOSSES,
+    SAMPLERS,
+    AutoConfig,
+    GradientBoostingConfig,
+    LogisticConfig,
+    MLPConfig,
+    RandomForestConfig,
+)
 
 SMALL_MLP = {"hidden": [32, 16], "epochs": 40, "patience": 5}
 
@@ -24,6 +32,12 @@ def _configs():
     cases["mlp-uncalibrated"] = MLPConfig(calibrate=False, dropout=0.0, **SMALL_MLP)
     cases["logistic"] = LogisticConfig(kind="logistic")
     cases["random_forest"] = RandomForestConfig(kind="random_forest", n_estimators=15)
+    cases["gradient_boosting"] = GradientBoostingConfig(max_iter=20)
+    cases["auto"] = AutoConfig(
+        mlp=MLPConfig(**SMALL_MLP),
+        random_forest=RandomForestConfig(n_estimators=15),
+        gradient_boosting=GradientBoostingConfig(max_iter=20),
+    )
     return cases
 
 

@@ -54,7 +54,7 @@ def test_round_trip_keeps_every_setting(tmp_path: Path, suffix: str) -> None:
 def test_minimal_file_gets_defaults(write_project) -> None:
     project = load_project(write_project(DATA))
     assert project.schema_version == 1
-    assert project.model.kind == "mlp" and project.query.strategy == "auto"
+    assert project.model.kind == "auto" and project.query.strategy == "auto"
     assert project.resolve(project.data.path) == project.base_dir / "items.csv"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing
 
@@ -13,7 +14,7 @@ from core.project import STRATEGIES, QueryConfig
 from core.query import QueryContext, get_strategy
 from core.query.auto import Auto, label_reward
 from core.query.measures import entropy, least_confidence, margin, vote_entropy
-from core.query.registry import STRATEGY_NAMES, SUBPOOLED
+from core.query.registry import ARM_CLASSES, STRATEGY_NAMES, SUBPOOLED, build_arms
 from core.query.wrappers import ColdStart, KNNSubPool
 
 SIZES = (120, 60, 30, 12, 8)  # a long tail of five well separated blobs
@@ -64,14 +65,23 @@ def make_ctx(labelled_rows, seed: int = 0, with_model: bool = True, target: str 
 LABELLED = list(range(0, 120, 12)) + list(range(120, 180, 15)) + [180, 190]
 
 
+ARM_ONLY = sorted(set(ARM_CLASSES) - set(STRATEGY_NAMES))  # arms of auto users cannot name
+
+
 def strategy(name: str, subpool: bool = False):
+    if name in ARM_ONLY:  # built the way auto builds its arms
+        return build_arms((name,))[name]
     params = {"max_pool": 40, "n_random": 30} if subpool else {}
     if name == "auto":
         params["cold_start"] = 5
     return get_strategy(name, **params)
 
 
-CASES = [(n, False) for n in STRATEGY_NAMES] + [(n, True) for n in sorted(SUBPOOLED)]
+CASES = (
+    [(n, False) for n in STRATEGY_NAMES]
+    + [(n, False) for n in ARM_ONLY]
+    + [(n, True) for n in sorted(SUBPOOLED)]
+)
 
 
 def test_registry_matches_the_names_users_write():
@@ -102,14 +112,26 @@ def test_strategy_contract(name, subpool):
     # an empty pool is a clear error
     with pytest.raises(EmptyPoolError, match="already labelled"):
         strategy(name, subpool).query(make_ctx(range(sum(SIZES))), 3)
-    # a single labelled class (and no model) is handled: valid ids, explained
-    for ctx1 in (make_ctx(range(0, 120, 10)), make_ctx([], with_model=False)):
+    # without a model (nothing labelled, one class, or several classes but no model yet) every
+    # strategy takes the documented no-model path: valid ids, explained, no made-up probabilities
+    no_model = (
+        make_ctx(range(0, 120, 10)),
+        make_ctx([], with_model=False),
+        make_ctx(LABELLED, with_model=False),
+    )
+    for ctx1 in no_model:
         res = strategy(name, subpool).query(ctx1, 5)
         rows = np.array([int(i.split("-")[1]) for i in res.ids])
         assert len(set(rows.tolist())) == 5 and not ctx1.labelled_mask[rows].any()
         assert all(r.strip() for r in res.reasons)
+        assert not any("%" in r for r in res.reasons), res.reasons  # no invented probabilities
     with pytest.raises(ConfigError, match="positive integer"):
         strategy(name, subpool).query(ctx, 0)
+    # items queued for another expert are not offered again while others remain
+    reserved = np.zeros(ctx.n_pool, bool)
+    reserved[result.positions] = True
+    held = strategy(name, subpool).query(dataclasses.replace(make_ctx(LABELLED), reserved=reserved), 7)
+    assert not reserved[held.positions].any()
 
 
 def test_nan_and_unnormalised_probabilities_are_refused():
@@ -255,7 +277,7 @@ def test_label_reward_prefers_new_then_rare_classes():
 
 
 def test_auto_bandit_updates_and_round_trips_as_json():
-    bandit = Auto(arms=("discovery", "margin"), discount=1.0)
+    bandit = Auto(arms=build_arms(("discovery", "margin")), discount=1.0)
     ctx = make_ctx(LABELLED, seed=1)
     res = bandit.query(ctx, 8)
     assert set(res.arms) <= {"discovery", "margin"} and all(r.startswith("[") for r in res.reasons)
@@ -287,7 +309,7 @@ def test_auto_bandit_updates_and_round_trips_as_json():
         assert bandit.alpha["discovery"] > before[0]["discovery"]
         assert rewards["discovery"] and min(rewards["discovery"]) == 1.0
     state = json.loads(json.dumps(bandit.state_dict()))
-    clone = Auto(arms=("discovery", "margin"))
+    clone = Auto(arms=build_arms(("discovery", "margin")))
     clone.load_state_dict(state)
     assert (
         clone.alpha == bandit.alpha and clone.beta == bandit.beta and clone.rounds == bandit.rounds
@@ -297,10 +319,10 @@ def test_auto_bandit_updates_and_round_trips_as_json():
 
 
 def test_auto_surprise_rewards_wrong_predictions():
-    bandit = Auto(arms=("margin",), discount=1.0, surprise=1.0)
+    bandit = Auto(arms=build_arms(("margin",)), discount=1.0, surprise=1.0)
     ctx = make_ctx(LABELLED, seed=3)
     res = bandit.query(ctx, 6)
-    predicted = [p for *_, p in bandit.pending]
+    predicted = [p[3] for p in bandit.pending[""]]
     labelled = ctx.labelled_mask.copy()
     labelled[res.positions] = True
     labels = np.where(labelled, None, None).astype(object)
@@ -323,10 +345,82 @@ def test_auto_surprise_rewards_wrong_predictions():
 
 
 def test_auto_shifts_budget_to_the_rewarded_arm():
-    bandit = Auto(arms=("discovery", "margin"), discount=1.0)
+    bandit = Auto(arms=build_arms(("discovery", "margin")), discount=1.0)
     bandit.alpha, bandit.beta = (
         {"discovery": 30.0, "margin": 1.0},
         {"discovery": 1.0, "margin": 30.0},
     )
     quota = bandit.allocate(20, np.random.default_rng(0))
     assert quota["discovery"] >= 18
+
+
+def test_a_bare_strategy_without_a_model_says_what_it_needs():
+    from core.query.strategies import MarginSampling
+
+    with pytest.raises(ModelError, match="needs a trained model.*no model yet"):
+        MarginSampling().query(make_ctx(LABELLED, with_model=False), 3)
+    fallback = get_strategy("margin").query(make_ctx(LABELLED, with_model=False), 3)
+    assert fallback.arms == ["discovery"] * 3
+    assert all("no model yet: exploring first" in r for r in fallback.reasons)
+
+
+def test_auto_credits_each_label_to_the_session_that_asked():
+    """Two dashboard sessions share one bandit: B asking for a batch must not discard A's picks,
+    and A's labels reward the arms that picked A's items."""
+    bandit = Auto(arms=build_arms(("discovery", "margin")), discount=1.0)
+    x, y = blobs()
+    base = make_ctx(LABELLED, seed=1)
+
+    def ctx_for(requester: str, labelled: np.ndarray, labels: np.ndarray, seed: int):
+        return QueryContext(proba=base.proba, classes=base.classes, embedding=x,
+                            pool_ids=base.pool_ids, labelled_mask=labelled, labels=labels,
+                            rng=np.random.default_rng(seed), requester=requester)
+
+    labelled, labels = base.labelled_mask.copy(), np.asarray(base.labels, dtype=object).copy()
+    res_a = bandit.query(ctx_for("A", labelled, labels, 1), 6)
+    res_b = bandit.query(ctx_for("B", labelled, labels, 2), 6)
+    assert set(bandit.pending) == {"A", "B"}  # B's batch did not overwrite A's picks
+    a_only = [p for p in res_a.positions if p not in set(res_b.positions.tolist())]
+    labelled[a_only] = True  # the expert in session A labels A's batch
+    labels[a_only] = y[a_only]
+    before = {a: bandit.alpha[a] + bandit.beta[a] for a in bandit.arms}
+    bandit.query(ctx_for("B", labelled, labels, 3), 4)  # B asks again
+    entries = [e for e in bandit.log if e["round"] == 2]
+    assert [e["requester"] for e in entries] == ["A"]  # the rewards are A's
+    credited = {a: v[0] for a, v in entries[0]["arms"].items()}
+    arms_of_a = [arm for p, arm in zip(res_a.positions, res_a.arms) if p in set(a_only)]
+    assert credited == {a: arms_of_a.count(a) for a in set(arms_of_a)}
+    for a in bandit.arms:
+        assert bandit.alpha[a] + bandit.beta[a] == pytest.approx(before[a] + arms_of_a.count(a))
+    # A's picks that are still unlabelled (those B had picked too) stay pending for A
+    shared = {str(base.pool_ids[p]) for p in res_a.positions if p not in set(a_only)}
+    assert {pick[0] for pick in bandit.pending.get("A", [])} == shared
+
+
+def test_query_package_has_no_import_cycles():
+    """The registry composes strategies, wrappers and arms; nothing imports back into it."""
+    import ast
+    from pathlib import Path
+
+    import core.query
+
+    folder = Path(core.query.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        deps = set()
+        for node in ast.walk(tree):  # function-level imports count too
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("core.query."):
+                deps.add(node.module.rsplit(".", 1)[1])
+            elif isinstance(node, ast.ImportFrom) and node.module == "core.query":
+                deps.update(a.name for a in node.names if (folder / f"{a.name}.py").exists())
+        graph[path.stem] = deps - {path.stem}
+
+    def visit(node, trail):
+        assert node not in trail, f"import cycle: {' -> '.join([*trail, node])}"
+        for nxt in graph.get(node, ()):
+            visit(nxt, [*trail, node])
+
+    for module in graph:
+        if module != "__init__":
+            visit(module, [])

@@ -124,6 +124,6 @@ def test_validation_messages_are_in_plain_words(tmp_path):
                                     "model": {"kind": "mpl"}, "seed": "abc"}))
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
-    assert "model: unknown kind 'mpl'; choose one of: 'mlp', 'logistic'" in result.stderr
+    assert "model: unknown kind 'mpl'; choose one of: 'auto', 'mlp', 'logistic'" in result.stderr
     assert "seed: must be a whole number (integer), got 'abc'" in result.stderr
     assert "Input tag" not in result.stderr and "Value error" not in result.stderr

@@ -17,7 +17,7 @@ import core.cli.retrain_cmd  # noqa: F401  (registers the commands)
 from core.cli.app import app
 from core.headless import OPTIONAL_FILES, OUTPUT_FILES
 from core.labels import LabelStore
-from core.project import dump_project, load_project
+from core.project import LEARNERS, dump_project, load_project
 
 REPO = Path(__file__).resolve().parents[2]
 # Labels per class: '1' gets one label (not evaluable), the smallest evaluable class has 3.
@@ -38,8 +38,8 @@ def demo(tmp_path_factory) -> Path:
     path = make_demo("digits-lt", folder, seed=0)
     project = load_project(path)
     project.map.method = "pca"
-    project.model.hidden = [32]
-    project.model.epochs = 15
+    project.model.mlp.hidden = [32]
+    project.model.mlp.epochs = 15
     dump_project(project, path)
     truth = load_dataset(project)
     with LabelStore(folder / project.label_store) as store:
@@ -72,7 +72,21 @@ def test_retrain_writes_every_output(first_run):
     # so that `tailwise score` can score new data with this model.
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES + OPTIONAL_FILES)
     meta = json.loads((out / "model.json").read_text(encoding="utf-8"))
-    assert meta["kind"] == "mlp" and len(meta["classes"]) == 10
+    assert meta["kind"] == "auto" and len(meta["classes"]) == 10
+    assert meta["learner"] in LEARNERS and meta["model_choice"]["chosen"] == meta["learner"]
+
+
+def test_metrics_say_which_learner_auto_chose_and_why(first_run):
+    out, output = first_run
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    choice = metrics["model_choice"]
+    assert choice["chosen"] in LEARNERS
+    assert set(choice["candidates"]) == set(LEARNERS)  # every candidate was scored
+    assert all(0.0 <= v <= 1.0 for v in choice["candidates"].values())
+    assert choice["chosen"] in choice["reason"] and "out-of-fold balanced accuracy" in choice["reason"]
+    assert choice["candidates"][choice["chosen"]] >= max(choice["candidates"].values()) - 0.02
+    assert f"learner: {choice['reason']}" in output  # the CLI summary says it too
+    assert choice["reason"] in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_predictions_hold_ids_classes_probabilities_map_and_query(first_run, shared):
@@ -102,8 +116,9 @@ def test_metrics_are_cross_validated_with_k_from_the_smallest_class(first_run):
     out, _ = first_run
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     cv = metrics["cross_validated"]
-    assert cv["source"] == "cv" and cv["folds"] == 3  # min(5, smallest evaluable class count)
+    assert cv["source"] == "cv" and cv["evaluable"]
     assert cv["not_evaluable"] == ["1"]  # a class with one label cannot be cross-validated
+    assert cv["n_evaluated"] == sum(PER_CLASS.values()) - 1  # out of fold: every other label
     assert 0.0 <= cv["balanced_accuracy"] <= 1.0
     truth = metrics["ground_truth"]  # the demo has a label column
     assert truth["source"] == "ground_truth" and truth["n_evaluated"] == 420 - sum(
@@ -121,7 +136,7 @@ def test_metrics_are_cross_validated_with_k_from_the_smallest_class(first_run):
 def test_plain_log_lines_when_not_on_a_terminal(first_run):
     _, output = first_run
     assert "\x1b[" not in output  # no terminal control codes
-    assert "training mlp on" in output and "outputs in" in output
+    assert "choosing the learner and training on" in output and "outputs in" in output
 
 
 def test_headless_in_a_fresh_process_and_reproducible(first_run, shared, tmp_path):
@@ -256,5 +271,5 @@ def test_data_outside_the_folder_needs_allow_outside(tmp_path):
     )
     assert allowed.exit_code == 0, allowed.output
     metrics = json.loads((folder / "out" / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["ground_truth"] is None and metrics["cross_validated"]["folds"] == 5
+    assert metrics["ground_truth"] is None and metrics["cross_validated"]["evaluable"]
     assert metrics["model"] == "logistic"

@@ -21,7 +21,7 @@ def session(tmp_path):
     # Fast settings for tests: PCA map, small MLP.
     project.map.method = "pca"
     project.encoder.kind = "tabular"
-    project.model.epochs = 40
+    project.model.mlp.epochs = 40
     s = Session.open(project)
     s.prepare()
     return s
@@ -162,3 +162,46 @@ def test_auto_strategy_resumes_its_bandit_after_a_restart(session):
     assert state["rounds"] >= 2
     restarted = Session.open(session.project, store=session.store)
     assert restarted._strategy("auto").state_dict() == state
+
+
+def test_before_the_first_model_strategies_explore_as_in_simulate(session):
+    """No made-up probabilities: the context has no model, margin hands over to discovery."""
+    for cls in ("0", "1"):
+        session.label(_truth(session, cls, 2), cls, "ann")
+    ctx = session.query_context()
+    assert not ctx.has_model and ctx.proba.shape == (len(session.dataset), 0)
+    result = session.next_batch(5, strategy="margin")
+    assert result.arms == ["discovery"] * 5
+    assert all("no model yet: exploring first" in r and "%" not in r for r in result.reasons)
+
+
+def test_auto_model_choice_is_kept_between_retrains_and_reported(session):
+    classes = sorted(set(session.dataset.ground_truth.tolist()))
+    for cls in classes:
+        session.label(_truth(session, cls, 3), cls, "ann")
+    first = session.retrain()
+    choice = first.model_choice
+    assert choice is not None and choice.compared and choice.chosen in choice.reason
+    assert first.metrics["model_choice"]["chosen"] == choice.chosen
+    # a few more labels, below the next comparison: the learner is kept without re-comparing
+    session.label(_truth(session, classes[0], 4)[3:], classes[0], "ann")
+    second = session.retrain()
+    assert second.model_choice.chosen == choice.chosen and not second.model_choice.compared
+    assert "compared again at" in second.model_choice.reason
+
+
+def test_two_requesters_get_their_own_pending_picks(session):
+    truth = dict(zip(session.dataset.ids.tolist(), session.dataset.ground_truth.tolist()))
+    for cls in sorted(set(truth.values())):
+        session.label(_truth(session, cls, 2), cls, "ann")
+    session.retrain()
+    a = session.next_batch(4, strategy="auto", requester="tab-a")
+    b = session.next_batch(4, strategy="auto", requester="tab-b")
+    assert not set(a.ids.tolist()) & set(b.ids.tolist())  # two experts are sent different items
+    bandit = session._strategy("auto").inner
+    assert {"tab-a", "tab-b"} <= set(bandit.pending)
+    for item in a.ids:
+        session.label([item], truth[item], "ann")
+    session.next_batch(4, strategy="auto", requester="tab-b")
+    assert bandit.log[-1]["requester"] == "tab-a"
+    assert sum(v[0] for v in bandit.log[-1]["arms"].values()) == len(a.ids)

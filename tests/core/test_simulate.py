@@ -179,3 +179,59 @@ def test_simulate_is_deterministic_and_respects_the_budget():
     assert len(set(runs[0].labelled_ids)) == 40
     with pytest.raises(ConfigError, match="batch"):
         simulate(x, demo.labels, strategy="random", batch=0)
+
+
+@pytest.mark.parametrize("model", ["auto", "mlp", "logistic", "random_forest", "gradient_boosting"])
+def test_cli_simulate_takes_every_learner_and_auto_by_default(digits_csv, tmp_path, model):
+    path, n_classes = digits_csv
+    out = tmp_path / "run"
+    args = ["simulate", "--data", str(path), "--id-column", "item", "--label-column", "digit",
+            "--strategy", "margin", "--budget", "40", "--out", str(out)]
+    if model != "auto":
+        args += ["--model", model]  # auto is the default, also with --data
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    curve, summary = check_outputs(out, n_classes, 40)
+    assert summary["model"] == model
+    if model == "auto":
+        choice = summary["model_choice"]
+        assert choice["chosen"] in {"mlp", "logistic", "random_forest", "gradient_boosting"}
+        assert set(choice["candidates"]) == {"mlp", "logistic", "random_forest", "gradient_boosting"}
+        assert choice["reason"] and f"learner: {choice['reason']}" in result.output
+        assert curve["learner"].iloc[-1] == choice["chosen"]
+    else:
+        assert summary["model_choice"] is None and set(curve["learner"]) == {model}
+
+
+def _axis_aligned(seed: int, n: int = 240, d: int = 12):
+    """Classes cut by thresholds on three of twelve uniform features: trees' home ground."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (n, d)).astype(np.float32)
+    y = np.where(x[:, 0] > 0.6, "a", np.where(x[:, 1] > 0.5, "b", np.where(x[:, 2] > 0.7, "c", "d")))
+    return x, y.astype(object)
+
+
+def _rotated_gaussians(seed: int, n: int = 240, d: int = 12):
+    """Gaussian classes with a shared covariance, randomly rotated: linear boundaries that no
+    single feature draws."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    means = rng.normal(size=(3, d)) * 1.2
+    y = rng.integers(0, 3, n)
+    x = (means[y] + rng.normal(size=(n, d))) @ q
+    return x.astype(np.float32), np.array([f"c{v}" for v in y], dtype=object)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_picks_trees_on_axis_aligned_data_and_smooth_learners_on_rotated_gaussians(seed):
+    from core.models import build_model
+    from core.project import AutoConfig, MLPConfig
+
+    config = AutoConfig(mlp=MLPConfig(epochs=60, device="cpu"))
+    trees = build_model(config, seed=seed).fit(*_axis_aligned(seed))
+    assert trees.choice_.chosen in {"random_forest", "gradient_boosting"}, trees.choice_.reason
+    smooth = build_model(config, seed=seed).fit(*_rotated_gaussians(seed))
+    assert smooth.choice_.chosen in {"logistic", "mlp"}, smooth.choice_.reason
+    for model in (trees, smooth):
+        scores = model.choice_.candidates
+        assert scores[model.choice_.chosen] == max(scores.values())

@@ -22,8 +22,8 @@ def _demo(folder: Path) -> Path:
     path = make_demo("digits-lt", folder, seed=0)
     project = load_project(path)
     project.map.method = "pca"
-    project.model.hidden = [32]
-    project.model.epochs = 20
+    project.model.mlp.hidden = [32]
+    project.model.mlp.epochs = 20
     dump_project(project, path)
     return path
 
@@ -58,7 +58,7 @@ def test_export_then_upload_into_a_fresh_session(two_states):
     sender, receiver = two_states
     labels = _label_truth(sender)
     sender.session.project.query.strategy = "margin"
-    sender.session.project.model.epochs = 11
+    sender.session.project.model.mlp.epochs = 11
     view = ProjectView(sender)
     view.layout_name = "rare-hunt"
     path = view.export()
@@ -73,7 +73,7 @@ def test_export_then_upload_into_a_fresh_session(two_states):
     assert receiver.labels_version > version  # the map and the other views redraw
     assert target.layout_name == "rare-hunt"  # the file's layout is restored
     assert "imported" in target.message and receiver.status == target.message
-    assert receiver.session.project.model.epochs == 11  # model and query settings restored
+    assert receiver.session.project.model.mlp.epochs == 11  # model and query settings restored
     assert receiver.strategy == receiver.session.project.query.strategy == "margin"
     run_async(receiver.retrain_async())
     assert receiver.model_version == 1

@@ -92,6 +92,7 @@ def test_retrain_bumps_the_model_version_and_keeps_it_on_failure(session, monkey
     label_truth(state, 4, ["0", "5"])
     assert state.retrain() and state.model_version == 1 and state.error == ""
     assert state.status == "model v1 trained"
+    assert state.learner == "logistic"  # the fixture's fixed learner, shown in the model panel
     assert set(state.points()["predicted"]) <= {"0", "5"}
     assert run_async(state.retrain_async()) and state.model_version == 2
 
@@ -267,3 +268,15 @@ def test_large_label_and_undo_actions_run_off_the_serving_thread(session, monkey
     assert len(threads) == 1 and threads[0].startswith("tailwise-store")
     assert writer.job == "" and "undone 200 labels" in writer.status
     assert writer.frame.counts("label").get("4", 0) == 0  # the shared table followed the undo
+def test_the_model_panel_says_which_learner_auto_chose(session):
+    from core.project import AutoConfig, LogisticConfig, RandomForestConfig
+
+    session.project.model = AutoConfig(
+        candidates=["logistic", "random_forest"], min_labels=10,
+        logistic=LogisticConfig(max_iter=200), random_forest=RandomForestConfig(n_estimators=20))
+    state = AppState(session, annotator="ann")
+    label_truth(state, 6, ["0", "5", "7"])
+    assert state.retrain()
+    choice = session.state.model_choice
+    assert state.learner == choice.chosen in ("logistic", "random_forest")
+    assert state.learner_reason == choice.reason and "out-of-fold" in choice.reason

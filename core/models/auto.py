@@ -1,0 +1,113 @@
+"""``model.kind: auto``: at every retrain, the learner that cross-validates best on the labels.
+
+:class:`AutoModel` runs :func:`core.models.selection.select_learner`, fits the chosen learner on
+every label and serves its probabilities, calibrated by a temperature fitted on its out-of-fold
+predictions (the MLP calibrates itself on a held-out split). Pass the previous round's
+``choice_`` as ``previous`` so the choice stays put unless a challenger is clearly better.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from core.models.base import TailwiseModel
+from core.models.calibration import fit_temperature, log_proba, temper
+from core.models.learners import LEARNERS
+from core.models.selection import ModelChoice, select_learner
+from core.models.validation import check_features, check_labels
+from core.project import AutoConfig
+
+SELF_CALIBRATED = frozenset({"mlp"})  # learners that fit their own temperature
+MIN_ROWS_FOR_TEMPERATURE = 10
+
+
+class AutoModel(TailwiseModel):
+    """Chooses and fits the best candidate learner; predicts with it.
+
+    After ``fit``: ``learner_`` (the fitted learner), ``choice_`` (:class:`ModelChoice`),
+    ``oof_rows_`` / ``oof_proba_`` (out-of-fold probabilities of the chosen learner on the
+    compared labelled rows, in ``classes_`` order; None between comparisons), ``temperature_``
+    and ``selection_seconds_`` (what choosing cost on top of fitting the learner).
+    """
+
+    kind = "auto"
+    config_class = AutoConfig
+
+    def __init__(self, config=None, seed: int = 0, previous: ModelChoice | None = None):
+        super().__init__(config=config, seed=seed)
+        self.previous = previous
+
+    def _build_learner(self, name: str, seed: int) -> TailwiseModel:
+        return LEARNERS[name](config=self._config().learner_config(name), seed=seed)
+
+    def fit(self, X, y, X_unlabelled=None) -> AutoModel:
+        """Choose the learner on ``X, y``, then fit it on all of them."""
+        cfg = self._config()
+        X = check_features(X)
+        classes, codes = check_labels(y, len(X))
+        names = np.asarray(classes, dtype=object)[codes]
+        start = time.perf_counter()
+        selection = select_learner(X, names, cfg, self._build_learner, seed=self.seed,
+                                   previous=self.previous)
+        self.selection_seconds_ = time.perf_counter() - start
+        chosen = selection.choice.chosen
+        learner = self._build_learner(chosen, self.seed).fit(X, names, X_unlabelled=X_unlabelled)
+        self.learner_ = learner
+        self.classes_ = learner.classes_
+        self.n_features_in_ = learner.n_features_in_
+        self.choice_ = selection.choice
+        self.oof_rows_ = selection.rows
+        self.oof_proba_ = selection.oof_proba
+        oof = selection.oof_proba
+        if chosen in SELF_CALIBRATED:
+            temperature = 1.0
+        elif oof is not None and len(oof) >= MIN_ROWS_FOR_TEMPERATURE:
+            temperature = fit_temperature(log_proba(oof), codes[selection.rows])
+        else:  # no comparison this round: keep the temperature fitted at the last one
+            temperature = selection.choice.temperature
+        self.temperature_ = temperature
+        self.choice_ = replace(selection.choice, temperature=temperature)
+        return self
+
+    @property
+    def chosen(self) -> str:
+        self._check_fitted()
+        return self.choice_.chosen
+
+    def predict_proba(self, X) -> np.ndarray:
+        """The chosen learner's probabilities, temperature-scaled."""
+        self._check_fitted()
+        return temper(self.learner_.predict_proba(X), self.temperature_)
+
+    def embed(self, X) -> np.ndarray:
+        """The chosen learner's view of each item (the MLP's penultimate layer, ...)."""
+        self._check_fitted()
+        return self.learner_.embed(X)
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._check_fitted()
+        tensors, meta = self.learner_.state()
+        return ({f"learner.{k}": v for k, v in tensors.items()},
+                {"learner": self.chosen, "learner_meta": meta, "temperature": self.temperature_,
+                 "model_choice": self.choice_.to_dict()})
+
+    @classmethod
+    def from_state(cls, config, seed, tensors, meta) -> AutoModel:
+        name = meta["learner"]
+        if name not in LEARNERS:
+            raise KeyError(f"learner {name!r}")
+        inner = {k[len("learner."):]: v for k, v in tensors.items() if k.startswith("learner.")}
+        inner_meta = {**meta.get("learner_meta", {}), "classes": meta["classes"],
+                      "n_features_in": meta["n_features_in"]}
+        model = cls(config=config, seed=seed)
+        model.learner_ = LEARNERS[name].from_state(config.learner_config(name), seed, inner, inner_meta)
+        model.classes_ = model.learner_.classes_
+        model.n_features_in_ = model.learner_.n_features_in_
+        model.choice_ = ModelChoice.from_dict(meta["model_choice"])
+        model.temperature_ = float(meta.get("temperature", 1.0))
+        return model
