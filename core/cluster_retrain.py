@@ -38,12 +38,12 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
         ReportFacts,
         RetrainResult,
         _atomic_text,
-        _jsonable,
         render_report,
         write_bytes,
     )
-    from core.models.io import model_to_bytes, save_model
     from core.metrics import headline
+    from core.jsonable import jsonable
+    from core.models.io import model_to_bytes, save_model
     from core.pipeline import (
         check_trainable,
         cross_validated_metrics,
@@ -127,7 +127,7 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
     save_model(model, out)
     write_bytes(out / ENCODER_FILE, transform.to_bytes())
     write_bytes(out / MAP_FILE, projector.to_bytes())
-    _atomic_text(out / "metrics.json", json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n")
+    _atomic_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, sort_keys=True) + "\n")
     seconds = time.perf_counter() - start
     test_counts = dict(zip(*np.unique(np.array(list(labels.test.values()), dtype=str),
                                       return_counts=True))) if labels.test else {}

@@ -30,7 +30,6 @@ the project's local label store. This module never imports panel, bokeh or holov
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError, ModelError
+from core.jsonable import jsonable
 from core.project import ProjectConfig, load_project
 
 Progress = Callable[[int, int, str], None]
@@ -264,7 +264,7 @@ def _write_outputs(
         shutil.rmtree(target)
     predictions.to_parquet(target, index=False)
     _atomic_text(
-        out / "metrics.json", json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n"
+        out / "metrics.json", json.dumps(jsonable(metrics), indent=2, sort_keys=True) + "\n"
     )
     facts = ReportFacts.of_session(session, state, metrics, label_source, seconds)
     queued = predictions.dropna(subset=["query_rank"]).sort_values("query_rank").head(10)
@@ -399,25 +399,6 @@ def _metric_lines(title: str, m: dict) -> list[str]:
     if m.get("not_evaluable"):
         lines.append(f"- not evaluable (one label only): {', '.join(m['not_evaluable'])}")
     return lines + [""]
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types; NaN becomes null."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "to_dict"):
-        return _jsonable(value.to_dict())
-    return str(value)
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -57,7 +57,8 @@ def score_project(project_path: str | Path, model_dir: str | Path, out_dir: str 
     """Score every item of the project's pool with the model saved in ``model_dir``."""
     from core.embed.model_layer import base_config
     from core.embed.tabular import TabularTransform
-    from core.headless import ENCODER_FILE, MAP_FILE, _jsonable, write_bytes
+    from core.headless import ENCODER_FILE, MAP_FILE, write_bytes
+    from core.jsonable import jsonable
     from core.models.io import META_FILE, WEIGHTS_FILE, model_from_bytes
     from core.scoring import TOP_K, ScoringPayload
 
@@ -109,7 +110,7 @@ def score_project(project_path: str | Path, model_dir: str | Path, out_dir: str 
         "seconds": time.perf_counter() - start, "labels_from": pool_labels.source, "labelled": len(labels),
         "top_k": len(result.top), "ground_truth": confusion_metrics(result.confusion),
     }
-    write_bytes(out / SUMMARY, (json.dumps(_jsonable(summary), indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(out / SUMMARY, (json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n").encode())
     report(1, 1, f"scored {result.rows:,} items in {result.seconds:.1f} s; outputs in {out}")
     return ScoreResult(out, result.rows, result.parts, summary["seconds"], summary["items_per_second"],
                        where, summary)

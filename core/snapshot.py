@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
@@ -22,26 +21,13 @@ from typing import Any
 import numpy as np
 
 from core.errors import TailwiseError
+from core.jsonable import jsonable
 
 log = logging.getLogger("tailwise")
 
 FOLDER = "last-model"
 FORMAT = 1
 _ARRAYS = ("proba", "predicted", "uncertainty", "learned_embedding", "oof_ids", "oof_proba")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
 def what_it_fits(session) -> dict[str, Any]:
@@ -62,8 +48,8 @@ def save(folder: Path, session, state, history: list, event_id: int) -> None:
     np.save(tmp / "proba.npy", np.asarray(state.proba, dtype=np.float32), allow_pickle=False)
     fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
               if f.name not in _ARRAYS and f.name != "model"}
-    meta = {"fits": what_it_fits(session), "event_id": int(event_id), "state": _jsonable(fields),
-            "history": [_jsonable(dataclasses.asdict(r)) for r in history]}
+    meta = {"fits": what_it_fits(session), "event_id": int(event_id), "state": jsonable(fields),
+            "history": [jsonable(dataclasses.asdict(r)) for r in history]}
     (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
     old = Path(folder) / f".{FOLDER}.{os.getpid()}.old"
     shutil.rmtree(old, ignore_errors=True)
@@ -81,7 +67,7 @@ def load(folder: Path, session, state_class, record_class) -> tuple[Any, list, i
     source = Path(folder) / FOLDER
     try:
         meta = json.loads((source / "state.json").read_text(encoding="utf-8"))
-        if meta.get("fits") != _jsonable(what_it_fits(session)):
+        if meta.get("fits") != jsonable(what_it_fits(session)):
             return None
         proba = np.load(source / "proba.npy", allow_pickle=False)
         model = load_model(source)

@@ -19,7 +19,7 @@ def project_path(tmp_path):
     project = load_project(path)
     project.map.method = "pca"
     project.encoder.kind = "tabular"
-    project.model.epochs = 20
+    project.model.mlp.epochs = 20
     dump_project(project, path)
     return path
 
@@ -54,6 +54,7 @@ def test_a_restart_restores_the_last_model_without_training(project_path, monkey
     np.testing.assert_array_equal(restored.model.predict(again.embedding[:20]),
                                   state.model.predict(again.embedding[:20]))
     assert not again.stale  # the labels are those it was trained on
+    assert restored.model_choice == state.model_choice  # auto's learner, kept after a restart
     again.label([again.dataset.ids[-1]], "2", "ann")
     assert again.stale  # now a background retrain should catch up
     monkeypatch.undo()
