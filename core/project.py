@@ -87,6 +87,12 @@ class DataConfig(_Strict):
         None, description="Optional ground-truth column, used only for simulation and evaluation."
     )
     sha256: str | None = Field(None, description="Expected SHA-256 of the data file, if pinned.")
+    max_items: int | None = Field(
+        None, ge=1_000,
+        description="Parquet pools larger than this are opened as an id-hash sample of about this "
+        "many items plus every labelled item (the dashboard maps those and says so; "
+        "`tailwise score` scores the whole pool).",
+    )
     info_columns: list[str] = Field(
         default_factory=list, description="Columns shown as a table in the inspector (tables only)."
     )

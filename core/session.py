@@ -80,11 +80,18 @@ class Session:
         """Validate the project, load its data and open (or create) its label store."""
         if not isinstance(project, ProjectConfig):
             project = load_project(project, allow_outside=allow_outside)
-        dataset = load_dataset(project)
+        opened = store is None
         if store is None:
             path = project.resolve(project.label_store, allow_outside=allow_outside, field="label_store")
             path.parent.mkdir(parents=True, exist_ok=True)
             store = LabelStore(path)
+        try:  # a sampled pool (data.max_items) always holds the labelled items
+            keep = frozenset(store.labelled_ids()) if project.data.max_items else frozenset()
+            dataset = load_dataset(project, keep_ids=keep)
+        except BaseException:
+            if opened:
+                store.close()
+            raise
         session = cls(project, dataset, store, resume_strategies=resume_strategies)
         if project.labels is not None:
             session.import_report = session._import_file_labels(allow_outside)

@@ -24,6 +24,7 @@ from dashboard.views import TITLES, view_classes
 
 ACCENT = "#3b6ea8"
 SIDE_WIDTH = 400  # a view beside the map (inspector, plots)
+REFRESH_MS = 500  # how often a page looks for other pages' labels and new models
 SIDEBAR_WIDTH = 330
 
 
@@ -104,7 +105,9 @@ class App(pn.viewable.Viewer):
         self.state = AppState(session)
         self._relayout()
         if pn.state.curdoc is not None:
-            pn.state.add_periodic_callback(self.state.refresh, period=3000)
+            # Two comparisons when nothing changed, so it can run often: other tabs' labels and
+            # new models reach this page within half a second.
+            pn.state.add_periodic_callback(self.state.refresh, period=REFRESH_MS)
             if not self.state.queue_ids:
                 pn.state.execute(self.state.first_batch_async)
             requester = self.state.requester  # a closed tab gives its queued items back

@@ -127,6 +127,8 @@ class AppState(param.Parameterized):
     target_class = param.String(default=None, allow_None=True)
 
     queue_ids = param.List(default=[], doc="The current batch, in the strategy's order.")
+    queue_model = param.Integer(default=None, allow_None=True,
+                                doc="Version of the model the current batch was chosen with.")
     queue_reasons = param.List(default=[])
     queue_scores = param.List(default=[])
 
@@ -433,7 +435,8 @@ class AppState(param.Parameterized):
         return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target,
                                        requester=self.requester)
 
-    def _apply_queue(self, result, select_first: bool = True) -> None:
+    def _apply_queue(self, result, select_first: bool = True, model_version: int | None = None) -> None:
+        self.queue_model = model_version
         self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
         self.queue_reasons = [str(r) for r in result.reasons]
         self.queue_ids = [str(i) for i in result.ids]
@@ -446,7 +449,8 @@ class AppState(param.Parameterized):
     def next_batch(self) -> list[str]:
         """Ask the strategy for the next batch (blocking); selects its first item."""
         try:
-            self._apply_queue(self._query())
+            version = self.model_version
+            self._apply_queue(self._query(), model_version=version)
         except (TailwiseError, ValueError) as err:
             self._fail(err)
         return self.queue_ids
@@ -456,8 +460,9 @@ class AppState(param.Parameterized):
         a selection the expert made meanwhile (the batch asked for when the page opens)."""
         self.job, self.job_message = "queue", "choosing the next batch"
         try:
+            version = self.model_version
             result = await asyncio.get_running_loop().run_in_executor(_WORKER, self._query)
-            self._apply_queue(result, select_first=select_first)
+            self._apply_queue(result, select_first=select_first, model_version=version)
         except (TailwiseError, ValueError) as err:
             self._fail(err)
         finally:
@@ -574,6 +579,9 @@ class AppState(param.Parameterized):
             self._clusters = None
             self._sync_model()
             changed = True
+            if self.queue_ids and not self.job and _running_loop() is not None:
+                # The queue was chosen by the old model: ask the new one (in a worker thread).
+                asyncio.ensure_future(self.next_batch_async(select_first=False))
         if changed:
             if last - self.frame.event_id > LARGE_ACTION and _running_loop() is not None:
                 asyncio.ensure_future(self._sync_frame_async())  # a bulk action by someone else

@@ -26,6 +26,7 @@ class Dataset:
     # Table sources: the catalogue's columns by name — numeric (float64), derived, info columns
     # (any type) and image-path columns — for criteria, domain plots and the inspector.
     columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    pool_size: int | None = None  # items in the whole source when this is a sample of it
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

@@ -60,13 +60,16 @@ def data_sha256(path: str | Path, kind: str | None = None) -> str:
 
 
 def load_dataset(
-    project: ProjectConfig, *, allow_outside: bool | None = None, progress: Progress | None = None
+    project: ProjectConfig, *, allow_outside: bool | None = None, progress: Progress | None = None,
+    keep_ids: frozenset[str] | set[str] = frozenset(),
 ) -> Dataset:
     """Load and validate the items ``project.data`` names.
 
     Paths resolve against the project file's folder and may not leave it unless ``allow_outside``
     (default: what the project was loaded with). Raises ``DataError`` naming the file, column or
-    row at fault; a pinned ``data.sha256`` that does not match the data is refused.
+    row at fault; a pinned ``data.sha256`` that does not match the data is refused. With
+    ``data.max_items`` a larger Parquet pool is loaded as a sample that always holds ``keep_ids``
+    (the labelled items).
     """
     cfg = project.data
     allow = (
@@ -101,7 +104,7 @@ def load_dataset(
                               f"parquet), not {cfg.kind!r}")
         request = LoadRequest(
             config=cfg, path=path, resolve=resolve, seed=project.seed, progress=progress,
-            features=features,
+            features=features, keep_ids=frozenset(keep_ids),
         )
         loaded = SOURCES[cfg.kind](request)
     except OSError as err:  # permissions, vanished files, I/O errors: name the file
@@ -113,7 +116,7 @@ def load_dataset(
     source_sha = loaded.source_sha256 or source_sha
 
     # Info and image columns leave the default features; empty ones keep older fingerprints.
-    unused = {k for k in ("info_columns", "image_columns") if not getattr(cfg, k)}
+    unused = {k for k in ("info_columns", "image_columns", "max_items") if not getattr(cfg, k)}
     options = cfg.model_dump(mode="json", exclude={"sha256", "path", "image_hosts"} | unused)
     if features is not None and not features.empty:  # derived columns change the features
         options["features"] = features.model_dump(mode="json")
@@ -123,6 +126,8 @@ def load_dataset(
         options["max_image_side"] = MAX_IMAGE_SIDE
     if cfg.kind == "demo":
         options["seed"] = project.seed
+    if loaded.pool_size is not None:  # a sample: which items it holds is part of the data
+        options["sample"] = hashlib.sha256("\n".join(loaded.ids.tolist()).encode()).hexdigest()
     features = np.ascontiguousarray(loaded.features, dtype=np.float32)
     name = cfg.demo if cfg.kind == "demo" else Path(cfg.path).stem
     return Dataset(
@@ -134,6 +139,7 @@ def load_dataset(
         fingerprint=fingerprint(source_sha, options),
         name=name or "dataset",
         columns=dict(loaded.columns),
+        pool_size=loaded.pool_size,
     )
 
 

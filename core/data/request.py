@@ -27,6 +27,7 @@ class LoadRequest:
     seed: int = 0
     progress: Progress | None = None
     features: FeaturesConfig | None = None  # derived columns (tables)
+    keep_ids: frozenset[str] = frozenset()  # items a sample (data.max_items) always includes
 
     @property
     def id_required(self) -> bool:
@@ -48,4 +49,5 @@ class Loaded:
     ground_truth: np.ndarray | None = None
     source_sha256: str = ""  # for sources without a path (demos); else load_dataset hashes it
     extra_digests: list[str] = field(default_factory=list)  # e.g. images a table points to
+    pool_size: int | None = None  # items in the whole source, when only a sample was loaded
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # tables: catalogue columns

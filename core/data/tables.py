@@ -37,6 +37,44 @@ def read_table(path: Path, kind: str, text_columns: list[str]):
         raise DataError(f"{path.name}: cannot read it as {kind.upper()}: {first}") from None
 
 
+def read_sample(request: LoadRequest):
+    """``(DataFrame, pool size)``: a Parquet pool over ``data.max_items`` items as the rows whose
+    id hashes into a share of about ``max_items`` of them, plus every ``keep_ids`` row; read part
+    by part, so memory holds one part and the sample, never the pool. ``(None, size)`` when the
+    pool is small enough to load whole."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from core.data.parquet_parts import plan_parts
+    from core.embed.tabular import id_hash_below
+
+    cfg = request.config
+    if cfg.kind != "parquet":
+        raise DataError(f"data.max_items: sampling needs a Parquet pool (data.kind parquet), "
+                        f"not {cfg.kind!r}")
+    files = parquet_files(request.path, cfg.path)
+    size = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if size <= cfg.max_items:
+        return None, size
+    id_col = cfg.id_column
+    if id_col not in pq.ParquetFile(files[0]).schema_arrow.names:
+        raise DataError(f"data.max_items: sampling a pool needs stable ids; {files[0].name} has no "
+                        f"{id_col!r} column (set data.id_column)")
+    keep = list(request.keep_ids)
+    frames = []
+    try:
+        for part in plan_parts(files):
+            frame = pq.ParquetFile(part.path).read_row_groups(list(part.row_groups)).to_pandas()
+            ids = frame[id_col].astype(str).str.strip().to_numpy(dtype=object)
+            chosen = id_hash_below(ids, cfg.max_items / size) | np.isin(ids, keep)
+            frames.append(frame[chosen])
+            if request.progress is not None:
+                request.progress(part.first_row + part.n_rows, size, f"sampling {size:,} items")
+    except (ValueError, OSError) as err:
+        raise DataError(f"cannot read the Parquet pool: {err}") from None
+    return pd.concat(frames, ignore_index=True), size
+
+
 def load_table(request: LoadRequest) -> Loaded:
     """Load a ``kind: csv`` or ``kind: parquet`` source, with its derived and catalogue columns."""
     from core.data.derived import derive_columns, derived_specs
@@ -45,7 +83,10 @@ def load_table(request: LoadRequest) -> Loaded:
     assert path is not None
     id_col, label_col, image_col = cfg.id_column, cfg.label_column, cfg.image_field
     text = [c for c in (id_col, label_col, image_col, *cfg.image_columns) if c]
-    df = read_table(path, cfg.kind, text)
+    df, pool_size = read_sample(request) if cfg.max_items else (None, None)
+    sampled = df is not None
+    if df is None:
+        df = read_table(path, cfg.kind, text)
     columns = [str(c) for c in df.columns]
     derived_names = [name for name, _, _ in derived_specs(request.features)]
 
@@ -111,6 +152,7 @@ def load_table(request: LoadRequest) -> Loaded:
         ground_truth=truth,
         extra_digests=digests,
         columns=catalogue,
+        pool_size=pool_size if sampled else None,
     )
 
 

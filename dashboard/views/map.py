@@ -302,8 +302,12 @@ class MapView(pn.viewable.Viewer):
         extra = ('<span class="tw-legend-item"><span class="tw-ring tw-ring-queue"></span>queued</span>'
                  '<span class="tw-legend-item"><span class="tw-ring"></span>selected</span>')
         mode = "rasterised" if self.rasterised else "points"
+        shown = len(self.state.dataset)
+        pool = getattr(self.state.dataset, "pool_size", None)
+        count = (f"{shown:,} of {pool:,} items: a sample plus every labelled item "
+                 "(tailwise score scores them all)" if pool else f"{shown:,} items")
         return (f'<div class="tw-legend">{body}{extra}'
-                f'<span class="tw-legend-mode">{len(self.state.dataset):,} items · {mode}</span></div>')
+                f'<span class="tw-legend-mode">{count} · {mode}</span></div>')
 
     def __panel__(self):
         colour = pn.widgets.Select.from_param(

@@ -8,11 +8,15 @@ import panel as pn
 
 from core.layout import QueueOptions
 from dashboard.state import AppState
+from dashboard.style import html_pane
 
 
 def queue_frame(state: AppState) -> pd.DataFrame:
-    """The queued items with score, reason and current label ('' when unlabelled)."""
-    labels = state.session.current_labels()
+    """The queued items with score, reason and current label ('' when unlabelled), read from
+    the shared map table for the queued rows only (not the whole label store)."""
+    column = state.frame.columns["label"]
+    names = np.asarray(column.categories, dtype=object)[column.codes[state.queue_rows()]]
+    labels = dict(zip(state.queue_ids, (str(n).strip() for n in names)))
     text = lambda values: np.asarray(values, dtype=object)
     return pd.DataFrame({
         "item": text(state.queue_ids),
@@ -70,4 +74,8 @@ class QueueView(pn.viewable.Viewer):
         button = pn.widgets.Button(label="▶ Next batch", color="success", css_classes=["tw-next-batch"],
                                    sizing_mode="stretch_width", disabled=s.param.job.rx() == "queue")
         button.on_click(self._next)
-        return pn.Column(pn.Row(strategy, batch), target, button, self.table, sizing_mode="stretch_width")
+        chosen_by = html_pane(pn.bind(
+            lambda v: f'<span class="tw-queue-model" data-version="{"" if v is None else int(v)}" hidden></span>',
+            s.param.queue_model), height=0, margin=0)
+        return pn.Column(pn.Row(strategy, batch), target, button, self.table, chosen_by,
+                         sizing_mode="stretch_width")

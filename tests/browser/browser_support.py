@@ -33,6 +33,7 @@ class Server:
     project: Path
     store: Path
     log: Path
+    pid: int = 0  # the panel serve process (benchmarks read its memory)
 
 
 def _free_port() -> int:
@@ -77,7 +78,7 @@ def serve_dashboard(project: Path, *, log: Path | None = None) -> Iterator[Serve
     try:
         wait_until_live(process, url, log)
         yield Server(url=f"{url}/dashboard", project=project,
-                     store=config.resolve(config.label_store), log=log)
+                     store=config.resolve(config.label_store), log=log, pid=process.pid)
     finally:
         stop(process)
 

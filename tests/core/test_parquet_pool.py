@@ -106,3 +106,46 @@ def test_generated_ids_follow_the_row_order_across_parts(tmp_path, write_project
     ids = np.concatenate([read_part(p, spec).ids for p in plan_parts(parquet_files(path), 5)])
     np.testing.assert_array_equal(ids, ds.ids)
     assert ids[0] == "item-000001" and ids[-1] == "item-000024"
+
+
+def test_a_pool_over_max_items_opens_as_a_sample_with_every_labelled_item(tmp_path, write_project):
+    """data.max_items: the session (and so the dashboard's map) holds an id-hash sample plus
+    every labelled item, knows the pool's size, and reads the pool part by part."""
+    from core.labels import LabelStore
+    from core.project import ClassConfig
+    from core.session import Session
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for j in range(4):
+        _frame(j * 5_000, 5_000, j).to_parquet(pool / f"p{j}.parquet", index=False,
+                                               row_group_size=1_000)
+    path = write_project({"kind": "parquet", "path": "pool", "max_items": 2_000},
+                         classes=[{"name": "star"}, {"name": "galaxy"}], map={"method": "pca"})
+    labelled = [f"x{i}" for i in range(0, 20_000, 400)]  # 50 items spread over the pool
+    with LabelStore(tmp_path / "labels.sqlite") as store:
+        store.set_classes([ClassConfig(name="star"), ClassConfig(name="galaxy")])
+        store.record_many(labelled, "star", "ann")
+    session = Session.open(load_project(path))
+    ds = session.dataset
+    assert ds.pool_size == 20_000 and 1_500 < len(ds) < 2_600
+    assert set(labelled) <= set(ds.ids.tolist())
+    # The same sample whatever the split into files: a pure function of the ids.
+    whole = load_dataset(load_project(write_project(
+        {"kind": "parquet", "path": "pool/p*.parquet", "max_items": 2_000}, name="glob.yaml")),
+        keep_ids=frozenset(labelled))
+    np.testing.assert_array_equal(whole.ids, ds.ids)
+    # The sample is part of the data's fingerprint (the embedding cache follows it).
+    more = load_dataset(load_project(path), keep_ids=frozenset(labelled + ["x19999"]))
+    assert more.fingerprint != ds.fingerprint
+    session.prepare()
+    assert session.xy.shape == (len(ds), 2)
+    session.store.close()
+    # Small pools load whole; sampling needs ids.
+    small = load_dataset(load_project(write_project({"kind": "parquet", "path": "pool",
+                                                     "max_items": 50_000}, name="small.yaml")))
+    assert small.pool_size is None and len(small) == 20_000
+    _frame(0, 3_000, 9).drop(columns=["id"]).to_parquet(tmp_path / "noid.parquet", index=False)
+    with pytest.raises(DataError, match="needs stable ids"):
+        load_dataset(load_project(write_project({"kind": "parquet", "path": "noid.parquet",
+                                                 "max_items": 1_000}, name="noid.yaml")))

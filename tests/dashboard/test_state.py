@@ -268,6 +268,8 @@ def test_large_label_and_undo_actions_run_off_the_serving_thread(session, monkey
     assert len(threads) == 1 and threads[0].startswith("tailwise-store")
     assert writer.job == "" and "undone 200 labels" in writer.status
     assert writer.frame.counts("label").get("4", 0) == 0  # the shared table followed the undo
+
+
 def test_the_model_panel_says_which_learner_auto_chose(session):
     from core.project import AutoConfig, LogisticConfig, RandomForestConfig
 
@@ -280,3 +282,27 @@ def test_the_model_panel_says_which_learner_auto_chose(session):
     choice = session.state.model_choice
     assert state.learner == choice.chosen in ("logistic", "random_forest")
     assert state.learner_reason == choice.reason and "out-of-fold" in choice.reason
+
+
+def test_a_new_model_refreshes_the_queue_of_every_tab(session):
+    """After one tab retrains, another tab's next refresh asks the new model for its batch."""
+    import asyncio
+
+    a, b = AppState(session, annotator="a"), AppState(session, annotator="b")
+    label_truth(a, 3, ["0", "1", "2"])
+    assert a.retrain()
+    b.refresh()
+    b.next_batch()
+    first = b.model_version
+    assert b.queue_model == first and b.queue_ids
+    label_truth(a, 4, ["3"])
+    assert a.retrain() and a.model_version == first + 1
+
+    async def tick():
+        assert b.refresh()
+        while b.queue_model != a.model_version:  # the new batch is chosen in a worker thread
+            await asyncio.sleep(0.01)
+        return b.queue_model
+
+    assert run_async(asyncio.wait_for(tick(), 60)) == first + 1
+    assert b.model_version == first + 1 and len(b.queue_ids) == b.batch_size

@@ -158,3 +158,26 @@ def test_metrics_tables_follow_the_model(session):
     assert (table["recall"] != "–").any()
     assert not table.isna().any().any() and not table.astype(str).apply(
         lambda c: c.str.contains(r"\?|nan", case=False)).any().any()
+
+
+def test_the_map_says_when_it_shows_a_sample_of_a_larger_pool(tmp_path):
+    import pandas as pd
+    import yaml
+
+    from core.session import Session
+    from dashboard.views.map import MapView
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "pool").mkdir()
+    frame = pd.DataFrame(rng.normal(size=(12_000, 4)), columns=list("abcd"))
+    frame.insert(0, "id", [f"s{i}" for i in range(12_000)])
+    frame.to_parquet(tmp_path / "pool" / "all.parquet", index=False, row_group_size=3_000)
+    path = tmp_path / "project.yaml"
+    path.write_text(yaml.safe_dump({"name": "big", "classes": [{"name": "x"}, {"name": "y"}],
+                                    "data": {"kind": "parquet", "path": "pool", "max_items": 3_000},
+                                    "map": {"method": "pca"}}), encoding="utf-8")
+    session = Session.open(path)
+    session.prepare()
+    legend = MapView(AppState(session), raster_threshold=10)._legend("label")
+    assert f"{len(session.dataset):,} of 12,000 items: a sample plus every labelled item" in legend
+    session.store.close()
