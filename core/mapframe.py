@@ -88,14 +88,17 @@ class MapFrame:
         self._lock = threading.RLock()
 
     def table(self):
-        """A pandas DataFrame over the current arrays (``x, y`` float32, the categorical columns,
-        ``uncertainty``), built without copying them; the same object until the next change."""
+        """A pandas DataFrame over the current arrays (``x, y`` float32, the categorical columns and
+        their integer codes as ``<name>_code``, ``uncertainty``), built without copying them; the
+        same object until the next change."""
         import pandas as pd
 
         with self._lock:
             if self._table is None or self._table[0] != self.version:
                 columns = {"x": self._x, "y": self._y}
                 columns.update({name: self.columns[name].categorical() for name in CATEGORICAL})
+                # the same codes as numbers, for reductions that need them (max code per pixel)
+                columns.update({f"{name}_code": self.columns[name].codes for name in CATEGORICAL})
                 columns["uncertainty"] = self.uncertainty
                 self._table = (self.version, pd.DataFrame(columns, copy=False))
             return self._table[1]
