@@ -3,7 +3,7 @@ process and on ``distributed.LocalCluster`` s of 1 and 2 worker processes; the d
 and a sized estimate for 10^8 items on 100 workers.
 
 Each run is ``tailwise score`` (``core.score_job.score_project``) in a fresh process, so the
-driver's peak memory (``ru_maxrss``) is that of the run alone. Throughput is the scoring pass only
+driver's peak memory (``VmHWM``) is that of the run alone. Throughput is the scoring pass only
 (items / s from ``summary.json``), not the cluster's start.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r'''
-import json, os, resource, sys, time
+import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from core.score_job import score_project
 scheduler = None if sys.argv[5] == "none" else sys.argv[5]
@@ -27,7 +27,7 @@ t0 = time.perf_counter()
 r = score_project(sys.argv[2], sys.argv[3], sys.argv[4], scheduler=scheduler)
 print("RESULT " + json.dumps({"items": r.n_items, "parts": r.n_parts, "wall_s": time.perf_counter() - t0,
       "scoring_s": r.summary["scoring_seconds"], "items_per_s": r.items_per_second,
-      "workers": r.summary["workers"], "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "workers": r.summary["workers"], "driver_peak_mb": [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0],
       "load": os.getloadavg()}))
 '''
 

@@ -4,7 +4,7 @@
 exact kNN graph, a parametric network placing the other items), on the 64-d long-tailed blobs of
 ``benchmarks/scale.py`` (20 blobs, sizes 0.7^k). A fresh Python process per size, so the numba
 compilation a server pays once is included, as a user meets it. Also: the stages (from the
-progress reports), peak memory (``ru_maxrss``) and the placement quality: for 2,000 placed items,
+progress reports), peak memory (``VmHWM``) and the placement quality: for 2,000 placed items,
 the share whose nearest UMAP-sample point on the map belongs to the same blob (the old
 nearest-neighbour placement is measured on the same sample for reference, at 10^5).
 """
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_1M_S, GOAL_1M_S = 60.0, 30.0
 
 _CHILD = r'''
-import json, os, resource, sys, time
+import json, os, sys, time
 for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(v, "1")
 sys.path.insert(0, sys.argv[2])
@@ -32,8 +32,12 @@ from core.project import MapConfig
 from core.projection import _choose_sample, fit_map
 
 n = int(sys.argv[1])
+def peak_mb():  # VmHWM: this process's peak (ru_maxrss would carry the parent's across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 x, blob, _ = make_data(n)
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss0 = peak_mb()
 stages, t0 = [], time.perf_counter()
 def progress(done, total, message):
     kind = message.split(":")[0].split(" (")[0]
@@ -50,7 +54,7 @@ nn = NearestNeighbors(n_neighbors=1).fit(xy[sample])
 _, j = nn.kneighbors(xy[probe])
 purity = float((blob[sample][j[:, 0]] == blob[probe]).mean())
 out = {"n": n, "seconds": total, "stages": stages, "purity": purity,
-       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+       "peak_rss_mb": peak_mb(),
        "data_rss_mb": rss0, "load": os.getloadavg()}
 if n <= 200_000:  # the old exact nearest-neighbour placement, for reference
     fit_x, fit_xy = x[sample], xy[sample]
@@ -92,7 +96,7 @@ def report(results: dict) -> str:
         for name, _ in results[n]["stages"]:
             if name not in stage_names:
                 stage_names.append(name)
-    for name in stage_names:
+    for name in [s for s in stage_names if s != "map ready"]:
         cells = []
         for n in sizes:
             st = results[n]["stages"]

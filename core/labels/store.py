@@ -155,8 +155,11 @@ class LabelStore:
         when = now()
         with self.db.write() as conn:
             require(conn, {lab for _, lab in pairs if lab is not None})
-            splits = _latest_splits(conn, [item for item, _ in pairs]) if split is None else {}
             action = _new_action(conn)
+            if len(pairs) >= BULK_ROWS:  # one INSERT ... SELECT: no per-row round trip
+                return _insert_bulk(conn, action, pairs, (annotator, when, origin, model_version,
+                                                          note), split)
+            splits = _latest_splits(conn, [item for item, _ in pairs]) if split is None else {}
             return _insert_action(conn, action, [
                 (item, lab, annotator, when, origin, model_version, note, None, action,
                  split or splits.get(item, "train")) for item, lab in pairs])
@@ -485,6 +488,30 @@ def _refuse_if_covered(conn: sqlite3.Connection, action: int, annotator: str) ->
     raise LabelStoreError(
         f"cannot undo {annotator!r}'s last action: {shown}{more}. Nothing was undone; "
         "undo never changes a label someone else set since")
+
+
+BULK_ROWS = 5_000  # actions of at least this many items go through a temporary table
+
+
+def _insert_bulk(conn: sqlite3.Connection, action_id: int, pairs: list[tuple[str, str | None]],
+                 common: tuple, split: str | None) -> list[int]:
+    """One action's events through a temporary table and a single ``INSERT ... SELECT``: the
+    items' splits (kept when ``split`` is None) are looked up in SQL, not one query per chunk."""
+    annotator, when, origin, model_version, note = common
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS pending_labels "
+                 "(seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL, label TEXT)")
+    conn.execute("DELETE FROM pending_labels")
+    conn.executemany("INSERT INTO pending_labels(item_id, label) VALUES (?, ?)", pairs)
+    kept = ("COALESCE((SELECT e.split FROM events AS e WHERE e.item_id = p.item_id "
+            "ORDER BY e.event_id DESC LIMIT 1), 'train')")
+    conn.execute(
+        "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, undoes, "
+        f"action_id, split) SELECT p.item_id, p.label, ?, ?, ?, ?, ?, NULL, ?, {'?' if split else kept} "
+        "FROM pending_labels AS p ORDER BY p.seq",
+        (annotator, when, origin, model_version, note, action_id, *((split,) if split else ())))
+    conn.execute("DELETE FROM pending_labels")
+    return [int(r[0]) for r in conn.execute(
+        "SELECT event_id FROM events WHERE action_id = ? ORDER BY event_id", (action_id,))]
 
 
 def _insert_action(conn: sqlite3.Connection, action_id: int, rows: list[tuple]) -> list[int]:

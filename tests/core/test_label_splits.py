@@ -104,3 +104,22 @@ def test_splits_travel_through_json_lines_and_csv(store, tmp_path):
     assert [r.split for r in read_events_csv(tmp_path / "events.csv")] == ["train", "test"]
     (tmp_path / "no-split.csv").write_text("item_id,label\nc,star\n", encoding="utf-8")
     assert [r.split for r in read_events_csv(tmp_path / "no-split.csv")] == ["train"]
+
+
+def test_bulk_actions_keep_each_items_split_like_small_ones(store):
+    """Actions of thousands of items take the single-statement path: same events, same splits."""
+    from core.labels import store as store_module
+
+    ids = [f"i{k}" for k in range(store_module.BULK_ROWS + 500)]
+    store.record_many(ids[:300], "qso", "ann", split="test")  # some items already in the test split
+    events = store.record_many(ids, "star", "bob")  # keeps each item's split
+    assert len(events) == len(ids) and events == sorted(events)
+    assert [e.item_id for e in store.action(store.event(events[0]).action_id)] == ids
+    assert set(store.current(split="test")) == set(ids[:300])
+    assert len(store.current(split="train")) == len(ids) - 300
+    store.record_labels(dict.fromkeys(ids), "bob")  # a bulk retraction, splits kept too
+    assert store.current() == {} and store.splits() == {}
+    assert store.undo_count("bob") == len(ids)
+    assert set(store.current(split="test")) == set(ids[:300])
+    moved = store.record_many(ids, "qso", "carol", split="test")
+    assert len(moved) == len(ids) and len(store.current(split="test")) == len(ids)
