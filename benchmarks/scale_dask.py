@@ -118,11 +118,15 @@ def _estimate(res: dict, per_worker: float) -> list[str]:
         f"received: per part its top 100 candidates and confusion counts (~{top / 1e6:.0f} MB in all) "
         f"and, for a retrain, the first pass's column statistics, labelled rows and the map sample "
         f"(~{survey / 1e6:.1f} MB): nothing pool-sized reaches the driver;",
-        f"- time: {n_big:,} / ({per_worker:,.0f} x {workers}) = **{compute_s / 60:.1f} min** of scoring "
-        f"at this machine's per-core speed, plus scheduling ({parts:,} tasks, ~1 ms each on the "
-        f"scheduler = {parts / 1000:.0f} s) and reading {n_big * in_per_item / workers / 1e6:.0f} MB "
-        "per worker (seconds at 100 MB/s): about "
-        f"**{(compute_s + parts / 1000 + n_big * in_per_item / workers / 1e8) / 60:.0f} min** for the "
-        "scoring pass; `retrain --scheduler` adds one read-only pass of the same size (the survey) "
-        "and the driver's fit on the labels (seconds to minutes, independent of the pool size).",
+        f"- time: {n_big:,} / ({per_worker:,.0f} x {workers}) = **{compute_s:.0f} s** of scoring at "
+        f"this machine's per-core speed, plus scheduling ({parts:,} tasks at ~1 ms each on the "
+        f"scheduler: {parts / 1000:.1f} s), reading {n_big * in_per_item / workers / 1e6:.0f} MB per "
+        f"worker ({n_big * in_per_item / workers / 1e8:.0f} s at 100 MB/s each, if the shared file "
+        f"system sustains {workers * 100 / 1000:.0f} GB/s; at 1 GB/s in all it takes "
+        f"{n_big * in_per_item / 1e9:.0f} s) and writing the part files: about "
+        f"**{compute_s + parts / 1000 + n_big * in_per_item / workers / 1e8:.0f} s to "
+        f"{compute_s + parts / 1000 + n_big * (in_per_item + out_per_item) / 1e9:.0f} s** for the "
+        "scoring pass, I/O-bound beyond a few dozen workers. `retrain --scheduler` adds one "
+        "read-only pass of the same size (the survey) and the driver's fit on the labels (seconds "
+        "to minutes, independent of the pool size).",
     ]

