@@ -86,8 +86,12 @@ def single(pool_project) -> Path:
 
 @pytest.fixture(scope="module")
 def on_cluster(pool_project, cluster) -> Path:
+    """`tailwise retrain PROJECT --out DIR --scheduler tcp://HOST:PORT`, as users type it."""
     out = pool_project.parent / "on-cluster"
-    retrain_project(pool_project, out, scheduler=cluster[0].scheduler_address)
+    result = CliRunner().invoke(app, ["retrain", str(pool_project), "--out", str(out), "-q",
+                                      "--scheduler", cluster[0].scheduler_address])
+    assert result.exit_code == 0, result.output
+    assert f"over {N_ITEMS} items" in result.output
     return out
 
 
@@ -198,3 +202,19 @@ def test_score_refuses_what_cannot_be_split_with_a_clear_message(demo_project, s
     assert "cannot be split into partitions" in result.output and "parquet" in result.output
     result = CliRunner().invoke(app, ["retrain", str(demo_project), "--scheduler", "nowhere:1"])
     assert result.exit_code == 2 and "--scheduler" in result.output
+
+
+def test_the_score_command_on_a_scheduler_writes_parts_candidates_and_a_summary(single, pool_project,
+                                                                                cluster, tmp_path):
+    import json
+
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["score", str(pool_project), "--model", str(single), "--out",
+                                      str(out), "--scheduler", cluster[0].scheduler_address, "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"scored {N_ITEMS} items" in result.output and "items/s" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["items"] == N_ITEMS and summary["workers"] == 2
+    assert summary["ground_truth"]["n_evaluated"] == N_ITEMS - 12 * N_CLASSES
+    assert len(pd.read_parquet(out / "predictions.parquet")) == N_ITEMS
+    assert len(pd.read_parquet(out / "candidates.parquet")) == 100
