@@ -12,11 +12,24 @@ import sys
 _ARGV = list(sys.argv[1:])  # bokeh runs this module with the --args of `panel serve`
 
 
+def show_progress_in_log() -> None:
+    """Let the ``tailwise`` logger's INFO lines (progress of long steps) reach the server log.
+
+    ``panel serve`` sets only the ``bokeh`` logger to its ``--log-level`` (INFO by default); the
+    root logger stays at WARNING, which would hide every progress line of ours. Ours follows
+    ``--log-level`` too.
+    """
+    ours = logging.getLogger("tailwise")
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.getLogger("bokeh").getEffectiveLevel())
+
+
 def on_server_loaded(server_context) -> None:
     from core.serve import where_it_lives
     from dashboard.app import resolve_project
     from dashboard.state import open_shared
 
+    show_progress_in_log()
     try:
         project = resolve_project(_ARGV)
         # Say where the project and its label store are: the quick start writes them for you.

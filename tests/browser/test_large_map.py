@@ -111,3 +111,13 @@ def test_lasso_drawn_with_the_mouse_labels_the_selection(page: Page, large_serve
     assert changed > 1.0, "the map did not change colour after labelling"
     page.screenshot(path=screenshots / "large-map-lasso.png", full_page=True)
     expect(page.locator(".tw-error")).to_have_count(0)
+
+
+def test_the_server_log_reports_the_progress_of_preparing_the_project(page: Page, large_server):
+    """``panel serve`` leaves the root logger at WARNING: the progress lines must still be there."""
+    page.goto(large_server.url)
+    expect(page.locator(".tw-label-star").first).to_be_visible(timeout=WAIT_MS)
+    lines = [line for line in large_server.log.read_text().splitlines()
+             if "preparing project.yaml:" in line]
+    assert "loading embeddings and map (0/1)" in lines[0], lines
+    assert "ready (1/1)" in lines[-1], lines
