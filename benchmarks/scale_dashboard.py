@@ -48,7 +48,11 @@ def _memory(pid: int) -> dict:
 
 
 def _drag(page, fx0, fy0, fx1, fy1) -> None:
-    box = page.locator(".tw-map .bk-Canvas").first.bounding_box()
+    """A box selection with the mouse over fractions of the map (scrolled into view first: the
+    queue and class buttons may have scrolled the page)."""
+    canvas = page.locator(".tw-map .bk-Canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
     page.mouse.move(box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
     page.mouse.down()
     page.mouse.move(box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"], steps=8)
