@@ -40,14 +40,16 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
         _atomic_text,
         render_report,
         write_bytes,
+        write_suspects,
     )
     from core.metrics import headline
     from core.jsonable import jsonable
     from core.models.io import model_to_bytes, save_model
     from core.pipeline import (
         check_trainable,
-        cross_validated_metrics,
         fit_labelled,
+        oof_metrics,
+        out_of_fold,
         tail_classes,
         test_metrics_of,
     )
@@ -88,7 +90,9 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
         model = fit_labelled(project, x_l[train], y)
         tails = tail_classes(project, y)
         report(0, 1, "cross-validating on the expert labels")
-        cv = cross_validated_metrics(project, x_l[train], y, tails, model=model)
+        oof_rows, oof_proba = out_of_fold(project, model, x_l[train], y)
+        cv = oof_metrics(y, (oof_rows, oof_proba, tuple(str(c) for c in model.classes_)), tails)
+        trust = cluster_trust(project, model, ids_l[train], y, (oof_rows, oof_proba))
         test = None
         if (~train).any():  # the expert-curated test split: measured, never trained on
             truth = np.array([labels.test[i] for i in ids_l[~train].tolist()], dtype=object)
@@ -123,7 +127,9 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
                     "scoring_seconds": result.seconds,
                     "items_per_second": result.rows / max(result.seconds, 1e-9),
                     "map_fitted_on": int(map_rows)},
+        **trust["metrics"],
     }
+    write_suspects(out / "suspects.csv", trust["suspects"])
     save_model(model, out)
     write_bytes(out / ENCODER_FILE, transform.to_bytes())
     write_bytes(out / MAP_FILE, projector.to_bytes())
@@ -139,6 +145,31 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
     report(1, 1, f"wrote {len(files)} files to {out}")
     return RetrainResult(out_dir=out, files=files, n_items=n_total, n_labels=len(y), classes=classes,
                          metrics=metrics, label_source=labels.source, seconds=seconds)
+
+
+def cluster_trust(project: ProjectConfig, model, ids: np.ndarray, y: np.ndarray,
+                  oof: tuple) -> dict[str, Any]:
+    """Suspects and calibration from the labels' out-of-fold predictions. The pool is scored on
+    the workers, part by part, so no prevalence here, and labels come without a label store, so
+    no agreement (both null; ``tailwise retrain`` without ``--scheduler`` computes them)."""
+    from core.quality.reliability import ece_by_class
+    from core.quality.round import calibration_method, cv_calibration
+    from core.quality.suspects import find_suspects, suspect_reason
+
+    classes = tuple(str(c) for c in model.classes_)
+    rows, raw = oof
+    suspects = []
+    if rows is not None and raw is not None and len(rows):
+        suspects = [{**r, "reason": suspect_reason(r)}
+                    for r in find_suspects(ids[rows], y[rows], raw, classes)]
+    calibration = cv_calibration(model, calibration_method(model, project.model.kind), classes,
+                                 y.astype(str), oof)
+    return {"suspects": suspects, "metrics": {
+        "prevalence": None,
+        "prevalence_details": {"note": "not computed with --scheduler"},
+        "calibration": ece_by_class(calibration),
+        "calibration_details": calibration, "agreement": None, "stopping": None,
+        "n_suspects": len(suspects)}}
 
 
 def _fit_projector(project: ProjectConfig, model, transform, survey, progress):

@@ -19,6 +19,14 @@ encoder and model, and writes into one output folder:
     test split (with Wilson intervals for per-class recall) when there is one, on the ground truth
     when the data has a label column, and the ``headline``: the most trustworthy of the three
     (ground truth > test split > cross-validation) with the number of items it rests on;
+    Also the trust report (``core.quality``): ``prevalence`` (``{class: {"estimate", "low",
+    "high"}}``, expected counts of each class among the *unlabelled* items with a 90 % interval),
+    ``calibration`` (``{class: {"ece_before", "ece_after"}}`` on held-out labels; bins and method
+    in ``calibration_details``), ``agreement`` (kappa and alpha between annotators with
+    intervals; null when no item has labels of two annotators) and ``stopping`` (guidance);
+``suspects.csv``
+    the expert labels the model doubts, most suspicious first: ``id``, ``label``, ``suggested``,
+    ``score`` (1 - out-of-fold probability of the label), ``reason``;
 ``report.md``
     a short summary for people.
 
@@ -50,6 +58,7 @@ OUTPUT_FILES = (
     "model.json",
     "predictions.parquet",
     "metrics.json",
+    "suspects.csv",
     "report.md",
 )
 ENCODER_FILE = "encoder.safetensors"
@@ -208,6 +217,22 @@ def _metrics(session, state) -> dict[str, Any]:
         "ground_truth": truth,
         "headline": headline(truth, test, cv),
         "model_choice": state.model_choice.to_dict() if state.model_choice else None,
+        **trust_metrics(session, state),
+    }
+
+
+def trust_metrics(session, state) -> dict[str, Any]:
+    """The trust report's keys of metrics.json: prevalence, calibration, agreement, stopping."""
+    from core.quality.reliability import ece_by_class
+
+    return {
+        "prevalence": state.prevalence,
+        "prevalence_details": state.prevalence_details,
+        "calibration": ece_by_class(state.calibration),
+        "calibration_details": state.calibration or None,
+        "agreement": session.agreement(),
+        "stopping": state.stopping,
+        "n_suspects": len(session.suspects()),
     }
 
 
@@ -262,7 +287,8 @@ def _write_outputs(
         import shutil
 
         shutil.rmtree(target)
-    predictions.to_parquet(target, index=False)
+    _write_predictions(predictions, target, state)
+    write_suspects(out / "suspects.csv", session.suspects())
     _atomic_text(
         out / "metrics.json", json.dumps(jsonable(metrics), indent=2, sort_keys=True) + "\n"
     )
@@ -277,6 +303,30 @@ def _write_outputs(
         else:
             (out / name).unlink(missing_ok=True)
     return files
+
+
+def _write_predictions(frame, target: Path, state) -> None:
+    """predictions.parquet, with the prevalence estimates in its metadata
+    (``tailwise.prevalence``: the same JSON as in metrics.json)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {b"tailwise.prevalence": json.dumps(jsonable(state.prevalence)).encode("utf-8")}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    pq.write_table(table, target)
+
+
+def write_suspects(path: Path, suspects: list[dict[str, Any]]) -> Path:
+    """suspects.csv: ``id, label, suggested, score, reason``, most suspicious first."""
+    import pandas as pd
+
+    from core.quality.suspects import SUSPECT_COLUMNS
+
+    frame = pd.DataFrame([{k: row[k] for k in SUSPECT_COLUMNS} for row in suspects],
+                         columns=list(SUSPECT_COLUMNS))
+    _atomic_text(path, frame.to_csv(index=False))
+    return path
 
 
 @dataclass(frozen=True)
@@ -343,6 +393,7 @@ def render_report(facts: ReportFacts, queued, metrics: dict) -> str:
         lines += _metric_lines(f"test split ({test['n_evaluated']:,} expert-labelled items)", test)
         lines += _recall_interval_lines(test)
     lines += _metric_lines("cross-validated on expert labels", cv)
+    lines += _trust_lines(metrics)
     if len(queued):
         lines += [
             "",
@@ -361,6 +412,43 @@ def render_report(facts: ReportFacts, queued, metrics: dict) -> str:
             ]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _trust_lines(metrics: dict) -> list[str]:
+    """Prevalence, calibration, agreement, suspects and stopping guidance, for people."""
+    lines = ["## Trust", ""]
+    details = metrics.get("prevalence_details") or {}
+    for name, text in (details.get("text") or {}).items():
+        lines.append(f"- {_cell(text)}")
+    calibration = metrics.get("calibration") or {}
+    if calibration:
+        cal = metrics.get("calibration_details") or {}
+        lines += ["", f"Calibration ({_cell(cal.get('method', ''))}; expected calibration error "
+                  f"on {_cell(cal.get('source', ''))}, class-balanced):", "",
+                  "| class | ECE before | ECE after |", "| --- | ---: | ---: |"]
+        for name, v in calibration.items():
+            lines.append(f"| {_cell(name)} | {v['ece_before']:.3f} | {v['ece_after']:.3f} |")
+    agreement = metrics.get("agreement")
+    lines.append("")
+    if agreement:
+        kappa, alpha = agreement["kappa"], agreement["alpha"]
+        lines.append(f"- agreement on {agreement['items']} items labelled twice: "
+                     f"{agreement['kappa_method']} kappa {_number(kappa)}, Krippendorff's alpha "
+                     f"{_number(alpha)}; {agreement.get('open_conflicts', 0)} open conflicts")
+    else:
+        lines.append("- agreement: no item has labels of two annotators")
+    lines.append(f"- suspect labels: {metrics.get('n_suspects', 0)} (suspects.csv)")
+    if metrics.get("stopping"):
+        lines.append(f"- stopping: {_cell(metrics['stopping']['text'])}")
+    return lines + [""]
+
+
+def _number(stat: dict) -> str:
+    value, low, high = stat.get("value"), stat.get("low"), stat.get("high")
+    if value is None:
+        return "undefined"
+    interval = f" (95 % interval {low:.2f}–{high:.2f})" if low is not None and high is not None else ""
+    return f"{value:.2f}{interval}"
 
 
 def _cell(value: Any) -> str:

@@ -48,6 +48,13 @@ class ModelState:
     # Out-of-fold probabilities of (a bounded subset of) the labelled items: ids and (m, k) rows.
     oof_ids: np.ndarray | None = None
     oof_proba: np.ndarray | None = None
+    # Trust report (core.quality): suspect labels (most suspicious first), calibration before and
+    # after on held-out labels, prevalence of each class in the unlabelled pool, stopping guidance.
+    suspects: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    prevalence: dict[str, dict[str, float]] | None = None
+    prevalence_details: dict[str, Any] | None = None
+    stopping: dict[str, Any] | None = None
 
 
 def training_rows(dataset: Dataset, labels: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,14 +149,15 @@ def train_round(
     report(2, 3, "measuring")
     tails = tail_classes(project, y)
     truth = ground_truth_metrics(dataset, rows, y, predicted, tails)
-    oof_rows, oof_proba, cv = None, None, {}
-    if truth is None or getattr(model, "oof_proba_", None) is not None:  # else not needed now
-        oof_rows, oof_proba = out_of_fold(project, model, embedding[rows], y)
-        cv = oof_metrics(y, (oof_rows, oof_proba, classes), tails)
+    # Out-of-fold predictions every round: suspects, calibration and prevalence rest on them.
+    oof_rows, oof_proba = out_of_fold(project, model, embedding[rows], y)
+    cv = oof_metrics(y, (oof_rows, oof_proba, classes), tails)
     metrics = truth or dict(cv)
     if choice is not None:
         metrics["model_choice"] = choice.to_dict()
     test_metrics = test_split_metrics(project, dataset, test_labels or {}, y, predicted)
+    quality = _assess(project, dataset, embedding, model, classes, proba, rows, y,
+                      (oof_rows, oof_proba), test_labels or {})
     report(3, 3, f"model v{model_version} ready")
     names, counts = np.unique(y.astype(str), return_counts=True)
     return ModelState(
@@ -170,7 +178,27 @@ def train_round(
         cv_metrics=cv,
         oof_ids=None if oof_rows is None else dataset.ids[rows[oof_rows]],
         oof_proba=oof_proba,
+        suspects=quality.suspects,
+        calibration=quality.calibration,
+        prevalence=quality.prevalence,
+        prevalence_details=quality.prevalence_details,
     )
+
+
+def _assess(project: ProjectConfig, dataset: Dataset, embedding: np.ndarray, model: Any,
+            classes: tuple[str, ...], proba: np.ndarray, rows: np.ndarray, y: np.ndarray,
+            oof: tuple, test_labels: dict[str, str]):
+    """The round's trust report (:func:`core.quality.round.assess_round`)."""
+    from core.quality.round import assess_round
+
+    test_rows, test_y = training_rows(dataset, test_labels)
+    labelled = np.zeros(len(dataset), dtype=bool)
+    labelled[rows] = True
+    labelled[test_rows] = True
+    return assess_round(kind=project.model.kind, model=model, classes=classes, ids=dataset.ids,
+                        embedding=embedding, proba=proba, rows=rows, y=y.astype(str), oof=oof,
+                        ground_truth=dataset.ground_truth, test=(test_rows, test_y),
+                        unlabelled=np.flatnonzero(~labelled), seed=project.seed)
 
 
 def _unlabelled_kw(project: ProjectConfig, embedding: np.ndarray, unlabelled: np.ndarray) -> dict:

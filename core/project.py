@@ -47,6 +47,7 @@ StrategyName = Literal[
     "discovery",
     "target_class",
     "typiclust",
+    "suspects",
 ]
 ENCODER_KINDS: tuple[str, ...] = get_args(EncoderKind)
 LOSSES: tuple[str, ...] = get_args(Loss)
@@ -301,6 +302,16 @@ class QueryConfig(_Strict):
     cold_start: int = Field(10, ge=0, description="Use the cold-start strategy below this many labels.")
 
 
+class AgreementConfig(_Strict):
+    """Double labelling, to measure how far experts agree (``core.quality.agreement``)."""
+
+    double_share: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Share of every queued batch filled with items another annotator already "
+        "labelled (never the one who labelled them), for a second, independent opinion.",
+    )
+
+
 class MapConfig(_Strict):
     """How embeddings become the 2-D map."""
 
@@ -421,6 +432,7 @@ class ProjectConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     model: ModelConfig = Field(default_factory=AutoConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
+    agreement: AgreementConfig = Field(default_factory=AgreementConfig)
     map: MapConfig = Field(default_factory=MapConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     seed: int = Field(0, ge=0, le=2**32 - 1)

@@ -40,6 +40,8 @@ class RoundRecord:
     tail_recall: float | None
     time: float
     source: str
+    prediction_change: float | None = None  # share of the pool whose prediction changed
+    rare_in_pool: float | None = None  # expected unlabelled items of the rare classes
 
 
 class Session:
@@ -372,11 +374,14 @@ class Session:
             state = train_round(self.project, self.dataset, embedding, labels,
                                 model_version=version, previous=previous, progress=progress,
                                 test_labels=self.test_labels())
+            state = replace(state, stopping=self._stopping(state))
             m = state.metrics
             record = RoundRecord(
                 model_version=version, n_labels=state.n_labels,
                 balanced_accuracy=m.get("balanced_accuracy"), macro_f1=m.get("macro_f1"),
-                tail_recall=m.get("tail_recall"), time=state.trained_at, source=m.get("source", ""))
+                tail_recall=m.get("tail_recall"), time=state.trained_at, source=m.get("source", ""),
+                prediction_change=state.stopping["prediction_change"],
+                rare_in_pool=(state.stopping["rare_in_pool"] or {}).get("estimate"))
             with self._lock:  # swap in the new model; held only for the assignment
                 self._version_counter = version
                 self._state = state
@@ -385,6 +390,17 @@ class Session:
                 self._snapshot_event = event_id
             self._save_snapshot(state, event_id)
             return state
+
+    def _stopping(self, state: ModelState) -> dict:
+        """Stopping guidance of a new round against the one before (``core.quality.stopping``)."""
+        from core.quality.stopping import prediction_change, stopping_guidance
+
+        before = self._state
+        change = prediction_change(None if before is None else before.predicted, state.predicted)
+        earlier = None if before is None or not before.stopping else before.stopping.get(
+            "prediction_change")
+        rare = list(dict.fromkeys(self.project.rare_classes + [c.name for c in self.classes if c.rare]))
+        return stopping_guidance(change, earlier, state.prevalence, rare)
 
     def _save_snapshot(self, state: ModelState, event_id: int) -> None:
         """Keep the new model on disk for a restart (a failure to write only warns)."""
@@ -463,28 +479,54 @@ class Session:
         return QueryContext(proba=state.proba, classes=tuple(state.classes), **kw)
 
     def next_batch(self, n: int | None = None, strategy: str | None = None,
-                   target_class: str | None = None, requester: str = ""):
+                   target_class: str | None = None, requester: str = "", annotator: str = ""):
         """Ask the strategy for the next ``n`` items to label (each with a score and a reason).
 
         ``requester`` names who asks (a dashboard session): a learning strategy (``auto``) keeps
-        each requester's picks apart and credits every label to the pick it answers.
+        each requester's picks apart and credits every label to the pick it answers. With
+        ``agreement.double_share`` in the project and an ``annotator``, that share of the batch
+        is items another annotator labelled, for a second opinion (never their own).
         """
+        from core.query.registry import REVIEW_STRATEGIES
+
         n = n or self.project.query.batch_size
         name = strategy or self.project.query.strategy
         target = target_class if target_class is not None else self.project.query.target_class
         with self._query_lock:  # strategies keep state (the bandit, neighbour caches)
             ctx = self.query_context(target, requester=requester)
+            if name in REVIEW_STRATEGIES:  # labelled items to review: the open suspects
+                ctx = replace(ctx, suspects=tuple(self.suspects()))
+                return self._remember(requester, self._strategy(name).query(ctx, n))
             if ctx.labelled_mask.all():
                 raise EmptyPoolError("every item is labelled: there is nothing left to query")
             reserved = self._reserved_for_others(requester, ctx.labelled_mask)
             if reserved is not None:
                 ctx = replace(ctx, reserved=reserved)
-            result = self._strategy(name).query(ctx, n)
+            second = self._second_opinions(requester, annotator, n, ctx)
+            result = self._strategy(name).query(ctx, n - len(second)) if n > len(second) else None
+            result = _with_second_opinions(result, second, ctx)
             self._save_strategy_state(name)
-            if requester:
-                self._reservations[requester] = [str(i) for i in result.ids]
+            return self._remember(requester, result)
+
+    def _remember(self, requester: str, result):
+        if requester:
+            self._reservations[requester] = [str(i) for i in result.ids]
         self._query = result
         return result
+
+    def _second_opinions(self, requester: str, annotator: str, n: int, ctx) -> list[str]:
+        """Items for a second opinion in a batch of ``n`` (``agreement.double_share``): the
+        share's whole part, plus one more with the probability of its fraction."""
+        from core.quality.review import second_opinions
+
+        share = self.project.agreement.double_share
+        if not share or not annotator:
+            return []
+        exact = share * n
+        count = int(exact) + int(ctx.rng.random() < exact - int(exact))
+        others = {i for r, ids in self._reservations.items() if r != requester for i in ids}
+        return second_opinions(self.store, annotator, min(count, n), ctx.rng, exclude=others,
+                               known=set(self.dataset.ids.tolist()))
 
     def _reserved_for_others(self, requester: str, labelled: np.ndarray) -> np.ndarray | None:
         """Items queued for other requesters and still unlabelled (so two experts working at the
@@ -522,6 +564,43 @@ class Session:
         self._clusters = (version, n_clusters, clusters)
         return clusters
 
+    # ------------------------------------------------------------------ review and agreement
+    def suspects(self) -> list[dict]:
+        """The last round's suspect labels that still stand (not relabelled or confirmed since),
+        most suspicious first, each with ``reason`` (``core.quality.review.open_suspects``)."""
+        from core.quality.review import open_suspects
+
+        state = self._state
+        return open_suspects(self.store, state.suspects) if state is not None else []
+
+    def confirm(self, item_ids: Iterable[str], annotator: str) -> list[int]:
+        """Confirm the items' current labels (one action): they stop being suspect."""
+        from core.quality.review import confirm
+
+        version = self._state.model_version if self._state else None
+        return confirm(self.store, self._check_ids(item_ids), annotator, model_version=version)
+
+    def resolve(self, item_id: str, label: str, annotator: str) -> int:
+        """Settle a disagreement between annotators on ``item_id`` (an admin's decision,
+        recorded as an event of origin ``resolution`` naming who settled it)."""
+        from core.quality.review import resolve
+
+        version = self._state.model_version if self._state else None
+        return resolve(self.store, self._check_ids([item_id])[0], label, annotator,
+                       model_version=version)
+
+    def conflicts(self) -> list[dict]:
+        """Disagreements between annotators that no admin has resolved yet."""
+        from core.quality.review import open_conflicts
+
+        return open_conflicts(self.store)
+
+    def agreement(self) -> dict | None:
+        """Agreement between annotators on the items several of them labelled, or None."""
+        from core.quality.review import agreement_of
+
+        return agreement_of(self.store, self.class_names, seed=self.project.seed)
+
     def summary(self) -> dict:
         """A small, JSON-friendly description of where the session stands."""
         state = self._state
@@ -533,3 +612,25 @@ class Session:
             "model_version": state.model_version if state else None,
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.trained_at)) if state else None,
         }
+
+
+def _with_second_opinions(result, second: list[str], ctx):
+    """The strategy's batch followed by the items picked for a second opinion."""
+    from core.query import QueryResult
+    from core.quality.review import SECOND_OPINION_REASON
+
+    if not second:
+        return result
+    rows = ctx.pool_ids.tolist()
+    index = {str(item): i for i, item in enumerate(rows)}
+    ids = [] if result is None else [str(i) for i in result.ids]
+    scores = [] if result is None else list(np.asarray(result.scores, dtype=float))
+    reasons = [] if result is None else list(result.reasons)
+    arms = [] if result is None else list(result.arms or [result.strategy] * len(ids))
+    return QueryResult(
+        ids=np.asarray(ids + second, dtype=object),
+        scores=np.asarray(scores + [0.0] * len(second), dtype=np.float64),
+        reasons=reasons + [SECOND_OPINION_REASON] * len(second),
+        strategy="" if result is None else result.strategy,
+        arms=arms + ["second_opinion"] * len(second),
+        positions=np.asarray([index[i] for i in ids + second], dtype=np.int64))

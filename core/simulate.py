@@ -54,6 +54,8 @@ class SimulationResult:
     curve: list[dict[str, Any]]
     summary: dict[str, Any]
     labelled_ids: list[str] = field(default_factory=list)  # in the order they were labelled
+    # the oracle's answer for each of labelled_ids (differs from the truth where noise flipped it)
+    labels_given: list[str] = field(default_factory=list)
 
     def curve_frame(self):
         """The curve as a pandas DataFrame."""
@@ -119,6 +121,8 @@ def simulate(
     strategy_params: dict[str, Any] | None = None,
     test_rows: np.ndarray | None = None,
     progress: Progress | None = None,
+    noise: float = 0.0,
+    noise_mode: str = "uniform",
 ) -> SimulationResult:
     """Replay active labelling on ``features`` with the ``ground_truth`` oracle.
 
@@ -127,8 +131,16 @@ def simulate(
     chooses the learner every round and keeps its choice stable) or a callable
     ``seed -> estimator``. ``strategy`` is a registered name or any object with
     ``query(ctx, n) -> QueryResult``. ``test_rows`` overrides the stratified split.
+
+    ``noise`` (0 <= noise < 1) makes the oracle fallible: that share of the pool's answers is
+    flipped to another class (``noise_mode`` ``uniform`` or ``class``,
+    :mod:`core.quality.noise`), drawn from its own seeded stream so the rest of the run is
+    unchanged; the test split stays true.
     """
+    from core.quality.noise import check_noise, noisy_answers
     from core.query import QueryContext, get_strategy
+
+    check_noise(noise, noise_mode)
 
     y = np.asarray(ground_truth, dtype=object)
     n = len(y)
@@ -179,6 +191,8 @@ def simulate(
     emb, emb_test = emb_all[pool_rows], emb_all[test_rows]
     y_pool, y_test = y[pool_rows], y[test_rows]
     classes = sorted(set(y.tolist()))
+    answers = noisy_answers(y_pool, noise, np.random.default_rng([seed, 7919]), mode=noise_mode,
+                            classes=classes)
     pool_counts = {c: int((y_pool == c).sum()) for c in classes}
     tail = [c for c, _ in sorted(pool_counts.items(), key=lambda kv: (kv[1], kv[0]))][
         : max(1, int(np.ceil(len(classes) / 3)))
@@ -205,10 +219,10 @@ def simulate(
     while True:
         t0 = time.perf_counter()
         lab_rows = np.flatnonzero(labelled)
-        lab_classes = sorted(set(y_pool[lab_rows].tolist()))
+        lab_classes = sorted(set(answers[lab_rows].tolist()))
         if len(lab_classes) >= 2:
             est = _build_model(model, seed, previous=choice)
-            est.fit(emb[lab_rows], y_pool[lab_rows].astype(str))
+            est.fit(emb[lab_rows], answers[lab_rows].astype(str))
             choice = getattr(est, "choice_", choice)
             proba = np.asarray(est.predict_proba(emb), dtype=np.float64)
             model_classes = tuple(str(c) for c in est.classes_)
@@ -246,7 +260,7 @@ def simulate(
             )
         if n_labels >= budget or labelled.all():
             break
-        labels_arr = np.where(labelled, y_pool, None).astype(object)
+        labels_arr = np.where(labelled, answers, None).astype(object)
         ctx_kw = {
             "embedding": emb,
             "pool_ids": ids[pool_rows],
@@ -271,7 +285,7 @@ def simulate(
         )
         if labelled[picked].any():
             raise RuntimeError(f"strategy {strategy_name!r} returned an already labelled item")
-        labelled[picked] = True  # the oracle answers with the ground truth
+        labelled[picked] = True  # the oracle answers (the ground truth unless noise flipped it)
         order.extend(int(p) for p in picked)
         round_no += 1
 
@@ -289,6 +303,9 @@ def simulate(
         "cold_start": cold_start,
         "model": getattr(model, "kind", "custom"),
         "model_choice": choice.to_dict() if choice is not None else None,
+        "noise": float(noise),
+        "noise_mode": noise_mode,
+        "n_flipped": int(np.sum(answers[order] != y_pool[order])),
         "n_pool": len(pool_rows),
         "n_test": len(test_rows),
         "n_classes": len(classes),
@@ -313,7 +330,8 @@ def simulate(
     if callable(state) and state() is not None:
         summary["strategy_state"] = state()
     return SimulationResult(
-        curve=curve, summary=summary, labelled_ids=[str(v) for v in ids[pool_rows][order]]
+        curve=curve, summary=summary, labelled_ids=[str(v) for v in ids[pool_rows][order]],
+        labels_given=[str(v) for v in answers[order]],
     )
 
 

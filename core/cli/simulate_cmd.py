@@ -86,6 +86,14 @@ def simulate(
     target_class: str | None = typer.Option(
         None, "--target-class", help="Class for the target_class strategy."
     ),
+    noise: float = typer.Option(
+        0.0, "--noise", help="Share of oracle answers flipped to another class, 0 <= RATE < 1 "
+        "(a fallible expert; recorded in summary.json)."
+    ),
+    noise_mode: str = typer.Option(
+        "uniform", "--noise-mode", help="uniform: a uniformly drawn other class; class: each "
+        "class is confused with one other class."
+    ),
     allow_outside: AllowOutside = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -95,11 +103,13 @@ def simulate(
     from core.data import load_dataset
     from core.errors import ConfigError
     from core.project import default_model_config, load_project
+    from core.quality.noise import check_noise
     from core.query import STRATEGY_NAMES
     from core.simulate import simulate as run_simulation
     from core.simulate import write_outputs
 
     with _clear_errors():
+        check_noise(noise, noise_mode)
         if (data is None) == (project is None):
             raise ConfigError("give either --data FILE (with --label-column) or --project FILE")
         if project is not None:
@@ -164,6 +174,8 @@ def simulate(
                 rare_classes=tuple(proj.rare_classes),
                 target_class=target_class or proj.query.target_class,
                 progress=progress,
+                noise=noise,
+                noise_mode=noise_mode,
             )
         paths = write_outputs(result, out, title=f"{name} on {dataset.name}")
     final = result.summary["final"]
@@ -175,6 +187,9 @@ def simulate(
         f"{result.summary['n_classes']} classes found; wrote {paths['curve']}, {paths['summary']}, "
         f"{paths['plot']}"
     )
+    if noise:
+        typer.echo(f"noise: {result.summary['n_flipped']} of {len(result.labelled_ids)} oracle "
+                   f"answers flipped ({noise_mode}, rate {noise})")
     choice = result.summary.get("model_choice")
     if choice:
         typer.echo(f"learner: {choice['reason']}")

@@ -323,24 +323,53 @@ class LabelStore:
         still in effect (not an undo, not undone, not a retraction). ``item_ids`` limits the
         search; ``agreeing=True`` also returns items whose stances agree (or have one annotator).
         """
-        sql = ("SELECT e.item_id, e.annotator, e.label FROM events AS e "
-               "WHERE e.origin != 'undo' AND e.undoes IS NULL "
-               "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id)")
-        params: tuple[Any, ...] = ()
-        if item_ids is not None:
-            wanted = list(dict.fromkeys(str(i) for i in item_ids))
-            if not wanted:
-                return {}
-            sql += f" AND e.item_id IN ({', '.join('?' * len(wanted))})"
-            params = tuple(wanted)
         stances: dict[str, dict[str, str | None]] = {}
-        for item, annotator, label in self.db.query(sql + " ORDER BY e.event_id", params):
-            stances.setdefault(item, {})[annotator] = label  # later events overwrite earlier ones
+        for item, annotator, label, _, _ in self.stance_events(item_ids):
+            stances.setdefault(item, {})[annotator] = label
         out: dict[str, dict[str, str]] = {}
         for item, by in stances.items():
             kept = {a: lab for a, lab in by.items() if lab is not None}
             if agreeing or len(set(kept.values())) > 1:
                 out[item] = kept
+        return out
+
+    def stance_events(self, item_ids: Iterable[str] | None = None, *,
+                      exclude_origins: Sequence[str] = ()
+                      ) -> list[tuple[str, str, str | None, int, str]]:
+        """``(item, annotator, label, event_id, origin)`` of every annotator's latest event in effect on
+        each item (not an undo, not undone; ``label`` None for a retraction), oldest first;
+        events of ``exclude_origins`` (e.g. confirmations) are not stances."""
+        sql = ("SELECT e.item_id, e.annotator, e.label, e.event_id, e.origin FROM events AS e "
+               "WHERE e.origin != 'undo' AND e.undoes IS NULL "
+               "AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id)")
+        params: list[Any] = []
+        if exclude_origins:
+            sql += f" AND e.origin NOT IN ({', '.join('?' * len(exclude_origins))})"
+            params += [str(o) for o in exclude_origins]
+        if item_ids is not None:
+            wanted = list(dict.fromkeys(str(i) for i in item_ids))
+            if not wanted:
+                return []
+            sql += f" AND e.item_id IN ({', '.join('?' * len(wanted))})"
+            params += wanted
+        latest: dict[tuple[str, str], tuple[str, str, str | None, int, str]] = {}
+        for item, who, label, event_id, origin in self.db.query(sql + " ORDER BY e.event_id",
+                                                                tuple(params)):
+            latest[(item, who)] = (item, who, label, int(event_id), origin)
+        return sorted(latest.values(), key=lambda r: r[3])
+
+    def latest_events(self, item_ids: Iterable[str]) -> dict[str, LabelEvent]:
+        """Item id -> its latest event, for the items among ``item_ids`` that have events."""
+        unique = list(dict.fromkeys(str(i) for i in item_ids))
+        out: dict[str, LabelEvent] = {}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id IN (SELECT MAX(event_id) "
+                    f"FROM events WHERE item_id IN ({marks}) GROUP BY item_id)", tuple(chunk)):
+                event = LabelEvent(*row)
+                out[event.item_id] = event
         return out
 
     def last_event_id(self) -> int:

@@ -1,9 +1,12 @@
 """``model.kind: auto``: at every retrain, the learner that cross-validates best on the labels.
 
 :class:`AutoModel` runs :func:`core.models.selection.select_learner`, fits the chosen learner on
-every label and serves its probabilities, calibrated by a temperature fitted on its out-of-fold
-predictions (the MLP calibrates itself on a held-out split). Pass the previous round's
-``choice_`` as ``previous`` so the choice stays put unless a challenger is clearly better.
+every label and serves its probabilities, calibrated by the calibrator (none, one temperature or
+class-wise vector scaling) that scores best on its out-of-fold predictions
+(:func:`core.models.calibration.choose_calibrator`). Out-of-fold predictions of the chosen learner
+are computed every round (at comparisons they come for free), since suspect labels, calibration
+and prevalence estimates all rest on them. Pass the previous round's ``choice_`` as ``previous``
+so the choice stays put unless a challenger is clearly better.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ from typing import Any
 import numpy as np
 
 from core.models.base import TailwiseModel
-from core.models.calibration import fit_temperature, log_proba, temper
+from core.models.calibration import Calibrator, choose_calibrator
 from core.models.learners import LEARNERS
-from core.models.selection import ModelChoice, select_learner
+from core.models.selection import ModelChoice, out_of_fold_predictions, select_learner
 from core.models.validation import check_features, check_labels
 from core.project import AutoConfig
 
-SELF_CALIBRATED = frozenset({"mlp"})  # learners that fit their own temperature
 MIN_ROWS_FOR_TEMPERATURE = 10
 
 
@@ -29,9 +31,11 @@ class AutoModel(TailwiseModel):
     """Chooses and fits the best candidate learner; predicts with it.
 
     After ``fit``: ``learner_`` (the fitted learner), ``choice_`` (:class:`ModelChoice`),
-    ``oof_rows_`` / ``oof_proba_`` (out-of-fold probabilities of the chosen learner on the
-    compared labelled rows, in ``classes_`` order; None between comparisons), ``temperature_``
-    and ``selection_seconds_`` (what choosing cost on top of fitting the learner).
+    ``oof_rows_`` / ``oof_proba_`` (out-of-fold probabilities of the chosen learner, before
+    calibration, on a stratified subset of at most ``max_rows`` labelled rows, in ``classes_``
+    order), ``oof_calibrated_`` (the same rows calibrated by calibrators fitted on the other
+    folds), ``calibrator_`` (:class:`~core.models.calibration.Calibrator`), ``temperature_`` and
+    ``selection_seconds_`` (what choosing cost on top of fitting the learner).
     """
 
     kind = "auto"
@@ -59,18 +63,24 @@ class AutoModel(TailwiseModel):
         self.learner_ = learner
         self.classes_ = learner.classes_
         self.n_features_in_ = learner.n_features_in_
-        self.choice_ = selection.choice
-        self.oof_rows_ = selection.rows
-        self.oof_proba_ = selection.oof_proba
-        oof = selection.oof_proba
-        if chosen in SELF_CALIBRATED:
-            temperature = 1.0
-        elif oof is not None and len(oof) >= MIN_ROWS_FOR_TEMPERATURE:
-            temperature = fit_temperature(log_proba(oof), codes[selection.rows])
-        else:  # no comparison this round: keep the temperature fitted at the last one
-            temperature = selection.choice.temperature
-        self.temperature_ = temperature
-        self.choice_ = replace(selection.choice, temperature=temperature)
+        rows, oof = selection.rows, selection.oof_proba
+        if oof is None:  # no comparison this round: cross-validate the chosen learner alone
+            rows, oof, _ = out_of_fold_predictions(
+                lambda: self._build_learner(chosen, self.seed), X, names, kind=chosen,
+                folds=cfg.folds, max_rows=cfg.max_rows, seed=self.seed)
+        self.oof_rows_, self.oof_proba_ = rows, (oof if len(rows) else None)
+        if len(rows) >= MIN_ROWS_FOR_TEMPERATURE:
+            calibration = choose_calibrator(oof, codes[rows], seed=self.seed)
+            self.calibrator_ = calibration.calibrator
+            self.oof_calibrated_ = calibration.held_out
+        else:  # too few labels to judge a calibration: keep the last round's temperature
+            previous_t = selection.choice.temperature
+            self.calibrator_ = (Calibrator("temperature", temperature=previous_t)
+                                if previous_t != 1.0 else Calibrator())
+            self.oof_calibrated_ = None if self.oof_proba_ is None else self.oof_proba_
+        cal = self.calibrator_
+        self.temperature_ = cal.temperature if cal.method == "temperature" else 1.0
+        self.choice_ = replace(selection.choice, temperature=self.temperature_)
         return self
 
     @property
@@ -79,9 +89,14 @@ class AutoModel(TailwiseModel):
         return self.choice_.chosen
 
     def predict_proba(self, X) -> np.ndarray:
-        """The chosen learner's probabilities, temperature-scaled."""
+        """The chosen learner's probabilities, calibrated."""
         self._check_fitted()
-        return temper(self.learner_.predict_proba(X), self.temperature_)
+        return self.calibrator_.apply(self.learner_.predict_proba(X))
+
+    def predict_proba_raw(self, X) -> np.ndarray:
+        """The chosen learner's own probabilities, before calibration."""
+        self._check_fitted()
+        return np.asarray(self.learner_.predict_proba(X), dtype=np.float64)
 
     def embed(self, X) -> np.ndarray:
         """The chosen learner's view of each item (the MLP's penultimate layer, ...)."""
@@ -94,7 +109,7 @@ class AutoModel(TailwiseModel):
         tensors, meta = self.learner_.state()
         return ({f"learner.{k}": v for k, v in tensors.items()},
                 {"learner": self.chosen, "learner_meta": meta, "temperature": self.temperature_,
-                 "model_choice": self.choice_.to_dict()})
+                 "calibration": self.calibrator_.to_dict(), "model_choice": self.choice_.to_dict()})
 
     @classmethod
     def from_state(cls, config, seed, tensors, meta) -> AutoModel:
@@ -110,4 +125,6 @@ class AutoModel(TailwiseModel):
         model.n_features_in_ = model.learner_.n_features_in_
         model.choice_ = ModelChoice.from_dict(meta["model_choice"])
         model.temperature_ = float(meta.get("temperature", 1.0))
+        model.calibrator_ = (Calibrator.from_dict(meta["calibration"]) if "calibration" in meta
+                             else Calibrator("temperature", temperature=model.temperature_))
         return model

@@ -3,9 +3,14 @@
 ``fit_temperature`` minimises the class-balanced negative log-likelihood of held-out logits (each
 class weighs the same, matching the balanced decisions the imbalance-aware learners aim for);
 ``temper`` applies a temperature to probabilities of learners that have no logits (trees).
+:func:`choose_calibrator` picks among no calibration, one temperature and class-wise (vector)
+scaling by the cross-validated class-balanced log loss of out-of-fold predictions.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -50,3 +55,151 @@ def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
     if temperature == 1.0:
         return np.asarray(proba, dtype=np.float64)
     return softmax(log_proba(proba) / temperature)
+
+
+# ---------------------------------------------------------------------------- class-wise scaling
+CALIBRATION_METHODS = ("none", "temperature", "vector")
+VECTOR_L2 = 1e-2  # pull towards identity (w = 1, b = 0): few labels of a rare class stay sane
+CALIBRATION_FOLDS = 3
+MIN_ROWS_FOR_CHOICE = 10
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A post-hoc map of a learner's probabilities: ``softmax(scale * log p + bias)``.
+
+    ``none`` leaves them as they are, ``temperature`` divides every log-probability by one
+    temperature, ``vector`` gives each class its own scale and bias (class-wise temperature and
+    prior correction), which is what helps rare classes whose probabilities are off in a way of
+    their own. Fitted by the class-balanced negative log-likelihood, so the probabilities stay
+    the balanced posteriors the imbalance-aware learners decide by.
+    """
+
+    method: str = "none"
+    temperature: float = 1.0
+    scale: tuple[float, ...] = ()
+    bias: tuple[float, ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)  # method -> cross-validated log loss
+
+    def apply(self, proba: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float64 rows summing to one)."""
+        from core.models.base import softmax
+
+        if self.method == "none":
+            return np.asarray(proba, dtype=np.float64)
+        if self.method == "temperature":
+            return temper(proba, self.temperature)
+        z = log_proba(proba)
+        if z.shape[1] != len(self.scale):
+            raise ValueError(f"calibrator fitted on {len(self.scale)} classes, got {z.shape[1]}")
+        return softmax(z * np.asarray(self.scale) + np.asarray(self.bias))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "temperature": float(self.temperature),
+                "scale": [float(v) for v in self.scale], "bias": [float(v) for v in self.bias],
+                "scores": {k: float(v) for k, v in self.scores.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Calibrator:
+        if not data:
+            return cls()
+        method = str(data.get("method", "none"))
+        if method not in CALIBRATION_METHODS:
+            raise ValueError(f"unknown calibration method {method!r}")
+        return cls(method, float(data.get("temperature", 1.0)),
+                   tuple(float(v) for v in data.get("scale", ())),
+                   tuple(float(v) for v in data.get("bias", ())),
+                   {str(k): float(v) for k, v in dict(data.get("scores", {})).items()})
+
+
+def balanced_weights(codes: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Weights that give every class present the same total (summing to one)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    counts = np.bincount(codes, minlength=k or 0)
+    weight = 1.0 / counts[codes]
+    return weight / weight.sum()
+
+
+def balanced_log_loss(proba: np.ndarray, codes: np.ndarray) -> float:
+    """Class-balanced negative log-likelihood (each class present weighs the same)."""
+    p = np.maximum(np.asarray(proba, dtype=np.float64)[np.arange(len(codes)), codes], PROBA_FLOOR)
+    return float(np.sum(balanced_weights(codes, np.asarray(proba).shape[1]) * -np.log(p)))
+
+
+def fit_vector_scaling(proba: np.ndarray, codes: np.ndarray,
+                       l2: float = VECTOR_L2) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, bias)`` per class minimising the class-balanced NLL of
+    ``softmax(scale * log p + bias)``, with an L2 pull towards the identity."""
+    from scipy.optimize import minimize
+
+    from core.models.base import softmax
+
+    z = log_proba(proba)
+    n, k = z.shape
+    codes = np.asarray(codes, dtype=np.int64)
+    weight = balanced_weights(codes, k)
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), codes] = 1.0
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:k], theta[k:]
+        s = z * w + b
+        p = softmax(s)
+        nll = -np.sum(weight * np.log(np.maximum(p[np.arange(n), codes], 1e-300)))
+        g = (p - onehot) * weight[:, None]
+        grad = np.concatenate([(g * z).sum(axis=0) + 2 * l2 * (w - 1.0), g.sum(axis=0) + 2 * l2 * b])
+        return float(nll + l2 * (np.sum((w - 1.0) ** 2) + np.sum(b ** 2))), grad
+
+    start = np.concatenate([np.ones(k), np.zeros(k)])
+    bounds = [(1.0 / MAX_TEMPERATURE, 1.0 / MIN_TEMPERATURE)] * k + [(-10.0, 10.0)] * k
+    res = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 200})
+    theta = res.x if np.all(np.isfinite(res.x)) else start
+    return theta[:k], theta[k:]
+
+
+def fit_calibrator(method: str, proba: np.ndarray, codes: np.ndarray) -> Calibrator:
+    """A calibrator of ``method`` fitted on held-out probabilities ``proba`` with true ``codes``."""
+    if method == "none":
+        return Calibrator()
+    if method == "temperature":
+        return Calibrator("temperature", temperature=fit_temperature(log_proba(proba), codes))
+    if method == "vector":
+        scale, bias = fit_vector_scaling(proba, codes)
+        return Calibrator("vector", scale=tuple(scale.tolist()), bias=tuple(bias.tolist()))
+    raise ValueError(f"unknown calibration method {method!r}; use one of {CALIBRATION_METHODS}")
+
+
+@dataclass
+class CalibrationChoice:
+    """The chosen calibrator and the out-of-fold predictions it was judged on."""
+
+    calibrator: Calibrator
+    held_out: np.ndarray  # (n, k) the chosen method's cross-fitted calibrated probabilities
+
+
+def choose_calibrator(proba: np.ndarray, codes: np.ndarray, *, seed: int = 0,
+                      methods: tuple[str, ...] = CALIBRATION_METHODS) -> CalibrationChoice:
+    """The calibration method with the lowest cross-validated class-balanced log loss (a proper
+    scoring rule) on out-of-fold probabilities ``proba`` of labelled items with ``codes``, refitted
+    on all of them. Ties go to the simpler method. ``held_out`` holds each row's probabilities
+    from a calibrator fitted on the other folds (what measures the calibration honestly)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(codes) < MIN_ROWS_FOR_CHOICE or len(np.unique(codes)) < 2:
+        return CalibrationChoice(Calibrator(), proba.copy())
+    from core.models.selection import fold_assignment
+
+    fold = fold_assignment(codes, CALIBRATION_FOLDS, np.random.default_rng([seed, len(codes)]))
+    held: dict[str, np.ndarray] = {m: proba.copy() for m in methods}
+    for f in range(int(fold.max()) + 1):
+        test, train = fold == f, (fold != f)
+        if not test.any() or len(np.unique(codes[train])) < 2:
+            continue
+        for m in methods:
+            if m != "none":
+                held[m][test] = fit_calibrator(m, proba[train], codes[train]).apply(proba[test])
+    scores = {m: balanced_log_loss(held[m], codes) for m in methods}
+    best = min(methods, key=lambda m: (round(scores[m], 6), methods.index(m)))
+    chosen = fit_calibrator(best, proba, codes)
+    return CalibrationChoice(replace(chosen, scores=scores), held[best])

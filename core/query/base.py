@@ -60,6 +60,9 @@ class QueryContext:
     # (n_pool,) bool or None: unlabelled items queued for someone else, not offered again while
     # other items remain (they still count as unlabelled pool items for coverage and clustering)
     reserved: np.ndarray | None = None
+    # Open suspect labels of the last round, most suspicious first (dicts with id, label,
+    # suggested, score, reason): what the ``suspects`` review strategy lists.
+    suspects: tuple = ()
 
     def __post_init__(self) -> None:
         proba = np.asarray(self.proba)

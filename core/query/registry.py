@@ -16,6 +16,7 @@ from typing import Any
 from core.errors import ConfigError
 from core.query.auto import DEFAULT_ARMS, Auto
 from core.query.base import QueryStrategy
+from core.query.review import Suspects
 from core.query.strategies import (
     ClassBalancedMargin,
     Committee,
@@ -45,12 +46,16 @@ STRATEGY_CLASSES: dict[str, type[QueryStrategy]] = {
         Discovery,
         TargetClass,
         TypiClust,
+        Suspects,
     )
 }
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGY_CLASSES)
+# Strategies that list labelled items to review instead of picking from the unlabelled pool.
+REVIEW_STRATEGIES = frozenset(n for n, c in STRATEGY_CLASSES.items()
+                              if getattr(c, "reviews_labels", False))
 # What ``auto`` may use as arms: every strategy but itself, plus internal helpers.
 ARM_CLASSES: dict[str, type[QueryStrategy]] = {
-    **{k: v for k, v in STRATEGY_CLASSES.items() if k not in ("auto", "target_class")},
+    **{k: v for k, v in STRATEGY_CLASSES.items() if k not in ("auto", "target_class", "suspects")},
     MinorityPositives.name: MinorityPositives,
 }
 
@@ -58,7 +63,8 @@ ARM_CLASSES: dict[str, type[QueryStrategy]] = {
 SUBPOOLED = frozenset({"auto", "committee", "galaxy", "discovery", "typiclust", "target_class"})
 _SUBPOOL_PARAMS = ("max_pool", "n_random", "n_neighbors_subpool")
 
-__all__ = ["ARM_CLASSES", "STRATEGY_CLASSES", "STRATEGY_NAMES", "SUBPOOLED", "get_strategy"]
+__all__ = ["ARM_CLASSES", "REVIEW_STRATEGIES", "STRATEGY_CLASSES", "STRATEGY_NAMES", "SUBPOOLED",
+           "get_strategy"]
 
 
 def with_fallback(strategy: QueryStrategy) -> Any:

@@ -273,3 +273,59 @@ def test_data_outside_the_folder_needs_allow_outside(tmp_path):
     metrics = json.loads((folder / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["ground_truth"] is None and metrics["cross_validated"]["evaluable"]
     assert metrics["model"] == "logistic"
+
+
+def test_retrain_writes_suspects_prevalence_calibration_and_agreement(first_run):
+    out, _ = first_run
+    suspects = pd.read_csv(out / "suspects.csv", dtype={"id": str, "label": str, "suggested": str})
+    assert list(suspects.columns) == ["id", "label", "suggested", "score", "reason"]
+    frame = pd.read_parquet(out / "predictions.parquet")
+    labels = dict(zip(frame["id"], frame["label"]))
+    for row in suspects.itertuples():  # only expert-labelled items, with the label they carry
+        assert labels[row.id] == row.label and row.suggested != row.label
+        assert row.reason.startswith(f"labelled {row.label} by alice; model gives {row.suggested}")
+    assert suspects["score"].is_monotonic_decreasing and suspects["score"].between(0, 1).all()
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["agreement"] is None  # one annotator
+    classes = [str(d) for d in range(10)]
+    prevalence = metrics["prevalence"]
+    assert sorted(prevalence) == classes
+    for v in prevalence.values():
+        assert set(v) == {"estimate", "low", "high"} and 0 <= v["low"] <= v["estimate"] <= v["high"]
+    unlabelled = int(frame["label"].isna().sum())
+    assert sum(v["estimate"] for v in prevalence.values()) == pytest.approx(unlabelled, rel=1e-6)
+    assert metrics["prevalence_details"]["unlabelled_items"] == unlabelled
+    calibration = metrics["calibration"]
+    assert set(calibration) <= set(classes) and len(calibration) >= 9
+    for v in calibration.values():
+        assert set(v) == {"ece_before", "ece_after"}
+        assert 0 <= v["ece_before"] <= 1 and 0 <= v["ece_after"] <= 1
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(out / "predictions.parquet").metadata
+    assert json.loads(meta[b"tailwise.prevalence"]) == prevalence
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "more '" in report and "90 % interval" in report and "ECE before" in report
+
+
+def test_retrain_reports_agreement_when_two_annotators_overlap(demo, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(demo.parent, folder)
+    path = folder / demo.name
+    project = load_project(path)
+    with LabelStore(folder / project.label_store) as store:
+        alice = store.current()
+        items = sorted(alice)[:12]
+        for k, item in enumerate(items):  # bob agrees on 10 items, disagrees on 2
+            other = alice[item] if k >= 2 else ("0" if alice[item] != "0" else "1")
+            store.record(item, other, "bob", origin="expert")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["retrain", str(path), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    agreement = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["agreement"]
+    assert agreement["items"] == 12 and agreement["annotators"] == ["alice", "bob"]
+    assert agreement["disagreements"] == 2 and agreement["open_conflicts"] == 2
+    assert agreement["kappa_method"] == "cohen" and 0.5 < agreement["kappa"]["value"] < 1.0
+    assert agreement["alpha"]["value"] is not None

@@ -205,3 +205,42 @@ def test_two_requesters_get_their_own_pending_picks(session):
     session.next_batch(4, strategy="auto", requester="tab-b")
     assert bandit.log[-1]["requester"] == "tab-a"
     assert sum(v[0] for v in bandit.log[-1]["arms"].values()) == len(a.ids)
+
+
+def test_double_share_sends_others_labels_for_a_second_opinion(session):
+    from core.quality.review import SECOND_OPINION_REASON
+
+    alice = _truth(session, "0", 4) + _truth(session, "1", 4)
+    session.label(_truth(session, "0", 4), "0", "alice")
+    session.label(_truth(session, "1", 4), "1", "alice")
+    session.project.agreement.double_share = 0.5
+    batch = session.next_batch(6, strategy="random", requester="b", annotator="bob")
+    second = [i for i, r in zip(batch.ids, batch.reasons) if r == SECOND_OPINION_REASON]
+    assert len(second) == 3 and set(second) <= set(alice)
+    assert len(set(batch.ids.tolist()) - set(alice)) == 3  # the rest are new items
+    own = session.next_batch(6, strategy="random", requester="a", annotator="alice")
+    assert not set(own.ids.tolist()) & set(alice)  # never her own labels back
+    session.label(second[:1], "1" if second[0] in _truth(session, "0", 4) else "0", "bob")
+    conflicts = session.conflicts()
+    assert [c["item"] for c in conflicts] == second[:1]
+    session.resolve(second[0], session.store.stances(second[0])["alice"], "carol")
+    assert session.conflicts() == []
+    assert session.agreement()["items"] == 1
+
+
+def test_review_queue_lists_suspects_and_confirm_closes_them(session):
+    classes = sorted(set(session.dataset.ground_truth.tolist()))
+    for cls in classes:
+        session.label(_truth(session, cls, 6), cls, "alice")
+    wrong = _truth(session, "3", 8)[6:8]  # two 3s labelled 8: suspects
+    session.label(wrong, "8", "alice")
+    state = session.retrain()
+    assert state.calibration["per_class"] and state.prevalence and state.stopping["text"]
+    suspects = session.suspects()
+    assert {s["id"] for s in suspects} & set(wrong)
+    batch = session.next_batch(50, strategy="suspects")
+    assert batch.ids.tolist() == [s["id"] for s in suspects][:50]
+    assert all(r.startswith("labelled ") and "out of fold" in r for r in batch.reasons)
+    session.confirm([batch.ids[0]], "alice")
+    assert batch.ids[0] not in {s["id"] for s in session.suspects()}
+    assert session.store.current()[batch.ids[0]] == suspects[0]["label"]

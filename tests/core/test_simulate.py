@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from core.cli import app
 from core.data.demos import build_demo
 from core.errors import ConfigError
+from core.project import LogisticConfig
 from core.simulate import simulate
 
 
@@ -121,6 +122,9 @@ def test_cli_simulate_from_a_demo_project(tmp_path):
         (["--label-column", "digit", "--features", "px0,bogus"], "bogus"),
         (["--label-column", "digit", "--strategy", "clever"], "unknown strategy 'clever'"),
         ([], "--label-column"),
+        (["--label-column", "digit", "--noise", "1.0"], "--noise"),
+        (["--label-column", "digit", "--noise", "-0.2"], "[0, 1)"),
+        (["--label-column", "digit", "--noise", "0.1", "--noise-mode", "odd"], "--noise-mode"),
     ],
 )
 def test_cli_simulate_reports_bad_input(digits_csv, tmp_path, args, message):
@@ -235,3 +239,33 @@ def test_auto_picks_trees_on_axis_aligned_data_and_smooth_learners_on_rotated_ga
     for model in (trees, smooth):
         scores = model.choice_.candidates
         assert scores[model.choice_.chosen] == max(scores.values())
+
+
+@pytest.mark.parametrize("mode", ["uniform", "class"])
+def test_cli_simulate_with_a_noisy_oracle_records_the_rate(digits_csv, tmp_path, mode):
+    path, n_classes = digits_csv
+    out = tmp_path / "noisy"
+    result = CliRunner().invoke(app, [
+        "simulate", "--data", str(path), "--id-column", "item", "--label-column", "digit",
+        "--strategy", "random", "--budget", "60", "--batch", "20", "--seed", "1", "--model",
+        "logistic", "--noise", "0.2", "--noise-mode", mode, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    _, summary = check_outputs(out, n_classes, 60)
+    assert summary["noise"] == 0.2 and summary["noise_mode"] == mode
+    assert 3 <= summary["n_flipped"] <= 25  # about 12 of 60 answers wrong
+    assert f"{summary['n_flipped']} of 60 oracle answers flipped" in result.output
+
+
+def test_noise_flips_the_oracle_answers_and_leaves_the_rest_of_the_run_alone():
+    demo = build_demo("digits-lt", seed=1)
+    x = demo.images.reshape(len(demo.ids), -1).astype(np.float32)
+    kw = dict(strategy="random", budget=60, batch=20, seed=2, cold_start=20,
+              model=LogisticConfig())
+    clean = simulate(x, demo.labels, demo.ids, **kw)
+    noisy = simulate(x, demo.labels, demo.ids, noise=0.3, **kw)
+    assert clean.labelled_ids == noisy.labelled_ids  # random picks: the same items asked
+    truth = dict(zip(demo.ids.astype(str).tolist(), demo.labels.astype(str).tolist()))
+    wrong = [i for i, given in zip(noisy.labelled_ids, noisy.labels_given) if given != truth[i]]
+    assert len(wrong) == noisy.summary["n_flipped"] > 5
+    assert clean.summary["noise"] == 0.0 and clean.summary["n_flipped"] == 0
+    assert all(given == truth[i] for i, given in zip(clean.labelled_ids, clean.labels_given))

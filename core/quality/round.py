@@ -1,0 +1,117 @@
+"""The trust report of one training round: suspect labels, calibration before and after, and
+prevalence of every class in the unlabelled pool (``ModelState.suspects``, ``.calibration``,
+``.prevalence``), from the round's out-of-fold predictions and pool probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.quality.prevalence import calibration_resampler, estimate_prevalence, prevalence_report
+from core.quality.reliability import calibration_report
+from core.quality.suspects import find_suspects
+
+CALIBRATION_SAMPLE = 20_000  # held-out ground-truth rows a calibration report looks at, at most
+MIN_TEST_ITEMS = 10
+
+__all__ = ["RoundQuality", "assess_round", "calibration_method", "cv_calibration"]
+
+
+@dataclass
+class RoundQuality:
+    """What :func:`assess_round` found (JSON-friendly values)."""
+
+    suspects: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    prevalence: dict[str, dict[str, float]] | None = None
+    prevalence_details: dict[str, Any] | None = None
+
+
+def calibration_method(model: Any, kind: str) -> str:
+    """How the served probabilities were calibrated, in a word or a short phrase."""
+    calibrator = getattr(model, "calibrator_", None)
+    if calibrator is not None:
+        return calibrator.method
+    if kind == "mlp":
+        return "the MLP's own temperature (model.kind mlp)"
+    return f"none (model.kind {kind})"
+
+
+def assess_round(*, kind: str, model: Any, classes: tuple[str, ...], ids: np.ndarray,
+                 embedding: np.ndarray, proba: np.ndarray, rows: np.ndarray, y: np.ndarray,
+                 oof: tuple[np.ndarray | None, np.ndarray | None],
+                 ground_truth: np.ndarray | None, test: tuple[np.ndarray, np.ndarray] | None,
+                 unlabelled: np.ndarray, seed: int = 0) -> RoundQuality:
+    """Suspects among the cross-validated labels, the calibration report and the prevalence.
+
+    ``rows``/``y``: the training rows and their labels; ``oof = (rows into y, probabilities)``
+    before calibration; ``test``: rows and labels of the test split; ``unlabelled``: rows with
+    no label at all (the pool the prevalence counts).
+    """
+    out = RoundQuality()
+    oof_rows, oof_raw = oof
+    raw_of = getattr(model, "predict_proba_raw", None)
+    if oof_rows is not None and oof_raw is not None and len(oof_rows):
+        out.suspects = find_suspects(ids[rows[oof_rows]], y[oof_rows], oof_raw, classes)
+    method = calibration_method(model, kind)
+    out.calibration = _calibration(model, method, classes, embedding, proba, rows, y, oof,
+                                   ground_truth, test, raw_of, seed)
+    index = {c: j for j, c in enumerate(classes)}
+    counts = np.bincount([index[v] for v in y.astype(str) if v in index], minlength=len(classes))
+    prior = counts / max(counts.sum(), 1)
+    resample = raw_pool = None
+    calibrator = getattr(model, "calibrator_", None)
+    if calibrator is not None and oof_raw is not None and len(oof_rows) and raw_of is not None:
+        codes = np.array([index[v] for v in y[oof_rows].astype(str)], dtype=np.int64)
+        resample = calibration_resampler(oof_raw, codes, calibrator.method)
+        raw_pool = lambda sample: raw_of(embedding[unlabelled[sample]])  # noqa: E731
+    out.prevalence = estimate_prevalence(proba[unlabelled], classes, prior, resample=resample,
+                                         raw_pool=raw_pool, seed=seed)
+    out.prevalence_details = prevalence_report(out.prevalence, method="labelled",
+                                               n_pool=len(unlabelled))
+    return out
+
+
+def _calibration(model, method, classes, embedding, proba, rows, y, oof, ground_truth, test,
+                 raw_of, seed) -> dict[str, Any] | None:
+    """The calibration report on the best held-out labels there are: ground truth > test split >
+    the out-of-fold predictions (calibrated by calibrators fitted on the other folds)."""
+    def served_and_raw(where: np.ndarray):
+        after = proba[where]
+        before = raw_of(embedding[where]) if raw_of is not None else after
+        return before, after
+
+    if ground_truth is not None:
+        held = np.ones(len(proba), dtype=bool)
+        held[rows] = False
+        held &= ground_truth != None  # noqa: E711  (object array)
+        where = np.flatnonzero(held)
+        if len(where) > CALIBRATION_SAMPLE:
+            where = np.sort(np.random.default_rng(seed).choice(where, CALIBRATION_SAMPLE,
+                                                               replace=False))
+        if len(where):
+            before, after = served_and_raw(where)
+            return calibration_report(before, after, ground_truth[where], classes,
+                                      source="ground_truth", method=method)
+    if test is not None and len(test[0]) >= MIN_TEST_ITEMS:
+        before, after = served_and_raw(test[0])
+        return calibration_report(before, after, test[1], classes, source="test_split",
+                                  method=method)
+    return cv_calibration(model, method, classes, y, oof)
+
+
+def cv_calibration(model: Any, method: str, classes: tuple[str, ...], y: np.ndarray,
+                   oof: tuple[np.ndarray | None, np.ndarray | None]) -> dict[str, Any] | None:
+    """The calibration report on the out-of-fold predictions ``oof = (rows into y, raw
+    probabilities)``: before, and after calibrators fitted on the other folds
+    (``model.oof_calibrated_``; the raw ones again for a model without a calibrator)."""
+    oof_rows, oof_raw = oof
+    if oof_rows is None or oof_raw is None or not len(oof_rows):
+        return None
+    after = getattr(model, "oof_calibrated_", None)
+    if after is None or len(after) != len(oof_raw):
+        after = oof_raw
+    return calibration_report(oof_raw, after, np.asarray(y)[oof_rows], classes, source="cv",
+                              method=method)

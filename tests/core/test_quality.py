@@ -1,0 +1,335 @@
+"""Trustworthy labels and numbers (core.quality): agreement against hand-computed values, suspect
+labels by confident learning, calibration choice and reliability, prevalence intervals, review
+decisions in a real label store, the ``suspects`` review strategy and the noisy oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError, LabelStoreError
+from core.labels import LabelStore
+from core.quality.agreement import agreement_summary, cohen_kappa, fleiss_kappa, krippendorff_alpha
+from core.quality.noise import noisy_answers
+from core.quality.prevalence import correct, em_prior, estimate_prevalence, prevalence_text
+from core.quality.reliability import calibration_report, class_reliability
+from core.quality.review import (
+    SECOND_OPINION_REASON,
+    agreement_of,
+    confirm,
+    open_conflicts,
+    open_suspects,
+    resolve,
+    second_opinions,
+)
+from core.quality.suspects import find_suspects, suspect_reason
+
+
+# ----------------------------------------------------------------------------- agreement
+def test_cohen_kappa_matches_the_hand_computed_two_by_two_table():
+    # 50 items: both yes 20, A yes / B no 5, A no / B yes 10, both no 15.
+    # p_o = 35/50 = 0.7; A says yes 25/50, B 30/50: p_e = 0.5*0.6 + 0.5*0.4 = 0.5;
+    # kappa = (0.7 - 0.5) / (1 - 0.5) = 0.4
+    a = ["yes"] * 20 + ["yes"] * 5 + ["no"] * 10 + ["no"] * 15
+    b = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
+    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    assert cohen_kappa(a, a) == pytest.approx(1.0)
+    assert cohen_kappa(["x"] * 4, ["x"] * 4) is None  # one class only: undefined, not 1 or 0
+    assert cohen_kappa([], []) is None
+
+
+def test_fleiss_kappa_matches_the_hand_computed_value():
+    # 3 items, 3 raters, 2 categories: rows [3,0], [0,3], [2,1].
+    # P_i = 1, 1, 1/3 -> mean 7/9; p_j = 5/9, 4/9 -> P_e = 41/81;
+    # kappa = (7/9 - 41/81) / (1 - 41/81) = 22/40 = 0.55
+    table = np.array([[3, 0], [0, 3], [2, 1]])
+    assert fleiss_kappa(table) == pytest.approx(0.55)
+    assert fleiss_kappa(np.array([[3, 0], [2, 0]])) is None  # unequal raters per item
+
+
+def test_krippendorff_alpha_nominal_with_missing_ratings_matches_the_hand_computed_value():
+    # raters x items, NaN = not rated. Items 1-4 rated by R1, R2: (a,a) (a,b) (b,b) (b,b);
+    # item 5 by all three: (a,a,b); item 6 by R1 only (not pairable).
+    # Coincidences: o_aa = 2 + 1, o_ab = o_ba = 1 + 1, o_bb = 4; n_a = 5, n_b = 6, n = 11.
+    # D_o = 4/11, D_e = 2*5*6 / (11*10) = 60/110; alpha = 1 - (4/11)/(60/110) = 1/3.
+    nan = np.nan
+    data = np.array([[0, 0, 1, 1, 0, 0],
+                     [0, 1, 1, 1, 0, nan],
+                     [nan, nan, nan, nan, 1, nan]])
+    assert krippendorff_alpha(data) == pytest.approx(1.0 / 3.0)
+    # only items 1-4: n_a = 3, n_b = 5, D_o = 2/8, D_e = 30/56 -> alpha = 1 - 14/30 = 16/30
+    assert krippendorff_alpha(data[:2, :4]) == pytest.approx(16.0 / 30.0)
+
+
+def test_agreement_summary_from_stances_has_per_class_values_and_intervals():
+    rng = np.random.default_rng(0)
+    truth = rng.choice(["a", "b", "c"], size=60)
+    stances = {}
+    for i, t in enumerate(truth):
+        other = t if i % 6 else {"a": "b", "b": "c", "c": "a"}[t]  # bob differs on every 6th item
+        stances[f"i{i}"] = {"alice": t, "bob": other}
+    stances["solo"] = {"alice": "a"}  # one annotator: not overlapping
+    out = agreement_summary(stances, ["a", "b", "c"], boot=50)
+    assert out["items"] == 60 and out["annotators"] == ["alice", "bob"]
+    assert out["kappa_method"] == "cohen" and out["disagreements"] == 10
+    a = [stances[f"i{i}"]["alice"] for i in range(60)]
+    b = [stances[f"i{i}"]["bob"] for i in range(60)]
+    assert out["kappa"]["value"] == pytest.approx(cohen_kappa(a, b))
+    assert out["kappa"]["low"] <= out["kappa"]["value"] <= out["kappa"]["high"] < 1.0
+    assert set(out["per_class"]) == {"a", "b", "c"}
+    for stats in out["per_class"].values():
+        assert stats["kappa"]["value"] is not None and stats["alpha"]["value"] is not None
+    assert agreement_summary({"x": {"alice": "a"}}) is None  # no overlap: None, not 0
+
+
+# ----------------------------------------------------------------------------- suspects
+def _three_blobs(seed: int, n: int = 300):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    y = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+    x = centres[y] + rng.normal(0, 0.8, (n, 2))
+    return x, np.array(["a", "b", "c"], dtype=object)[y]
+
+
+def _oof(x, y):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    return cross_val_predict(LogisticRegression(max_iter=500), x, y, cv=5, method="predict_proba")
+
+
+def test_suspects_find_flipped_labels_most_suspicious_first():
+    x, truth = _three_blobs(0)
+    rng = np.random.default_rng(1)
+    given = truth.copy()
+    flipped = rng.choice(len(truth), 20, replace=False)
+    given[flipped] = [{"a": "b", "b": "a", "c": "a"}[v] for v in truth[flipped]]
+    ids = np.array([f"id{i}" for i in range(len(truth))], dtype=object)
+    rows = find_suspects(ids, given, _oof(x, given), ("a", "b", "c"))
+    top = {r["id"] for r in rows[:20]}
+    assert len(top & {f"id{i}" for i in flipped}) >= 15  # precision at k = 20 of at least 0.75
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    for r in rows:
+        assert r["label"] == given[int(r["id"][2:])] and r["suggested"] != r["label"]
+        assert r["score"] == pytest.approx(1.0 - r["p_label"])
+    text = suspect_reason(rows[0], "ann")
+    assert text.startswith(f"labelled {rows[0]['label']} by ann; model gives {rows[0]['suggested']} at")
+    assert "out of fold" in text
+
+
+def test_clean_labels_of_a_rare_class_are_not_suspect_for_being_rare():
+    x, truth = _three_blobs(2, n=400)
+    ids = np.array([f"id{i}" for i in range(len(truth))], dtype=object)
+    rows = find_suspects(ids, truth, _oof(x, truth), ("a", "b", "c"))
+    rare = [r for r in rows if r["label"] == "c"]
+    assert len(rare) <= 0.1 * np.sum(truth == "c")
+    assert find_suspects(ids[:5], np.array(["a"] * 5), np.ones((5, 1)), ("a",)) == []
+
+
+# ----------------------------------------------------------------------------- calibration
+def test_class_reliability_ece_by_hand():
+    # two classes, equal weights per class: class 0 items at p0 = 0.9 (2 items), class 1 items
+    # at p0 = 0.3 (2 items). For class 0: bin 0.9 holds the class-0 items (share 1, |0.9-1|=0.1),
+    # bin 0.3 holds class-1 items (share 0, |0.3-0|=0.3), each bin half the weight: ECE = 0.2
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
+    codes = np.array([0, 0, 1, 1])
+    out = class_reliability(proba, codes, 0)
+    assert out["ece"] == pytest.approx(0.2)
+    assert [b[:2] for b in out["bins"]] == [[0.3, 0.0], [0.9, 1.0]]
+
+
+def test_choose_calibrator_fixes_overconfident_probabilities():
+    from core.models.calibration import choose_calibrator
+
+    rng = np.random.default_rng(0)
+    n, k = 600, 3
+    codes = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), codes] += 1.0
+    honest = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    over = np.exp(4 * logits) / np.exp(4 * logits).sum(axis=1, keepdims=True)  # 4x too sharp
+    choice = choose_calibrator(over, codes, seed=0)
+    assert choice.calibrator.method in ("temperature", "vector")
+    assert set(choice.calibrator.scores) == {"none", "temperature", "vector"}
+    assert min(choice.calibrator.scores.values()) == pytest.approx(
+        choice.calibrator.scores[choice.calibrator.method])
+    report = calibration_report(over, choice.held_out, codes.astype(str), ("0", "1", "2"),
+                                source="cv", method=choice.calibrator.method)
+    for stats in report["per_class"].values():
+        assert stats["ece_after"] < 0.6 * stats["ece_before"]
+    # honest probabilities need no sharpening: the fitted temperature stays near one
+    again = choose_calibrator(honest, codes, seed=0).calibrator
+    if again.method == "temperature":
+        assert 0.7 < again.temperature < 1.4
+
+
+def test_calibrator_round_trips_and_refuses_unknown_methods():
+    from core.models.calibration import Calibrator, fit_calibrator
+
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(3), 50)
+    codes = rng.integers(0, 3, 50)
+    cal = fit_calibrator("vector", p, codes)
+    again = Calibrator.from_dict(cal.to_dict())
+    np.testing.assert_allclose(again.apply(p), cal.apply(p))
+    np.testing.assert_allclose(cal.apply(p).sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        Calibrator.from_dict({"method": "isotonic"})
+
+
+# ----------------------------------------------------------------------------- prevalence
+def test_correction_by_the_labelled_prior_by_hand():
+    q = np.array([[0.5, 0.5]])  # balanced posterior: as likely as not
+    # labelled 90 % class 0: p = (0.5*0.9, 0.5*0.1) normalised = (0.9, 0.1)
+    np.testing.assert_allclose(correct(q, np.array([0.9, 0.1])), [[0.9, 0.1]])
+    with pytest.raises(ValueError, match="unknown prevalence method"):
+        correct(q, np.array([0.5, 0.5]), "magic")
+
+
+def test_em_recovers_a_shifted_prior():
+    rng = np.random.default_rng(0)
+    # two classes, 1-D Gaussians at -1 and +1; the pool holds 20 % class 1, the model's posteriors
+    # were fitted under a 50/50 prior
+    y = rng.random(20_000) < 0.2
+    x = np.where(y, 1.0, -1.0) + rng.normal(0, 1, len(y))
+    l1, l0 = np.exp(-(x - 1) ** 2 / 2), np.exp(-(x + 1) ** 2 / 2)
+    p = np.stack([l0, l1], axis=1) / (l0 + l1)[:, None]
+    prior, _ = em_prior(p, np.array([0.5, 0.5]))
+    assert prior[1] == pytest.approx(0.2, abs=0.02)
+
+
+def test_prevalence_interval_covers_the_true_count():
+    """Calibrated posteriors, labels drawn from them: the 90 % interval holds the true count in
+    most draws (a sum of Bernoulli variables)."""
+    classes = ("a", "b", "c")
+    prior = np.full(3, 1 / 3)  # balanced labelled sample: q is already the pool posterior
+    inside, trials = 0, 40
+    for seed in range(trials):
+        rng = np.random.default_rng(seed)
+        q = rng.dirichlet([0.3, 0.3, 0.3], 2_000)
+        truth = np.array([rng.choice(3, p=row) for row in q])
+        est = estimate_prevalence(q, classes, prior, seed=seed, boot=200)
+        count = np.bincount(truth, minlength=3)
+        inside += all(est[c]["low"] <= count[j] <= est[c]["high"] for j, c in enumerate(classes))
+        for c in classes:
+            assert est[c]["low"] <= est[c]["estimate"] <= est[c]["high"]
+    assert inside >= 0.65 * trials  # three classes at 90 % each
+    text = prevalence_text("merger", {"estimate": 41.2, "low": 28.0, "high": 57.4})
+    assert text == "≈ 41 more 'merger' in the pool, 90 % interval 28–57"
+    empty = estimate_prevalence(np.zeros((0, 3)), classes, prior)
+    assert empty["a"] == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+
+
+# ----------------------------------------------------------------------------- review in a store
+@pytest.fixture()
+def store(tmp_path):
+    from core.project import ClassConfig
+
+    with LabelStore(tmp_path / "labels.sqlite") as s:
+        s.set_classes([ClassConfig(name="a"), ClassConfig(name="b")])
+        yield s
+
+
+def test_conflicts_are_listed_until_an_admin_resolves_them(store):
+    store.record_many(["i1", "i2", "i3"], "a", "alice")
+    store.record("i1", "b", "bob")  # disagrees
+    store.record("i2", "a", "bob")  # agrees
+    conflicts = open_conflicts(store)
+    assert [c["item"] for c in conflicts] == ["i1"]
+    assert conflicts[0]["labels"] == {"alice": "a", "bob": "b"} and conflicts[0]["current"] == "b"
+    summary = agreement_of(store, ["a", "b"])
+    assert summary["items"] == 2 and summary["open_conflicts"] == 1
+    event = resolve(store, "i1", "a", "carol")
+    assert store.history("i1")[-1].origin == "resolution" and store.history("i1")[-1].event_id == event
+    assert "alice: a" in store.history("i1")[-1].note and "bob: b" in store.history("i1")[-1].note
+    assert open_conflicts(store) == [] and store.current()["i1"] == "a"
+    # the resolution is a decision, not a third rating: agreement is unchanged
+    assert agreement_of(store, ["a", "b"])["items"] == 2
+    store.record("i1", "b", "dave")  # a new, disagreeing rating after the resolution reopens it
+    assert [c["item"] for c in open_conflicts(store)] == ["i1"]
+    store.record("i1", "a", "dave")  # ... and a change of mind that agrees with all closes it
+    store.record("i1", "a", "bob")
+    assert open_conflicts(store) == []
+
+
+def test_confirming_a_suspect_closes_it_and_relabelling_too(store):
+    store.record_many(["s1", "s2", "s3"], "a", "alice")
+    rows = [{"id": i, "label": "a", "suggested": "b", "score": 0.9 - 0.1 * k, "p_label": 0.1,
+             "p_suggested": 0.9} for k, i in enumerate(["s1", "s2", "s3"])]
+    still = open_suspects(store, rows)
+    assert [r["id"] for r in still] == ["s1", "s2", "s3"]
+    assert still[0]["reason"].startswith("labelled a by alice; model gives b at 0.90 out of fold")
+    confirm(store, ["s1"], "bob")
+    store.record("s2", "b", "alice")  # relabelled
+    assert [r["id"] for r in open_suspects(store, rows)] == ["s3"]
+    assert store.current()["s1"] == "a"  # confirming keeps the label
+    with pytest.raises(LabelStoreError, match="label them first"):
+        confirm(store, ["nobody"], "bob")
+    # a confirmation is not a rating: no overlap of two annotators yet
+    assert agreement_of(store) is None
+
+
+def test_second_opinions_never_go_back_to_who_labelled(store):
+    store.record_many([f"i{k}" for k in range(10)], "a", "alice")
+    store.record_many(["j0", "j1"], "b", "bob")
+    rng = np.random.default_rng(0)
+    for_bob = second_opinions(store, "bob", 5, rng)
+    assert len(for_bob) == 5 and all(i.startswith("i") for i in for_bob)
+    for_alice = second_opinions(store, "alice", 5, rng)
+    assert sorted(for_alice) == ["j0", "j1"]
+    assert second_opinions(store, "carol", 3, rng, exclude={f"i{k}" for k in range(10)}) == sorted(
+        second_opinions(store, "carol", 3, rng, exclude={f"i{k}" for k in range(10)}))
+    assert set(second_opinions(store, "carol", 5, rng, exclude={f"i{k}" for k in range(10)})) == {
+        "j0", "j1"}
+    store.record("j0", "b", "alice")  # now labelled by two: no longer a candidate
+    assert second_opinions(store, "carol", 5, rng, exclude={f"i{k}" for k in range(10)}) == ["j1"]
+    assert SECOND_OPINION_REASON.startswith("second opinion")
+
+
+# ----------------------------------------------------------------------------- suspects strategy
+def test_suspects_strategy_lists_the_open_suspects_in_order():
+    from core.query import QueryContext, get_strategy
+
+    ids = np.array([f"item-{i}" for i in range(6)], dtype=object)
+    labelled = np.array([True, True, True, False, False, False])
+    labels = np.array(["a", "b", "a", None, None, None], dtype=object)
+    suspects = ({"id": "item-2", "score": 0.9, "reason": "labelled a by x; model gives b"},
+                {"id": "item-0", "score": 0.7, "reason": "labelled a by x; model gives b"},
+                {"id": "gone", "score": 0.6, "reason": "not in the pool"})
+    ctx = QueryContext.without_model(embedding=np.zeros((6, 2)), pool_ids=ids,
+                                     labelled_mask=labelled, labels=labels,
+                                     rng=np.random.default_rng(0), suspects=suspects)
+    result = get_strategy("suspects").query(ctx, 5)
+    assert result.ids.tolist() == ["item-2", "item-0"]
+    assert result.scores.tolist() == [0.9, 0.7] and result.positions.tolist() == [2, 0]
+    assert result.reasons[0].startswith("labelled a by x")
+    assert get_strategy("suspects").query(ctx, 1).ids.tolist() == ["item-2"]
+    empty = get_strategy("suspects").query(QueryContext.without_model(
+        embedding=np.zeros((6, 2)), pool_ids=ids, labelled_mask=labelled, labels=labels,
+        rng=np.random.default_rng(0)), 3)
+    assert len(empty.ids) == 0
+    with pytest.raises(ConfigError, match="positive integer"):
+        get_strategy("suspects").query(ctx, 0)
+
+
+# ----------------------------------------------------------------------------- noisy oracle
+def test_noisy_answers_flip_the_share_to_other_classes():
+    truth = np.array(["a", "b", "c", "d"] * 250, dtype=object)
+    for mode in ("uniform", "class"):
+        answers = noisy_answers(truth, 0.1, np.random.default_rng(0), mode=mode)
+        wrong = answers != truth
+        assert wrong.sum() == 100
+        if mode == "uniform":  # every other class is drawn, about equally
+            pairs = {(t, a) for t, a in zip(truth[wrong], answers[wrong])}
+            assert len(pairs) == 12
+        else:  # each class always becomes the same other class
+            partner = {}
+            for t, a in zip(truth[wrong], answers[wrong]):
+                assert partner.setdefault(t, a) == a
+    assert (noisy_answers(truth, 0.0, np.random.default_rng(0)) == truth).all()
+    for bad in (1.0, -0.1, 2):
+        with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+            noisy_answers(truth, bad, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="noise-mode"):
+        noisy_answers(truth, 0.1, np.random.default_rng(0), mode="pairwise")
