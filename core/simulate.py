@@ -156,6 +156,13 @@ def simulate(
             "for every item"
         )
     y = y.astype(str).astype(object)
+    present = sorted(set(y.tolist()))
+    if len(present) < 2:
+        shown = f"only the class {present[0]!r}" if present else "no class at all"
+        raise DataError(
+            f"the ground-truth column holds {shown}; a simulation needs at least two classes "
+            "(with one, every model is trivially right and the balanced accuracy meaningless)"
+        )
     ids = np.asarray(ids if ids is not None else [str(i) for i in range(n)], dtype=object)
     for name, value in (("budget", budget), ("batch", batch)):
         if int(value) < 1:

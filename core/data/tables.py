@@ -130,7 +130,7 @@ def load_table(request: LoadRequest) -> Loaded:
     elif images is not None and not derived:
         names = []
     else:
-        names = numeric_feature_names(df, path, cfg, extra=list(derived))
+        names = numeric_feature_names(df, path, cfg, extra=list(derived), ids=ids)
 
     if names:
         for name in names:
@@ -156,15 +156,26 @@ def load_table(request: LoadRequest) -> Loaded:
     )
 
 
-def numeric_feature_names(df, path: Path, cfg, extra: list[str] = ()) -> list[str]:
+def numeric_feature_names(df, path: Path, cfg, extra: list[str] = (),
+                          ids: np.ndarray | None = None) -> list[str]:
     """Every numeric column but the id, label, image, info and image-path columns (plus
-    ``extra``, the derived ones); a table without any is refused."""
+    ``extra``, the derived ones); a table without any is refused, and so is a column that is
+    numeric but for a few stray cells (named by row and ``ids``)."""
     import pandas as pd
 
     columns = [str(c) for c in df.columns]
     shown_only = {cfg.id_column, cfg.label_column, cfg.image_field, *cfg.info_columns,
                   *cfg.image_columns}
-    names = [c for c in columns if c not in shown_only and pd.api.types.is_numeric_dtype(df[c])]
+    candidates = [c for c in columns if c not in shown_only]
+    for name in candidates:
+        if not pd.api.types.is_numeric_dtype(df[name]) and _mostly_numeric(df[name]):
+            # A number column with a few stray cells is a data error, not a text column:
+            # dropping it silently would lose a feature.
+            row_ids = ids if ids is not None else np.arange(1, len(df) + 1).astype(str)
+            _require_numeric(path, df[name], name, row_ids, hint=(
+                "Fix the cell, or leave the column out explicitly by listing the feature "
+                "columns you want in data.feature_columns (or naming it in data.info_columns)."))
+    names = [c for c in candidates if pd.api.types.is_numeric_dtype(df[c])]
     names += list(extra)
     if not names:
         raise DataError(
@@ -230,19 +241,30 @@ def _catalogue_columns(df, names: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _require_numeric(path: Path, column, name: str, ids: np.ndarray) -> None:
+def _mostly_numeric(column) -> bool:
+    """True when more than half of the column's non-empty cells read as numbers."""
+    import pandas as pd
+
+    present = column.dropna()
+    if present.empty:
+        return False
+    converted = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    return int(converted.notna().sum()) * 2 > len(present)
+
+
+def _require_numeric(path: Path, column, name: str, ids: np.ndarray, hint: str | None = None) -> None:
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(column):
         return
     values = column.tolist()
     converted = pd.to_numeric(column, errors="coerce").tolist()
+    hint = hint or "Remove the column from data.feature_columns or encode it as numbers."
     for row, (raw, num) in enumerate(zip(values, converted)):
         if pd.isna(num) and not pd.isna(raw):
             raise DataError(
                 f"{path.name}: feature column {name!r} is not numeric: row {row + 1} "
-                f"(id {ids[row]!r}) holds {raw!r}. Remove the column from data.feature_columns "
-                "or encode it as numbers."
+                f"(id {ids[row]!r}) holds {raw!r}. {hint}"
             )
     raise DataError(f"{path.name}: feature column {name!r} is not numeric (dtype {column.dtype})")
 

@@ -262,3 +262,68 @@ def test_json_files_take_the_same_checks(folder):
     data["data"]["path"] = "../outside.csv"
     (folder / "project.json").write_text(json.dumps(data), encoding="utf-8")
     _refused(folder / "project.json", ConfigError, "outside")
+
+
+# ------------------------------------------------------------------ hostile data files
+
+
+def _stray_string_table(folder: Path) -> None:
+    rows = ["id,f1,f2,comment,label"] + [
+        f"item-{i},{i * 0.5},{'abc' if i == 7 else (i % 3) * 1.0},note {i},{'a' if i % 2 else 'b'}"
+        for i in range(12)
+    ]
+    (folder / "items.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_a_numeric_column_with_a_stray_string_names_column_row_and_value(folder):
+    from core.data import load_dataset
+    from core.project import parse_project
+
+    data = _valid_project(folder)
+    _stray_string_table(folder)
+    del data["data"]["sha256"], data["labels"]
+    project = parse_project(data, base_dir=folder)
+    with pytest.raises(DataError) as info:
+        load_dataset(project)
+    message = str(info.value)
+    assert "'f2'" in message and "row 8" in message and "'item-7'" in message and "'abc'" in message
+    assert "feature_columns" in message
+    # The text column 'comment' is not numeric at all: it is left out as before, no error for it.
+    assert "comment" not in message
+
+
+def test_listing_the_feature_columns_leaves_the_stray_column_out_explicitly(folder):
+    from core.data import load_dataset
+    from core.project import parse_project
+
+    data = _valid_project(folder)
+    _stray_string_table(folder)
+    del data["data"]["sha256"], data["labels"]
+    data["data"]["feature_columns"] = ["f1"]
+    dataset = load_dataset(parse_project(data, base_dir=folder))
+    assert dataset.feature_names == ["f1"] and dataset.features.shape == (12, 1)
+
+
+def test_a_ground_truth_column_with_one_class_is_refused_by_simulate():
+    import numpy as np
+
+    from core.simulate import simulate
+
+    features = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    with pytest.raises(DataError, match="only the class 'cat'.*at least two classes"):
+        simulate(features, np.array(["cat"] * 40, dtype=object), budget=20)
+
+
+def test_the_cli_refuses_a_single_class_simulation(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    rows = ["id,f1,label"] + [f"item-{i},{i * 0.5},same" for i in range(30)]
+    (folder / "one.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["simulate", "--data", str(folder / "one.csv"), "--id-column", "id",
+                                      "--label-column", "label", "--budget", "10",
+                                      "--out", str(tmp_path / "sim")])
+    assert result.exit_code == 2, result.output
+    assert "at least two classes" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sim" / "summary.json").exists()
