@@ -74,12 +74,22 @@ class PoolLabels:
     train: dict[str, str]
     test: dict[str, str]
     source: str
+    classes: tuple = ()  # the label store's class schema (ClassConfig), when read from a store
+
+    def apply_classes(self, project: ProjectConfig) -> ProjectConfig:
+        """``project`` with the store's classes (rare flags, colours, descriptions edited in the
+        dashboard) and then the file's others: the file only seeds a store, never overrides it."""
+        if not self.classes:
+            return project
+        known = {c.name for c in self.classes}
+        extra = [c for c in project.classes if c.name not in known]
+        return project.model_copy(update={"classes": [*self.classes, *extra]})
 
 
 def project_labels(project: ProjectConfig, *, allow_outside: bool = False,
                    required: bool = True) -> PoolLabels:
-    """The project file's labels when it carries them, else the local label store's (none when
-    ``required`` is false and there is no store)."""
+    """The project file's labels when it carries them, else the local label store's, with its
+    class schema (none when ``required`` is false and there is no store)."""
     import tempfile
 
     from core.errors import ModelError
@@ -105,7 +115,8 @@ def project_labels(project: ProjectConfig, *, allow_outside: bool = False,
         return PoolLabels({}, {}, "no labels")
     with LabelStore(path) as store:
         got = read(store)
-    return PoolLabels(got["train"], got["test"], str(path))
+        classes = tuple(store.classes())
+    return PoolLabels(got["train"], got["test"], str(path), classes)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def retrain_on_cluster(project: ProjectConfig, out: Path, scheduler: str, *,
                           "retrain with --scheduler")
     pool = open_pool(project, allow_outside=allow_outside)
     labels = project_labels(project, allow_outside=allow_outside)
+    project = labels.apply_classes(project)  # the store's rare flags, as in the dashboard
     shown = {**labels.train, **labels.test}  # the label column shows both splits
     base = base_config(project.encoder)
     n_total = pool.n_rows

@@ -19,6 +19,10 @@ class LabelStoreError(TailwiseError):
     """The label store refused an operation (unknown class, bad import file, ...)."""
 
 
+class AccessError(TailwiseError, PermissionError):
+    """A user tried something their role does not allow; the message names user, role and action."""
+
+
 class EmptyPoolError(TailwiseError, ValueError):
     """A query strategy was asked for items but no unlabelled item is left."""
 

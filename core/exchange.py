@@ -409,8 +409,14 @@ def import_into_session(
     *,
     on_hash_mismatch: HashPolicy = "error",
     allow_outside: bool = False,
+    by: str | None = None,
 ) -> ImportResult:
-    """Import a shared file into a running Session's project and label store (caller retrains)."""
+    """Import a shared file into a running Session's project and label store (caller retrains).
+
+    ``by`` is the user asking (the dashboard's browser user): the project's ``access`` section
+    must let them import; ``None`` is the local operator (CLI)."""
+    if by is not None:
+        session.access.require(by, "import")
     return import_project(
         path,
         store=session.store,

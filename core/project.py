@@ -402,6 +402,28 @@ class FeaturesConfig(_Strict):
         return not self.derived and self.combinations is None
 
 
+class AccessConfig(_Strict):
+    """Who may do what on a shared server (see ``core.access``): user names per role.
+
+    ``annotators`` or ``viewers`` may be ``"*"`` (every logged-in user). Admins may do everything,
+    annotators label, undo their own work, ask for batches and retrain, viewers only look.
+    """
+
+    admins: list[str] = Field(default_factory=list)
+    annotators: list[str] | Literal["*"] = Field(default_factory=list)
+    viewers: list[str] | Literal["*"] = Field(default_factory=list)
+
+    @field_validator("admins", "annotators", "viewers")
+    @classmethod
+    def _names_ok(cls, v):
+        if v == "*":
+            return v
+        names = [str(n).strip() for n in v]
+        if any(not n for n in names):
+            raise ValueError("user names must not be empty")
+        return names
+
+
 class LabelEventRecord(_Strict):
     """A label event as stored inline in an exported project file."""
 
@@ -440,6 +462,7 @@ class ProjectConfig(_Strict):
     label_store: str = "labels.sqlite"
     cache_dir: str = ".tailwise-cache"
     labels: list[LabelEventRecord] | LabelsRef | None = None
+    access: AccessConfig | None = None  # absent: everyone may do everything
 
     # Folder the file was loaded from; relative paths resolve against it. Not serialised.
     _base_dir: Path | None = None
@@ -575,6 +598,7 @@ def _choices(expected: str) -> str:
 
 
 _UNION_TAGS = {*MODEL_KINDS, "list[LabelEventRecord]", "LabelsRef",
+               "list[str]", "literal['*']",
                "scatter", "line", "histogram", "plugin", "str", "Tabs"}
 
 

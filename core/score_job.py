@@ -79,6 +79,7 @@ def score_project(project_path: str | Path, model_dir: str | Path, out_dir: str 
     model = model_from_bytes(meta_text, weights, str(model_dir))  # refuse a bad model early
     pool = open_pool(project, allow_outside=allow_outside, part_rows=part_rows)
     pool_labels = project_labels(project, allow_outside=allow_outside, required=False)
+    project = pool_labels.apply_classes(project)  # the store's rare flags, as in the dashboard
     labels = {**pool_labels.train, **pool_labels.test}
     projector = (model_dir / MAP_FILE).read_bytes() if (model_dir / MAP_FILE).is_file() else None
     with open_executor(scheduler) as executor:

@@ -1,8 +1,15 @@
 """One project's live state: data, embedding, map, labels, model and query queue.
 
-A ``Session`` is what the dashboard (one per browser session) and ``tailwise retrain`` drive.
-Labels go straight to the shared :class:`~core.labels.LabelStore`; everything else is derived
-from the project file and the store, so several sessions over one project stay consistent.
+A ``Session`` is what the dashboard (every browser tab of a project shares one) and
+``tailwise retrain`` drive. Labels go straight to the shared :class:`~core.labels.LabelStore`;
+everything else is derived from the project file and the store, so several tabs stay consistent.
+
+Many tabs, one engine: one retrain at a time (``request_retrain`` schedules at most one follow-up),
+queries serialised by a lock of their own (never waiting behind training), settings swapped in
+whole between retrains (a running retrain keeps the project it started with), and every action of
+a user checked against the project's ``access`` section (``core.access``). The class schema lives
+in the store: the project file's classes only seed it, so edits made in the dashboard persist, and
+training, metrics and strategies read the store's rare flags.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from core.access import AccessPolicy
 from core.clusters import Clusters, cluster_embedding, summarise_clusters
 from core.data import load_dataset
 from core.data.base import Dataset
 from core.errors import ConfigError, EmptyPoolError, TailwiseError
+from core.jobs import RetrainScheduler
 from core.labels import LabelEvent, LabelStore
 from core.pipeline import ModelState, check_features, train_round
-from core.project import ClassConfig, ProjectConfig, load_project, palette_colours
+from core.project import ClassConfig, ModelConfig, ProjectConfig, QueryConfig, load_project, palette_colours
 from core.projection import cached_projection, project_2d
 
 Progress = Callable[[int, int, str], None]
@@ -57,8 +66,10 @@ class Session:
         self.store = store
         self._lock = threading.RLock()
         self._retrain_lock = threading.Lock()
-        self._query_lock = threading.Lock()
+        self._query_lock = threading.Lock()  # strategies keep caches: one query at a time
         self._reservations: dict[str, list[str]] = {}  # requester -> ids of its current batch
+        self._retrains: RetrainScheduler = RetrainScheduler(
+            lambda progress: self.retrain(progress), name="tailwise-train")
         self._base_embedding: np.ndarray | None = None
         self._xy: np.ndarray | None = None
         self._projector = None
@@ -73,7 +84,18 @@ class Session:
         self._clusters: tuple[int, int | None, Clusters] | None = None
         self._version_counter = 0
         self.import_report = None  # set when the project file carried labels
-        store.set_classes(project.classes)
+        store.seed_classes(project.classes)  # seeds a new store; never undoes edits made since
+
+    @property
+    def access(self) -> AccessPolicy:
+        """Who may do what (the project's ``access`` section; open when it has none)."""
+        return AccessPolicy(self.project.access)
+
+    def _allow(self, user: str | None, action: str) -> None:
+        """Check ``user`` may do ``action``. ``None`` is the local operator (CLI, scripts): the
+        dashboard always passes the browser's user."""
+        if user is not None:
+            self.access.require(user, action)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -277,13 +299,24 @@ class Session:
         return [c.name for c in self.classes]
 
     def add_class(self, name: str, colour: str | None = None, rare: bool = False,
-                  description: str = "") -> ClassConfig:
+                  description: str = "", *, by: str | None = None) -> ClassConfig:
         """Create a class; a colour is picked from the palette when none is given."""
+        self._allow(by, "edit_classes")
         existing = self.classes
         colour = colour or palette_colours(1, exclude={c.colour for c in existing})[0]
         cls = ClassConfig(name=name, colour=colour, rare=rare, description=description)
         self.store.add_class(cls)
         return cls
+
+    def update_class(self, name: str, *, by: str | None = None, **changes) -> ClassConfig:
+        """Change a class's colour, rare flag or description; kept in the store across restarts."""
+        self._allow(by, "edit_classes")
+        return self.store.update_class(name, **changes)
+
+    def rename_class(self, old: str, new: str, *, by: str | None = None) -> ClassConfig:
+        """Rename a class no label uses yet (otherwise ``LabelStoreError`` says why not)."""
+        self._allow(by, "edit_classes")
+        return self.store.rename_class(old, new)
 
     def _check_ids(self, item_ids: Iterable[str]) -> list[str]:
         ids = [str(i) for i in item_ids]
@@ -299,6 +332,7 @@ class Session:
         ``split='test'`` puts the items in the test split (measured, never trained on);
         ``None`` keeps each item's split (new items: train).
         """
+        self.access.require(annotator, "label")
         ids = self._check_ids(item_ids)
         version = self._state.model_version if self._state else None
         if len(ids) == 1:
@@ -310,6 +344,7 @@ class Session:
     def label_each(self, labels: dict[str, str], annotator: str, origin: str = "bulk",
                    note: str | None = None) -> list[int]:
         """Record a different label per item as one action (undone as one); returns event ids."""
+        self.access.require(annotator, "label")
         ids = self._check_ids(labels)
         version = self._state.model_version if self._state else None
         return self.store.record_labels({i: labels[i] for i in ids}, annotator, origin=origin,
@@ -317,6 +352,7 @@ class Session:
 
     def retract(self, item_ids: Iterable[str], annotator: str) -> list[int]:
         """Remove the items' labels (one action); returns the event ids."""
+        self.access.require(annotator, "label")
         ids = self._check_ids(item_ids)
         return self.store.record_labels(dict.fromkeys(ids), annotator, origin="expert")
 
@@ -324,15 +360,18 @@ class Session:
         """Revert ``annotator``'s last action (all its events); returns the last event appended,
         or None when nothing of theirs is left to undo. Raises ``LabelStoreError`` naming who
         changed an item since, and appends nothing, rather than touch someone else's label."""
+        self.access.require(annotator, "label")
         return self.store.undo(annotator)
 
     def undo_count(self, annotator: str) -> int:
         """:meth:`undo_action` returning only the number of events appended (one SQL statement
         for a bulk action, no event objects)."""
+        self.access.require(annotator, "label")
         return self.store.undo_count(annotator)
 
     def undo_action(self, annotator: str) -> list[LabelEvent]:
         """``undo``, returning every event appended (one per item of the reverted action)."""
+        self.access.require(annotator, "label")
         return self.store.undo_action(annotator)
 
     def current_labels(self) -> dict[str, str]:
@@ -366,12 +405,13 @@ class Session:
     def retrain(self, progress: Progress | None = None) -> ModelState:
         """Train a fresh model on a snapshot of the labels. On failure the old state is kept."""
         with self._retrain_lock:  # one training at a time; readers are not blocked meanwhile
+            project = self.training_project()  # settings and classes as they are now, for the run
             embedding = self.base_embedding_(progress)
             labels = self.store.current(split="train")  # the test split is never trained on
             version = self._version_counter + 1
             event_id = self.store.last_event_id()  # the labels are read after this event
             previous = self._state.model_choice if self._state is not None else None
-            state = train_round(self.project, self.dataset, embedding, labels,
+            state = train_round(project, self.dataset, embedding, labels,
                                 model_version=version, previous=previous, progress=progress,
                                 test_labels=self.test_labels())
             state = replace(state, stopping=self._stopping(state))
@@ -412,6 +452,36 @@ class Session:
             snapshot.save(self.cache_dir, self, state, self.history, event_id)
         except (OSError, ValueError, TypeError) as err:
             warnings.warn(f"could not save the model for a quick restart: {err}", stacklevel=2)
+
+    def request_retrain(self, progress: Progress | None = None):
+        """Retrain in the background, one run at a time: returns a ``concurrent.futures.Future``
+        of the ``ModelState``. A request during a run joins the single follow-up run."""
+        return self._retrains.request(progress)
+
+    @property
+    def retraining(self) -> bool:
+        """True while a background retrain runs."""
+        return self._retrains.running
+
+    def training_project(self) -> ProjectConfig:
+        """The project as a training run sees it: its settings now, with the store's classes (and
+        so the store's rare flags, which metrics and strategies use)."""
+        with self._lock:
+            return self.project.model_copy(update={"classes": self.store.classes()})
+
+    def apply_settings(self, *, model: ModelConfig | None = None, query: QueryConfig | None = None,
+                       by: str | None = None) -> ProjectConfig:
+        """Take new model and/or query settings, swapped in whole: a retrain already running keeps
+        the settings it started with; the next one uses these. Returns the new project."""
+        self._allow(by, "settings")
+        with self._lock:
+            updated = self.project.model_copy(deep=True)
+            if model is not None:
+                updated.model = model.model_copy(deep=True)
+            if query is not None:
+                updated.query = query.model_copy(deep=True)  # validated (e.g. target class)
+            self.project = updated
+            return updated
 
     # ------------------------------------------------------------------ querying
     def _strategy(self, name: str):
@@ -470,7 +540,7 @@ class Session:
             "labelled_mask": labels != None,
             "labels": labels,
             "rng": np.random.default_rng([self.project.seed, int((labels != None).sum())]),
-            "rare_classes": tuple(self.project.rare_classes + [c.name for c in self.classes if c.rare]),
+            "rare_classes": tuple(c.name for c in self.classes if c.rare),  # the store's flags
             "target_class": target_class,
             "requester": requester,
         }

@@ -69,6 +69,38 @@ class ClassSchema:
                          (updated.colour, int(updated.rare), updated.description, updated.name))
         return updated
 
+    def seed(self, classes: Sequence[ClassConfig]) -> list[ClassConfig]:
+        """Append the listed classes that are missing, in order; existing ones stay as they are."""
+        configs = [as_class(c) for c in classes]
+        with self.db.write() as conn:
+            position = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM classes").fetchone()[0]
+            for config in configs:
+                if _row(conn, config.name) is None:
+                    _insert(conn, config, position)
+                    position += 1
+        return self.all()
+
+    def rename(self, old: str, new: str) -> ClassConfig:
+        """Give a class a new name, keeping its place and settings. Refused when any label event
+        names it (renaming would orphan those labels) or when ``new`` is taken."""
+        with self.db.write() as conn:
+            existing = _row(conn, old)
+            if existing is None:
+                require(conn, [old])
+                raise AssertionError("unreachable")
+            renamed = as_class({**existing.model_dump(), "name": new})
+            if renamed.name == old:
+                return existing
+            if _row(conn, renamed.name) is not None:
+                raise LabelStoreError(f"cannot rename {old!r} to {renamed.name!r}: that class exists")
+            used = conn.execute("SELECT COUNT(*) FROM events WHERE label = ?", (old,)).fetchone()[0]
+            if used:
+                raise LabelStoreError(
+                    f"cannot rename class {old!r}: {used} label event(s) name it and would be lost "
+                    "to the new name; create the new class and relabel the items instead")
+            conn.execute("UPDATE classes SET name = ? WHERE name = ?", (renamed.name, old))
+        return renamed
+
     def replace(self, classes: Sequence[ClassConfig], *, prune: bool = False) -> list[ClassConfig]:
         """Make the listed classes the schema's first ones, in order, with the listed settings.
 

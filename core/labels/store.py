@@ -247,6 +247,12 @@ class LabelStore:
             return {item: label for item, label in self._cache.items()
                     if self._cache_split.get(item) == split}
 
+    def labels_of(self, item_ids: Iterable[str]) -> dict[str, str]:
+        """Item id -> current label for the given items that have one (cheap: no full copy)."""
+        with self._cache_lock:
+            self._refresh_cache()
+            return {i: self._cache[i] for i in item_ids if i in self._cache}
+
     def splits(self) -> dict[str, str]:
         """Item id -> split ('train' or 'test') of every currently labelled item."""
         with self._cache_lock:
@@ -424,6 +430,15 @@ class LabelStore:
         Class names cannot change, since events refer to them.
         """
         return self.schema.update(name, **changes)
+
+    def seed_classes(self, classes: Sequence[ClassConfig]) -> list[ClassConfig]:
+        """Add the listed classes the store lacks (a project file seeding its store); classes the
+        store has keep their colour, rare flag, description and order: edits are never undone."""
+        return self.schema.seed(classes)
+
+    def rename_class(self, old: str, new: str) -> ClassConfig:
+        """Rename a class that no label event uses (events keep the names they were given)."""
+        return self.schema.rename(old, new)
 
     def set_classes(self, classes: Sequence[ClassConfig], *, prune: bool = False) -> list[ClassConfig]:
         """Seed the schema from a project file's classes, in their order (see ``ClassSchema.replace``)."""
