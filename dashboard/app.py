@@ -18,13 +18,14 @@ import param
 from core.layout import Layout, Tabs, load_layout
 from core.project import ProjectConfig, load_project
 from core.serve import default_project
+from dashboard.client import ConnectionWatch
 from dashboard.state import AppState, Preparation, escape, open_shared
-from dashboard.style import html_pane
+from dashboard.style import SYSTEM_FONT, html_pane, offline_design
 from dashboard.views import TITLES, view_classes
 
 ACCENT = "#3b6ea8"
 SIDE_WIDTH = 400  # a view beside the map (inspector, plots)
-REFRESH_MS = 500  # how often a page looks for other pages' labels and new models
+REFRESH_MS = 500  # how often a page looks for other pages' labels, classes and new models
 SIDEBAR_WIDTH = 330
 
 
@@ -101,14 +102,29 @@ class App(pn.viewable.Viewer):
 
     def ready(self, session) -> None:
         """Build this browser session's state and views over the prepared ``session``; ask for
-        the first batch so the inspector shows the next item to label straight away."""
-        self.state = AppState(session)
+        the first batch so the inspector shows the next item to label straight away.
+
+        The user is the one Panel authenticated (``--basic-auth``, OAuth), if any; a user without
+        a role in the project's ``access`` section gets a refusal instead of the views.
+        """
+        doc = pn.state.curdoc
+        schedule = None
+        if doc is not None:
+            def schedule(delay_s: float, callback) -> None:
+                doc.add_timeout_callback(callback, max(int(delay_s * 1000), 1))
+        self.state = AppState(session, user=pn.state.user or None, schedule=schedule)
+        if self.state.user and self.state.role is None:
+            self.body.objects = [html_pane(
+                f"<div class='tw-no-access'>{escape(self.state.user)} has no role in this project; "
+                "ask one of its admins to add you to the access section of the project file.</div>")]
+            self.state = None
+            return
         self._relayout()
-        if pn.state.curdoc is not None:
-            # Two comparisons when nothing changed, so it can run often: other tabs' labels and
-            # new models reach this page within half a second.
+        if doc is not None:
+            # Two comparisons when nothing changed, so it can run often: other tabs' labels,
+            # class edits and new models reach this page within half a second.
             pn.state.add_periodic_callback(self.state.refresh, period=REFRESH_MS)
-            if not self.state.queue_ids:
+            if not self.state.queue_ids and self.state.may("query"):
                 pn.state.execute(self.state.first_batch_async)
             requester = self.state.requester  # a closed tab gives its queued items back
             pn.state.on_session_destroyed(lambda _context: session.release(requester))
@@ -164,6 +180,8 @@ class App(pn.viewable.Viewer):
     def __panel__(self):
         template = pn.template.FastListTemplate(
             title=f"Tailwise · {self.project.name}", sidebar=[self.sidebar], main=[self.body],
-            accent=ACCENT, sidebar_width=SIDEBAR_WIDTH, main_layout=None, theme_toggle=False)
+            header=[ConnectionWatch(height=0, width=0, margin=0)],
+            accent=ACCENT, sidebar_width=SIDEBAR_WIDTH, main_layout=None, theme_toggle=False,
+            design=offline_design(), font=SYSTEM_FONT)
         pn.state.onload(self.start)
         return template

@@ -4,6 +4,18 @@
 and calls the engine for everything else. Views read its parameters and call its methods; tests
 drive it without a server. Sessions of the same project share one prepared ``Session`` (embedding,
 map, model, label store) through :func:`open_shared`, never their selection or annotator.
+
+Identity and access: the annotator is the logged-in user when the server authenticates (Panel's
+``--basic-auth`` or OAuth), otherwise the name the tab chose (no label before one is chosen).
+Every method checks the user's role (``core.access``) before it acts; a refusal is shown as the
+error, never carried out.
+
+Speed with many experts: a label is committed, acknowledged ("saved") and announced to the views
+as the few items it changed (``changes`` / ``last_changed``: the map recolours just those
+points); the views summarising every label wait for ``labels_version``, which a ``Pacer`` bumps
+once labelling pauses. Other tabs catch up from the store's new events in ``refresh``, the same
+way. Queries, clusters and maps run on a work pool of their own; training runs on the project's
+training thread (``Session.request_retrain``), so neither waits behind the other.
 """
 
 from __future__ import annotations
@@ -24,19 +36,29 @@ from typing import Any
 import numpy as np
 import param
 
-from core.errors import TailwiseError
+from core.errors import AccessError, TailwiseError
 from core.layout import COLOUR_BY
 from core.pointtable import latest_annotators, point_table, queue_scores
 from core.progress import logged, tee
 from core.project import STRATEGIES
+from dashboard.pacing import Pacer, Schedule
 
 log = logging.getLogger("tailwise")
 
-# One worker runs the engine's slow calls (prepare, retrain, queries) off the event loop.
-_WORKER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tailwise-engine")
-# Large label, undo and import actions write the store here, off the thread that serves the pages.
+# Queries, clusters and map projections run here, off the event loop. Training never does: it
+# runs on each project's own training thread (core.jobs.RetrainScheduler), so this work never
+# waits behind a retrain.
+_WORK = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tailwise-work")
+# Label, undo and import actions write the store here (a commit waits for the disk), off the
+# event loop every tab shares; one writer, so each tab's clicks are written in order.
 STORE_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailwise-store")
-LARGE_ACTION = 2_000  # items: above this a label action runs in STORE_WRITER
+# Items: a larger action shows as a job while it is written, and views redraw in full after it
+# instead of patching item by item.
+LARGE_ACTION = 2_000
+# Summaries of every label (legend, counts, history) and other tabs' models are redrawn once
+# labelling pauses for SUMMARY_QUIET_S, at least every SUMMARY_MAX_WAIT_S while it goes on, and
+# at most every SUMMARY_MIN_INTERVAL_S.
+SUMMARY_QUIET_S, SUMMARY_MAX_WAIT_S, SUMMARY_MIN_INTERVAL_S = 2.0, 10.0, 10.0
 
 
 # ---------------------------------------------------------------------- shared per project
@@ -98,7 +120,8 @@ def open_shared(path: str | Path, opener: Callable[[str], Any] | None = None) ->
 
 
 def background_retrain(session: Any, why: str) -> None:
-    """Retrain in this thread, reporting to the server log and to every page (``activity``)."""
+    """Retrain on the project's training thread and wait for it, reporting to the server log and
+    to every page (``activity``); a Retrain pressed meanwhile joins the follow-up run."""
     log_report = logged(f"retraining {why}")
 
     def report(done: int, total: int, message: str) -> None:
@@ -106,7 +129,7 @@ def background_retrain(session: Any, why: str) -> None:
         session.activity = f"retraining {why}: {message} ({100 * done / max(total, 1):.0f} %)"
 
     try:
-        state = session.retrain(progress=report)
+        state = session.request_retrain(report).result()
         log.info("model v%d ready (%s)", state.model_version, why)
     except Exception as err:  # noqa: BLE001  (the restored model stays; the pages say why)
         log.warning("background retrain %s failed: %s", why, err)
@@ -116,10 +139,20 @@ def background_retrain(session: Any, why: str) -> None:
 
 
 # ---------------------------------------------------------------------- the state
+def describe(err: BaseException) -> str:
+    """An error as the page shows it: our own errors by their message, others with their type."""
+    if isinstance(err, (TailwiseError, ValueError)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
 class AppState(param.Parameterized):
     """What one expert sees and does; every engine call goes through a method here."""
 
-    annotator = param.String(default="expert", doc="Name recorded with every label of this session.")
+    annotator = param.String(default="", doc="Name recorded with every label of this session: "
+                             "the logged-in user, or the name this tab chose ('' until then).")
+    user = param.String(default=None, allow_None=True, constant=True,
+                        doc="The user the server authenticated (None without authentication).")
     selection = param.List(default=[], item_type=str, doc="Selected item ids.")
     colour_by = param.Selector(default="label", objects=list(COLOUR_BY))
     strategy = param.Selector(default="auto", objects=list(STRATEGIES))
@@ -132,8 +165,12 @@ class AppState(param.Parameterized):
     queue_reasons = param.List(default=[])
     queue_scores = param.List(default=[])
 
-    labels_version = param.Integer(default=0, doc="Bumped whenever labels or classes change.")
-    map_version = param.Integer(default=0, doc="Version of the shared map table last drawn.")
+    changes = param.Integer(default=0, doc="Bumped when items' labels change (``last_changed``).")
+    labels_version = param.Integer(default=0, doc="Bumped (paced) when views summarising every "
+                                   "label should redraw.")
+    classes_version = param.Integer(default=0, doc="Bumped when the class schema changes.")
+    map_version = param.Integer(default=0, doc="Version of the shared map table last drawn "
+                                "(triggered also when the map itself is recomputed).")
     model_version = param.Integer(default=None, allow_None=True)
     trained_at = param.Number(default=None, allow_None=True)
     learner = param.String(default="", doc="The learner the model uses (auto's choice).")
@@ -148,11 +185,16 @@ class AppState(param.Parameterized):
     error = param.String(default="", doc="Last error message, '' when none.")
     saved_events = param.Integer(default=0, doc="Label events this session has had committed.")
 
-    def __init__(self, session: Any, **params: Any) -> None:
+    def __init__(self, session: Any, *, schedule: Schedule | None = None,
+                 clock: Callable[[], float] = time.monotonic, **params: Any) -> None:
+        """``schedule(delay_s, callback)`` runs paced redraws later (the page passes its
+        document's timeout callbacks; without one they happen at once). ``clock`` is for tests."""
         project = session.project
         params.setdefault("strategy", project.query.strategy)
         params.setdefault("batch_size", project.query.batch_size)
         params.setdefault("target_class", project.query.target_class)
+        if params.get("user"):
+            params["annotator"] = params["user"]  # the logged-in user labels, nobody else
         super().__init__(**params)
         self.session = session
         # Who asks for batches: one id per browser session, so a learning strategy credits each
@@ -161,15 +203,71 @@ class AppState(param.Parameterized):
         self._use_frame(session.map_frame())  # shared by every browser session: no copies here
         self._skipped: set[str] = set()
         self._seen_event = session.store.last_event_id()
+        self._classes_seen = self._class_signature()
         self._clusters = None
+        self.last_changed: list[str] | None = []
+        self._own: set[int] = set()  # event ids this tab announced itself (skipped at catch-up)
+        self._summary = Pacer(self._bump_summary, schedule, quiet_s=SUMMARY_QUIET_S,
+                              max_wait_s=SUMMARY_MAX_WAIT_S, min_interval_s=SUMMARY_MIN_INTERVAL_S,
+                              clock=clock)
+        self._writing = asyncio.Lock()
         self._sync_model()
+        self.param.watch(self._keep_user, "annotator")
+
+    # ------------------------------------------------------------------ identity and access
+    @property
+    def identity(self) -> str:
+        """Who acts in this session: the logged-in user, else the chosen annotator name."""
+        return self.user or self.annotator.strip()
+
+    @property
+    def role(self) -> str | None:
+        """This session's role ('admin', 'annotator', 'viewer') or None."""
+        return self.session.access.role(self.identity)
+
+    def may(self, action: str) -> bool:
+        """Whether this session's user may do ``action`` (see ``core.access.ACTIONS``)."""
+        return self.session.access.allows(self.identity, action)
+
+    def offers(self, action: str) -> bool:
+        """Whether the page should show the controls for ``action``: not when the logged-in user
+        (or the project's open policy) already says no. The methods check again in any case."""
+        return self.may(action) or (not self.user and not self.session.access.open)
+
+    def _require(self, action: str) -> bool:
+        """True when allowed; otherwise the refusal is shown and False returned."""
+        try:
+            self.session.access.require(self.identity, action)
+        except AccessError as err:
+            self._fail(err)
+            return False
+        return True
+
+    def can_label(self) -> bool:
+        """True when this tab may label now; otherwise the reason is shown and False returned."""
+        return self._can_label()
+
+    def _can_label(self) -> bool:
+        if not self.identity:
+            self._fail(ValueError("choose your annotator name first (top of the page): every "
+                                  "label records who gave it; this browser remembers the name"))
+            return False
+        return self._require("label")
+
+    def _keep_user(self, event) -> None:
+        """With authentication the annotator is the logged-in user and cannot be edited."""
+        if self.user and event.new != self.user:
+            self.annotator = self.user
 
     # ------------------------------------------------------------------ derived data
     def _use_frame(self, frame) -> None:
+        moved = getattr(self, "frame", None) is not None and frame is not self.frame
         self.frame = frame  # core.mapframe.MapFrame: positions, grid index, colour columns
         self._xy = frame.xy
         self._index = frame.point_index
         self.map_version = frame.version
+        if moved:  # a recomputed map: new positions even if the version number is the same
+            self.param.trigger("map_version")
 
     @property
     def xy(self) -> np.ndarray:
@@ -193,24 +291,48 @@ class AppState(param.Parameterized):
     def queue_rows(self) -> np.ndarray:
         return self.session.positions(self.queue_ids) if self.queue_ids else np.empty(0, np.int64)
 
-    def points(self, annotators: bool = False):
+    def labels_of(self, item_ids) -> dict[str, str]:
+        """Current labels of just these items (cheap; never copies every label)."""
+        return self.session.store.labels_of(item_ids)
+
+    def points(self, annotators: bool = False, rows: np.ndarray | None = None):
         """The map's point table (see ``core.pointtable.point_table``); ``annotators`` adds who
-        labelled each item (reads every event, so only when the map is coloured by it)."""
+        labelled each item (reads every event, so only when the map is coloured by it). ``rows``
+        limits it to those rows (for patching a few points)."""
         state = self.session.state
         n = len(self.dataset)
         queued = self.queue_rows()
         clusters = self._clusters
-        return point_table(
-            self.dataset.ids, self._xy, self.session.labels_by_row(),
-            predicted=None if state is None else state.predicted,
-            uncertainty=None if state is None else state.uncertainty,
-            score=queue_scores(n, queued, np.asarray(self.queue_scores, dtype=float)),
-            cluster=None if clusters is None else clusters.assignment,
-            annotator=latest_annotators(self.session.store.events(), self.dataset.ids,
-                                        self.dataset._index) if annotators else None,
-            rare_classes=self.rare_classes,
-            queued_rows=queued,
-        )
+        if rows is None:
+            labels = self.session.labels_by_row()
+            who = (latest_annotators(self.session.store.events(), self.dataset.ids,
+                                     self.dataset._index) if annotators else None)
+            table = point_table(
+                self.dataset.ids, self._xy, labels,
+                predicted=None if state is None else state.predicted,
+                uncertainty=None if state is None else state.uncertainty,
+                score=queue_scores(n, queued, np.asarray(self.queue_scores, dtype=float)),
+                cluster=None if clusters is None else clusters.assignment,
+                annotator=who, rare_classes=self.rare_classes, queued_rows=queued)
+            return table
+        rows = np.asarray(rows, dtype=np.int64)
+        ids = self.dataset.ids[rows]
+        current = self.labels_of(ids.tolist())
+        labels = np.array([current.get(i) for i in ids], dtype=object)
+        who = None
+        if annotators:
+            history = {i: self.session.store.history(i) for i in ids.tolist()}
+            who = np.array([h[-1].annotator if h and h[-1].label is not None else "" for h in
+                            (history[i] for i in ids.tolist())], dtype=object)
+        score = queue_scores(n, queued, np.asarray(self.queue_scores, dtype=float))[rows]
+        table = point_table(
+            ids, self._xy[rows], labels,
+            predicted=None if state is None else state.predicted[rows],
+            uncertainty=None if state is None else state.uncertainty[rows],
+            score=score, cluster=None if clusters is None else clusters.assignment[rows],
+            annotator=who, rare_classes=self.rare_classes)
+        table.index = rows
+        return table
 
     # ------------------------------------------------------------------ selection
     def select(self, item_ids, add: bool = False) -> list[str]:
@@ -254,9 +376,24 @@ class AppState(param.Parameterized):
         self.selection = []
 
     # ------------------------------------------------------------------ labelling
-    def _fail(self, err: Exception) -> None:
+    def _fail(self, err: BaseException) -> None:
         self.status = ""
-        self.error = str(err)
+        self.error = describe(err)
+
+    def _saved(self, events: list[int], text: str, items: list[str],
+               advance: bool = False) -> None:
+        """Acknowledge committed events first ("saved" depends on nothing else), then move the
+        queue on and tell the views which items changed (the catch-up skips these events)."""
+        self.error = ""
+        self.saved_events += len(events)
+        self.status = text
+        if advance:
+            self._advance(items)
+        if len(items) > LARGE_ACTION:
+            self._announce(None)
+        else:
+            self._own.update(events)
+            self._announce(items)
 
     def label_selection(self, label: str, split: str | None = None) -> list[int]:
         """Give every selected item ``label``; returns the committed event ids.
@@ -270,21 +407,27 @@ class AppState(param.Parameterized):
         return self._labelled(label, ids, split, *_attempt(self._write_labels, ids, label, split))
 
     async def label_selection_async(self, label: str, split: str | None = None) -> list[int]:
-        """:meth:`label_selection`; a large selection is written (and the shared map table
-        updated) in a worker thread, so every other page keeps being served meanwhile."""
+        """:meth:`label_selection` with the commit (and the shared map table's update) on the
+        store's writer thread, so the event loop every tab shares keeps serving the others
+        meanwhile. This tab's clicks are written in order, each with the selection it was made
+        on; a large selection shows as a job while it is written."""
         ids = self._selection_to_label()
-        if len(ids) < LARGE_ACTION:
-            return self.label_selection(label, split) if ids else []
-        self.job, self.job_message = "label", f"saving {len(ids):,} labels as {label!r}"
+        if not ids:
+            return []
+        large = len(ids) >= LARGE_ACTION
+        if large:
+            self.job, self.job_message = "label", f"saving {len(ids):,} labels as {label!r}"
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                STORE_WRITER, self._write_and_sync, self._write_labels, ids, label, split)
+            async with self._writing:
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    STORE_WRITER, self._write_and_sync, self._write_labels, ids, label, split)
         finally:
-            self.job, self.job_message = "", ""
+            if large:
+                self.job, self.job_message = "", ""
         return self._labelled(label, ids, split, *outcome)
 
     def _write_labels(self, ids: list[str], label: str, split: str | None) -> list[int]:
-        return self.session.label(ids, label, self.annotator, split=split)
+        return self.session.label(ids, label, self.identity, split=split)
 
     def _write_and_sync(self, write, *args):
         """A store write then the shared map table's update (both in the worker thread)."""
@@ -294,6 +437,8 @@ class AppState(param.Parameterized):
         return outcome
 
     def _selection_to_label(self) -> list[str]:
+        if not self._can_label():
+            return []
         if not self.selection:
             self._fail(ValueError("select items on the map or in the queue first"))
             return []
@@ -304,46 +449,48 @@ class AppState(param.Parameterized):
         if err is not None:
             self._fail(err)
             return []
-        self.error = ""
-        self.saved_events += len(events)
         where = " (test split)" if split == "test" else ""
-        self.status = f"saved {len(events)} label{'s' * (len(events) != 1)} as {label!r}{where}"
-        self._labels_changed()
-        self._advance(ids)
+        self._saved(events, f"saved {len(events)} label{'s' * (len(events) != 1)} as {label!r}{where}",
+                    ids, advance=True)
         return events
 
     def accept_predictions(self) -> list[int]:
-        """Label each selected item with its predicted class (one event per item)."""
+        """Label each selected item with its predicted class (one action, undone as one)."""
+        if not self._can_label():
+            return []
         state = self.session.state
         if state is None or not self.selection:
             self._fail(ValueError("accepting predictions needs a trained model and a selection"))
             return []
         rows = self.selected_rows()
-        events: list[int] = []
         try:
             predicted = {i: str(state.predicted[r]) for i, r in zip(self.selection, rows)}
-            events = self.session.label_each(predicted, self.annotator, origin="accepted")
+            events = self.session.label_each(predicted, self.identity, origin="accepted")
         except (TailwiseError, ValueError) as err:
             self._fail(err)
+            return []
         if events:
-            self.error = ""
-            self.saved_events += len(events)
-            self.status = f"saved {len(events)} accepted prediction{'s' * (len(events) != 1)}"
-            self._labels_changed()
+            self._saved(events, f"saved {len(events)} accepted prediction{'s' * (len(events) != 1)}",
+                        list(predicted))
         return events
 
     def undo(self) -> int:
         """Revert this annotator's last label action (all its events); returns events reverted.
         Someone else's later label is never touched: the refusal is shown instead."""
-        return self._undone(*_attempt(self.session.undo_count, self.annotator))
+        if not self._can_label():
+            return 0
+        return self._undone(*_attempt(self.session.undo_count, self.identity))
 
     async def undo_async(self) -> int:
-        """:meth:`undo` in a worker thread (an action may hold 10^5 items: one SQL statement, but
-        the pages keep being served meanwhile)."""
+        """:meth:`undo` on the store's writer thread (an action may hold 10^5 items: one SQL
+        statement, but the pages keep being served meanwhile)."""
+        if not self._can_label():
+            return 0
         self.job, self.job_message = "undo", "undoing your last action"
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                STORE_WRITER, self._write_and_sync, self.session.undo_count, self.annotator)
+            async with self._writing:
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    STORE_WRITER, self._write_and_sync, self.session.undo_count, self.identity)
         finally:
             self.job, self.job_message = "", ""
         return self._undone(*outcome)
@@ -355,48 +502,105 @@ class AppState(param.Parameterized):
         self.error = ""
         self.status = f"undone {reverted} label{'s' * (reverted != 1)}" if reverted else "nothing to undo"
         if reverted:
-            self._labels_changed()
+            self._catch_up(now=False)  # the reverted items (and any other tab's since), announced
         return reverted
 
     def skip(self) -> None:
         """Leave the selected items unlabelled and move on to the next queued item."""
+        if not self._require("label"):
+            return
         ids = list(self.selection)
         self._skipped.update(ids)
         self.status = f"skipped {len(ids)} item{'s' * (len(ids) != 1)}"
         self._advance(ids)
 
-    def add_class(self, name: str, colour: str | None = None, rare: bool = False) -> None:
-        """Create a class (validated by the engine); errors are shown, not raised."""
-        try:
-            cls = self.session.add_class(name, colour=colour or None, rare=rare)
-        except (TailwiseError, ValueError) as err:
-            self._fail(err)
-            return
-        self.error = ""
-        self.status = f"created class {cls.name!r}"
-        self._labels_changed()
-
     def _advance(self, done_ids: list[str]) -> None:
         """After labelling/skipping items of the queue, select the next open queued item."""
         if not self.queue_ids or not set(done_ids) <= set(self.queue_ids):
             return
-        labelled = self.session.current_labels()
+        labelled = self.labels_of(self.queue_ids)
         for item in self.queue_ids:
             if item not in labelled and item not in self._skipped and item not in done_ids:
                 self.selection = [item]
                 return
         self.selection = []
 
-    def _labels_changed(self) -> None:
-        self._seen_event = self.session.store.last_event_id()
-        self._sync_frame()
+    def _announce(self, items) -> None:
+        """Tell the views which items changed now (``None``: too many to patch, redraw) and bring
+        the shared map table up to date; summaries follow once labelling pauses."""
+        self.last_changed = None if items is None else list(dict.fromkeys(items))
+        if items is None or len(self.last_changed) > LARGE_ACTION:
+            self.last_changed = None
+            if _running_loop() is not None:
+                asyncio.ensure_future(self._sync_frame_async())  # a bulk action: off the loop
+            else:
+                self._sync_frame()
+        else:
+            self._sync_frame()
+        self.changes += 1
+        self._summary.poke()
+
+    def _bump_summary(self) -> None:
+        state = self.session.state
+        if state is not None and state.model_version != self.model_version:
+            self._clusters = None
+            self._sync_model()  # another tab's new model, adopted at the summaries' pace
+            self._sync_frame()
         self.labels_version += 1
 
     def _sync_frame(self) -> None:
-        """Bring the shared map table up to date (only changed rows); redraw if it moved on."""
+        """Bring the shared map table up to date (only changed rows); note when it moved on."""
         self.session.sync_map_frame(self.frame)
         if self.frame.version != self.map_version:
             self.map_version = self.frame.version
+
+    async def _sync_frame_async(self) -> None:
+        """Apply a large batch of labels to the shared table off the serving thread."""
+        await asyncio.get_running_loop().run_in_executor(STORE_WRITER, self.session.sync_map_frame,
+                                                         self.frame)
+        if self.frame.version != self.map_version:
+            self.map_version = self.frame.version
+
+    # ------------------------------------------------------------------ classes
+    def _class_signature(self) -> tuple:
+        return tuple((c.name, c.colour, c.rare, c.description) for c in self.session.classes)
+
+    def _classes_changed(self) -> None:
+        self._classes_seen = self._class_signature()
+        self.classes_version += 1
+
+    def add_class(self, name: str, colour: str | None = None, rare: bool = False,
+                  description: str = "") -> None:
+        """Create a class (validated by the engine); errors are shown, not raised."""
+        if not self._require("edit_classes"):
+            return
+        try:
+            cls = self.session.add_class(name, colour=colour or None, rare=rare,
+                                         description=description, by=self.identity)
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+            return
+        self.error = ""
+        self.status = f"created class {cls.name!r}"
+        self._classes_changed()
+
+    def edit_class(self, name: str, *, new_name: str | None = None, **changes: Any) -> bool:
+        """Recolour, mark rare, describe or rename a class; the store keeps it across restarts."""
+        if not self._require("edit_classes"):
+            return False
+        try:
+            if changes:
+                self.session.update_class(name, by=self.identity, **changes)
+            if new_name and new_name.strip() != name:
+                self.session.rename_class(name, new_name.strip(), by=self.identity)
+                name = new_name.strip()
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+            return False
+        self.error = ""
+        self.status = f"saved class {name!r}"
+        self._classes_changed()
+        return True
 
     # ------------------------------------------------------------------ clusters
     def clusters(self):
@@ -406,8 +610,8 @@ class AppState(param.Parameterized):
         return self._clusters
 
     async def clusters_async(self):
-        """``clusters`` with the engine call in a worker thread."""
-        self._clusters = await asyncio.get_running_loop().run_in_executor(_WORKER, self.session.clusters)
+        """``clusters`` with the engine call on the work pool (never behind training)."""
+        self._clusters = await asyncio.get_running_loop().run_in_executor(_WORK, self.session.clusters)
         self._show_clusters()
         return self._clusters
 
@@ -435,6 +639,12 @@ class AppState(param.Parameterized):
         return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target,
                                        requester=self.requester)
 
+    def _engine_model(self) -> int | None:
+        """Version of the model the engine queries with now (this tab may show an older one
+        until its summaries catch up)."""
+        state = self.session.state
+        return None if state is None else int(state.model_version)
+
     def _apply_queue(self, result, select_first: bool = True, model_version: int | None = None) -> None:
         self.queue_model = model_version
         self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
@@ -448,22 +658,27 @@ class AppState(param.Parameterized):
 
     def next_batch(self) -> list[str]:
         """Ask the strategy for the next batch (blocking); selects its first item."""
+        if not self._require("query"):
+            return self.queue_ids
         try:
-            version = self.model_version
+            version = self._engine_model()
             self._apply_queue(self._query(), model_version=version)
-        except (TailwiseError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001  (every failure is shown)
             self._fail(err)
         return self.queue_ids
 
     async def next_batch_async(self, select_first: bool = True) -> list[str]:
-        """``next_batch`` with the engine call in a worker thread. ``select_first=False`` keeps
-        a selection the expert made meanwhile (the batch asked for when the page opens)."""
+        """``next_batch`` with the engine call on the work pool (never behind training).
+        ``select_first=False`` keeps a selection the expert made meanwhile (the batch asked for
+        when the page opens)."""
+        if not self._require("query"):
+            return self.queue_ids
         self.job, self.job_message = "queue", "choosing the next batch"
         try:
-            version = self.model_version
-            result = await asyncio.get_running_loop().run_in_executor(_WORKER, self._query)
+            version = self._engine_model()
+            result = await asyncio.get_running_loop().run_in_executor(_WORK, self._query)
             self._apply_queue(result, select_first=select_first, model_version=version)
-        except (TailwiseError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001  (every failure is shown on this page)
             self._fail(err)
         finally:
             self.job, self.job_message = "", ""
@@ -500,6 +715,8 @@ class AppState(param.Parameterized):
 
     def retrain(self) -> bool:
         """Retrain now (blocking). On failure the error is shown and the old model kept."""
+        if not self._require("retrain"):
+            return False
         try:
             self.session.retrain(progress=self._progress)
         except Exception as err:  # noqa: BLE001  (any failure keeps the previous model)
@@ -509,20 +726,24 @@ class AppState(param.Parameterized):
         return True
 
     async def retrain_async(self) -> bool:
-        """``retrain`` in a worker thread; progress reaches the page through the event loop."""
-        if self.job == "retrain":
+        """Ask the project's training thread for a retrain and wait for it. One retrain runs at a
+        time; asking during one schedules a single follow-up that every asker shares. Progress
+        reaches the page through the event loop; any failure is shown here."""
+        if self.job == "retrain" or not self._require("retrain"):
             return False
         loop = asyncio.get_running_loop()
-        self.job, self.job_progress, self.job_message = "retrain", 0.0, "starting"
+        waiting = self.session.retraining
+        self.job, self.job_progress = "retrain", 0.0
+        self.job_message = "waiting for the running retrain" if waiting else "starting"
         self.error = ""
-        log_progress = logged(f"retrain asked by {self.annotator!r}")
+        log_progress = logged(f"retrain asked by {self.identity!r}")
 
         def progress(done: int, total: int, message: str) -> None:
             log_progress(done, total, message)
             loop.call_soon_threadsafe(self._progress, done, total, message)
 
         try:
-            await loop.run_in_executor(_WORKER, partial(self.session.retrain, progress=progress))
+            await asyncio.wrap_future(self.session.request_retrain(progress))
         except Exception as err:  # noqa: BLE001
             self._fail(err)
             return False
@@ -535,9 +756,9 @@ class AppState(param.Parameterized):
         return True
 
     async def recompute_map_async(self) -> bool:
-        """Project the (possibly learned) embedding again, in a worker thread. The map moves only
+        """Project the (possibly learned) embedding again, on the work pool. The map moves only
         when asked; other browser sessions keep their layout until they reload."""
-        if self.job:
+        if self.job or not self._require("recompute_map"):
             return False
         loop = asyncio.get_running_loop()
         self.job, self.job_progress, self.job_message = "map", 0.0, "recomputing the map"
@@ -546,7 +767,7 @@ class AppState(param.Parameterized):
             loop.call_soon_threadsafe(self._progress, done, total, message)
 
         try:
-            await loop.run_in_executor(_WORKER, partial(self.session.recompute_map, progress=progress))
+            await loop.run_in_executor(_WORK, partial(self.session.recompute_map, progress=progress))
         except Exception as err:  # noqa: BLE001  (the old map stays)
             self._fail(err)
             return False
@@ -563,46 +784,61 @@ class AppState(param.Parameterized):
         self.job_message = str(message)
 
     # ------------------------------------------------------------------ other sessions
-    def refresh(self) -> bool:
-        """Pick up labels and models from other sessions of the project; True if anything changed.
-        Costs two comparisons when nothing did; otherwise the shared map table is updated once
-        (for every session) with only the changed rows."""
+    def refresh(self, *, now: bool = False) -> bool:
+        """Catch up with other sessions of the project: the items their new label events touched
+        (announced like our own), class edits, a newer model and what the engine does in the
+        background. ``now`` also redraws the summaries at once (the Refresh button). Costs two
+        comparisons when nothing changed. True if anything did."""
+        try:
+            return self._catch_up(now)
+        except Exception as err:  # noqa: BLE001  (shown, and the next refresh tries again)
+            self._fail(err)
+            return False
+
+    def _catch_up(self, now: bool) -> bool:
         changed = False
         if self.engine_activity != self.session.activity:
             self.engine_activity = self.session.activity
-        last = self.session.store.last_event_id()
+        store = self.session.store
+        last = store.last_event_id()
         if last != self._seen_event:
-            self._seen_event = last
+            if last - self._seen_event > LARGE_ACTION:  # a bulk action: redraw, no item patches
+                self._seen_event = last
+                self._own.clear()
+                self._announce(None)
+            else:
+                events = store.events(since_id=self._seen_event)
+                if events:
+                    self._seen_event = events[-1].event_id
+                    items = [e.item_id for e in events if e.event_id not in self._own]
+                    self._own.difference_update(e.event_id for e in events)
+                    if items:
+                        self._announce(items)
+            changed = True
+        if self._class_signature() != self._classes_seen:
+            self._classes_changed()
             changed = True
         state = self.session.state
         if state is not None and state.model_version != self.model_version:
-            self._clusters = None
-            self._sync_model()
+            self._summary.poke()  # adopted with the next summaries (a model redraws charts)
             changed = True
-            if self.queue_ids and not self.job and _running_loop() is not None:
-                # The queue was chosen by the old model: ask the new one (in a worker thread).
+            if (self.queue_ids and not self.job and self.queue_model != state.model_version
+                    and _running_loop() is not None and self.may("query")):
+                # The queue was chosen by the old model: ask the new one (on the work pool) now,
+                # while the charts adopt the model at the summaries' pace.
                 asyncio.ensure_future(self.next_batch_async(select_first=False))
-        if changed:
-            if last - self.frame.event_id > LARGE_ACTION and _running_loop() is not None:
-                asyncio.ensure_future(self._sync_frame_async())  # a bulk action by someone else
-            else:
-                self._sync_frame()
-            self.labels_version += 1
+        if now:
+            self._summary.flush()
+            if not changed:
+                self.labels_version += 1
         return changed
-
-    async def _sync_frame_async(self) -> None:
-        """Apply a large batch of others' labels to the shared table off the serving thread."""
-        await asyncio.get_running_loop().run_in_executor(STORE_WRITER, self.session.sync_map_frame,
-                                                         self.frame)
-        if self.frame.version != self.map_version:
-            self.map_version = self.frame.version
 
 
 def _attempt(call, *args):
-    """``(result, None)`` or ``(None, error)`` for the errors a page shows to its user."""
+    """``(result, None)`` or ``(None, error)``: every failure is shown on the page that asked."""
     try:
         return call(*args), None
-    except (TailwiseError, ValueError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001
         return None, err
 
 

@@ -15,6 +15,24 @@ def stylesheet() -> str:
     return CSS_FILE.read_text(encoding="utf-8")
 
 
+# System fonts: the page never asks another server for a font (it must work offline).
+SYSTEM_FONT = ("system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, "
+               "'Noto Sans', 'Liberation Sans', sans-serif")
+
+
+@lru_cache(maxsize=1)
+def offline_design():
+    """Panel's Fast design without the Google Fonts stylesheet it links by default; every other
+    resource of the design is served by the Panel server itself."""
+    from panel.theme.fast import Fast
+
+    # Named "Fast" on purpose: Panel finds a design's bundled files under its lower-cased name.
+    return type("Fast", (Fast,), {
+        "_resources": {kind: value for kind, value in Fast._resources.items() if kind != "font"},
+        "__doc__": "The Fast design, minus its Google Fonts stylesheet (the page stays offline).",
+    })
+
+
 def html_pane(obj, **params) -> pn.pane.HTML:
     """An HTML pane carrying the Tailwise stylesheet."""
     if "width" not in params:
@@ -29,3 +47,14 @@ def holoviews():
     if "bokeh" not in hv.Store.renderers:
         hv.extension("bokeh", logo=False)
     return hv
+
+
+def on_document(model, edit) -> None:
+    """Run ``edit`` (a change to Bokeh ``model`` made outside Panel's parameters) where Bokeh
+    allows it: on the document's next tick when it is served (the callback that asked may not
+    hold the document, e.g. after an ``await``), at once otherwise (tests, notebooks)."""
+    doc = getattr(model, "document", None)
+    if doc is not None and doc.session_context is not None:
+        doc.add_next_tick_callback(edit)
+    else:
+        edit()

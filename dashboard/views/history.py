@@ -28,9 +28,13 @@ class HistoryView(pn.viewable.Viewer):
     def __init__(self, state: AppState, **params) -> None:
         super().__init__(**params)
         self.state = state
+        # One pane whose table is replaced in place (a new pane per change costs the server more).
+        self.table = pn.pane.DataFrame(recent_events(state), index=False, escape=True,
+                                       sizing_mode="stretch_width")
+        state.param.watch(self._update, "labels_version")
+
+    def _update(self, *_):
+        self.table.object = recent_events(self.state)
 
     def __panel__(self):
-        table = pn.bind(lambda *_: pn.pane.DataFrame(recent_events(self.state), index=False, escape=True,
-                                                     sizing_mode="stretch_width"),
-                        self.state.param.labels_version)
-        return pn.Column(pn.panel(table), css_classes=["tw-history-view"], sizing_mode="stretch_width")
+        return pn.Column(self.table, css_classes=["tw-history-view"], sizing_mode="stretch_width")

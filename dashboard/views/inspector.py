@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import panel as pn
+import param
 
 from core.layout import InspectorOptions
 from dashboard.state import AppState, escape
@@ -41,12 +42,16 @@ def _when(t: float) -> str:
 
 
 class InspectorView(pn.viewable.Viewer):
-    """What the selection is: images or a feature table, label, prediction, history."""
+    """What the selection is: images or a feature table, label, prediction, history (and who
+    disagrees). Redrawn when the selection changes or one of its items is relabelled."""
+
+    version = param.Integer(default=0, doc="Bumped when a selected item's label changed.")
 
     def __init__(self, state: AppState, options: InspectorOptions | None = None, **params) -> None:
         super().__init__(**params)
         self.state = state
         self.options = options or InspectorOptions()
+        state.param.watch(self._on_changes, "changes")
 
     def _thumbnails(self, rows: np.ndarray, labels: np.ndarray) -> str:
         images = self.state.dataset.images
@@ -146,13 +151,27 @@ class InspectorView(pn.viewable.Viewer):
         return ('<table class="tw-history"><tr><th>when</th><th>label</th><th>who</th><th>origin</th>'
                 f"<th>model</th><th>note</th></tr>{rows}</table>")
 
+    def _conflict(self, item: str) -> str:
+        """A warning when annotators' labels in effect on ``item`` disagree (the history has all)."""
+        stances = self.state.session.store.stances(item)
+        if len(set(stances.values())) < 2:
+            return ""
+        who = ", ".join(f"{escape(a)}: <b>{escape(lab)}</b>" for a, lab in sorted(stances.items()))
+        return f"<div class='tw-conflict' role='note'>⚠ experts disagree: {who}</div>"
+
+    def _on_changes(self, *_) -> None:
+        changed = self.state.last_changed  # None: a bulk action, anything may have changed
+        if self.state.selection and (changed is None or set(self.state.selection) & set(changed)):
+            self.version += 1
+
     def render(self, selection: list[str], *_) -> str:
         """The inspector's HTML for ``selection`` (every user text escaped)."""
         if not selection:
             return ("<div class='tw-inspector tw-muted'>Select items on the map (box, lasso or tap), "
                     "or take the next batch from the queue: its first item is shown here.</div>")
         rows = self.state.session.positions(selection)
-        labels = self.state.session.labels_by_row()
+        current = self.state.labels_of(selection)  # just these items: never every label
+        labels = {int(r): current.get(i) for r, i in zip(rows, selection)}  # row -> label
         parts = [f"<div class='tw-inspector'><h4>{len(rows)} selected</h4>"]
         if self.state.dataset.is_image:
             parts.append(self._thumbnails(rows, labels))
@@ -169,10 +188,11 @@ class InspectorView(pn.viewable.Viewer):
                 parts.append(self._info(row))
             if not self.state.dataset.is_image:
                 parts.append(self._features(row))
+            parts.append(self._conflict(item))
             parts.append(self._probabilities(row))
             parts.append("<b>history</b>" + self._history(item))
         else:
-            values, counts = np.unique(np.where(labels[rows] == None, "–", labels[rows]).astype(str),
+            values, counts = np.unique(np.array([labels[int(r)] or "–" for r in rows], dtype=str),
                                        return_counts=True)
             parts.append("<p>labels: " + ", ".join(f"{escape(v)} × {c}" for v, c in zip(values, counts)) + "</p>")
         parts.append("</div>")
@@ -180,5 +200,6 @@ class InspectorView(pn.viewable.Viewer):
 
     def __panel__(self):
         s = self.state
-        return html_pane(pn.bind(self.render, s.param.selection, s.param.labels_version),
+        return html_pane(pn.bind(self.render, s.param.selection, s.param.labels_version,
+                                 s.param.classes_version, self.param.version),
                             sizing_mode="stretch_width", css_classes=["tw-inspector-box"])

@@ -1,8 +1,11 @@
-"""Labelling: one button per class (number-key shortcuts), cluster, accept, skip, undo, new class."""
+"""Labelling: one button per class (number-key shortcuts), cluster, accept, skip, undo, and (for
+admins) creating and editing classes: colour, rare flag, description, name while no label uses it.
+Class edits are kept in the label store, so they survive restarts."""
 
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import panel as pn
 import param
@@ -40,6 +43,7 @@ class KeyShortcuts(JSComponent):
       const onKey = (event) => {
         const target = event.composedPath()[0];
         const tag = (target && target.tagName) || "";
+        if (window.__twOffline) return;  // connection lost: nothing would be saved
         if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
         if (!/^[0-9]$/.test(event.key) && !["u", "s"].includes(event.key)) return;
         count += 1;
@@ -62,16 +66,19 @@ class LabellingView(pn.viewable.Viewer):
         self.keys.param.watch(self._on_key, "key")
         self._built = None
 
-    async def _on_key(self, event) -> None:
+    def _on_key(self, event) -> None:
+        """A key press: the refusals are shown at once, the writes run as tasks of their own (in
+        order, on the store's writer), so the next key is taken while one is written."""
         key = event.new.split(":")[0]
         if key == "u":
-            await self.state.undo_async()
+            if self.state.can_label():
+                pn.state.execute(self.state.undo_async)
         elif key == "s":
             self.state.skip()
         else:
             name = shortcut_keys([c.name for c in self.state.classes]).get(key)
-            if name is not None:
-                await self.state.label_selection_async(name)
+            if name is not None and self.state.can_label():  # refusals shown at once
+                pn.state.execute(partial(self.state.label_selection_async, name))
 
     def _buttons(self, *_):
         signature = tuple((c.name, c.colour, c.rare) for c in self.state.classes)
@@ -89,7 +96,7 @@ class LabellingView(pn.viewable.Viewer):
                 description=cls.description or None,
                 stylesheets=[(f".bk-btn {{ border-left: 8px solid {cls.colour} !important; "
                               f"{'font-weight: 700;' if cls.rare else ''} }}")],
-                width=118, margin=(3, 3))
+                width=118, margin=(3, 3), disabled=not self.state.offers("label"))
             button.on_click(self._label_click(cls.name))
             buttons.append(button)
         box = pn.FlexBox(*buttons, sizing_mode="stretch_width")
@@ -121,6 +128,45 @@ class LabellingView(pn.viewable.Viewer):
     async def _undo_click(self, _event) -> None:
         await self.state.undo_async()
 
+    def _edit_class_form(self):
+        s = self.state
+        names = lambda: [c.name for c in s.classes]  # noqa: E731
+        choose = pn.widgets.Select(label="Class", options=names(), css_classes=["tw-edit-class-name"],
+                                   sizing_mode="stretch_width")
+        rename = pn.widgets.TextInput(label="Name", css_classes=["tw-edit-class-rename"],
+                                      sizing_mode="stretch_width")
+        colour = pn.widgets.ColorPicker(label="Colour", width=70, css_classes=["tw-edit-class-colour"])
+        rare = pn.widgets.Checkbox(label="rare", css_classes=["tw-edit-class-rare"])
+        description = pn.widgets.TextInput(label="Description", css_classes=["tw-edit-class-description"],
+                                           sizing_mode="stretch_width")
+        save = pn.widgets.Button(label="Save class", css_classes=["tw-edit-class"], color="default")
+
+        def show(*_):
+            cls = next((c for c in s.classes if c.name == choose.value), None)
+            if cls is not None:
+                rename.value, colour.value, rare.value = cls.name, cls.colour, cls.rare
+                description.value = cls.description
+
+        def on_save(_):
+            if choose.value:
+                s.edit_class(choose.value, new_name=rename.value, colour=colour.value,
+                             rare=rare.value, description=description.value)
+
+        def on_classes(*_):
+            current = choose.value
+            choose.options = names()
+            if current in choose.options:
+                choose.value = current
+            show()
+
+        choose.param.watch(show, "value")
+        s.param.watch(on_classes, "classes_version")
+        save.on_click(on_save)
+        show()
+        return pn.Card(choose, rename, pn.Row(colour, rare, align="end"), description, save,
+                       title="Edit a class", collapsed=True, sizing_mode="stretch_width",
+                       css_classes=["tw-edit-class-card"])
+
     def __panel__(self):
         s = self.state
         has_selection = s.param.selection.rx.len() > 0
@@ -137,9 +183,9 @@ class LabellingView(pn.viewable.Viewer):
         undo.on_click(self._undo_click)
         return pn.Column(
             pn.pane.Markdown("**Label the selection** (number keys; u undo, s skip)", margin=(0, 5)),
-            pn.panel(pn.bind(self._buttons, s.param.labels_version)),
+            pn.panel(pn.bind(self._buttons, s.param.classes_version)),
             pn.FlexBox(cluster, accept, skip, undo),
-            self._new_class_form(),
+            *([self._new_class_form(), self._edit_class_form()] if s.offers("edit_classes") else []),
             self.keys,
             sizing_mode="stretch_width",
         )

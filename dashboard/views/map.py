@@ -9,6 +9,12 @@ and the selection are overlays and never re-send the raster). Box, lasso and tap
 as geometry (``BoundsXY``/``Lasso``/``Tap`` streams) and are mapped to item ids on the server by
 the grid index in ``core.geometry``; the selection, the queue and labelled rare items are drawn as
 overlays on top.
+
+While experts label, the Bokeh points are not redrawn: the points whose labels changed (in this tab
+or another) are patched in the browser's data source (a few values per click instead of the whole
+pool). They are redrawn in full only when what they show changes as a whole: the colouring, the
+class colours, a model (when colouring by it), the queue (when colouring by score), a bulk action
+or the map itself.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ import param
 from core.layout import COLOUR_BY, MapOptions
 from dashboard.state import AppState, escape
 from dashboard.streams import selection_streams
-from dashboard.style import holoviews, html_pane
+from dashboard.style import holoviews, html_pane, on_document
 
 UNLABELLED = "#c8c8c8"
 MAX_HIGHLIGHTS = 20_000
 CONTINUOUS = ("uncertainty", "score")
+MODEL_COLOURS = ("predicted", "uncertainty", "score", "cluster")  # redrawn when the model changes
+# Point-table columns -> the names HoloViews gives them in the Bokeh data source.
+_PATCHED = {"colour": "color", "line": "line_color", "size": "size", "shown_label": "shown_label"}
 COLOUR_NAMES = {
     "label": "current label", "predicted": "predicted class", "uncertainty": "uncertainty",
     "score": "query score", "cluster": "predicted cluster", "annotator": "annotator",
@@ -72,6 +81,18 @@ def colour_points(points: pd.DataFrame, colour_by: str, class_colours: dict[str,
     return colours, legend
 
 
+def _never_constant(table: pd.DataFrame) -> None:
+    """Keep the styled columns varying: HoloViews sends a column whose values are all equal as
+    one constant, and a constant cannot be patched later. The last point differs invisibly."""
+    last = table.index[-1]
+    if table["size"].nunique() == 1:
+        table.loc[last, "size"] = table["size"].iloc[-1] + 1e-3
+    for column in ("colour", "line"):
+        if table[column].nunique() == 1:
+            value = str(table[column].iloc[-1])
+            table.loc[last, column] = value[:-1] + ("0" if value[-1] != "0" else "1")
+
+
 class MapView(pn.viewable.Viewer):
     """The map with its colour-by control and legend. CSS class ``tw-map`` on the plot's box."""
 
@@ -80,6 +101,8 @@ class MapView(pn.viewable.Viewer):
     aggregator = param.Parameter(default=None, doc="The raster's datashader reduction.")
     cmap = param.Parameter(default=None, doc="The raster's colour map.")
     clims = param.Parameter(default=None, doc="The values the colour map spans (None: the data's).")
+    redraw = param.Integer(default=0, doc="Bumped to redraw the points in full.")
+    patched = param.Integer(default=0, doc="Points patched in place so far (for scripts/tests).")
 
     def __init__(self, state: AppState, options: MapOptions | None = None,
                  raster_threshold: int = 50_000, **params) -> None:
@@ -91,15 +114,22 @@ class MapView(pn.viewable.Viewer):
         if self.options.colour_by in COLOUR_BY and state.colour_by == "label":
             state.colour_by = self.options.colour_by
         self.rasterised = len(state.dataset) > raster_threshold
-        watch = [state.param.colour_by, state.param.labels_version, state.param.queue_ids,
-                 state.param.model_version]
+        self._source = None  # the Bokeh data source of the drawn points (for patching)
+        self._drawn_xy = state.xy
         if self.rasterised:
             base = self._raster_map()
         else:
-            base = hv.DynamicMap(pn.bind(self._points, *watch))
+            base = hv.DynamicMap(pn.bind(self._points, state.param.colour_by,
+                                         state.param.classes_version, self.param.redraw))
+            state.param.watch(self._on_changes, "changes")
+            state.param.watch(self._on_summary, "labels_version")
+            state.param.watch(self._on_model, "model_version")
+            state.param.watch(self._on_queue, "queue_ids")
+            state.param.watch(self._on_map_moved, "map_version")
         self.bounds, self.lasso, self.tap = selection_streams(
             base, self._on_bounds, self._on_lasso, self._on_tap)
-        overlay = base * hv.DynamicMap(pn.bind(self._rare, state.param.labels_version))
+        overlay = base * hv.DynamicMap(pn.bind(self._rare, state.param.changes,
+                                               state.param.classes_version, state.param.map_version))
         if self.options.highlight_queue:
             overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.queue_ids,
                                                       state.param.colour_by))
@@ -118,12 +148,9 @@ class MapView(pn.viewable.Viewer):
     def _class_colours(self) -> dict[str, str]:
         return {c.name: c.colour for c in self.state.classes}
 
-    def _points(self, colour_by, *_):
-        hv = holoviews()
-
-        table = self._table()
+    def _style(self, table: pd.DataFrame, colour_by: str) -> pd.DataFrame:
+        """Add the drawn columns (colour, size, outline, hover text) to a point table."""
         table["colour"], _ = colour_points(table, colour_by, self._class_colours())
-        self.rendered = colour_by
         unlabelled = table["colour"].to_numpy() == UNLABELLED
         size = np.full(len(table), float(self.options.point_size))
         size[unlabelled] *= 0.7
@@ -133,6 +160,16 @@ class MapView(pn.viewable.Viewer):
         table["line"] = np.where(table["rare"] & self.options.emphasise_rare, "#222222", table["colour"])
         table["shown_label"] = table["label"].replace("", "–")
         table["shown_predicted"] = table["predicted"].replace("", "–")
+        if len(table) > 1:
+            _never_constant(table)
+        return table
+
+    def _points(self, colour_by, *_):
+        hv = holoviews()
+
+        table = self._style(self._table(), colour_by)
+        self.rendered = colour_by
+        self._drawn_xy = self.state.xy
         vdims = ["id", "shown_label", "shown_predicted", "uncertainty", "colour", "size", "line"]
         return hv.Points(table, kdims=["x", "y"], vdims=vdims).opts(
             color="colour", size="size", line_color="line", alpha=0.85, nonselection_alpha=0.85,
@@ -140,7 +177,52 @@ class MapView(pn.viewable.Viewer):
             tools=["hover", "box_select", "lasso_select", "tap"], active_tools=["box_select", "wheel_zoom"],
             hover_tooltips=[("id", "@id"), ("label", "@shown_label"), ("prediction", "@shown_predicted"),
                             ("uncertainty", "@uncertainty{0.00}")],
+            hooks=[self._keep_source],
         )
+
+    def _keep_source(self, plot, element) -> None:
+        """HoloViews hook: keep the points' Bokeh data source, to patch changed points into it."""
+        self._source = plot.handles.get("source")
+
+    # ------------------------------------------------------------------ keeping up with labels
+    def _on_changes(self, *_):
+        """Recolour just the points whose labels changed (colouring by label)."""
+        items = self.state.last_changed
+        if self.state.colour_by != "label":
+            return
+        if items is None or self._source is None:
+            self.redraw += 1  # a bulk action, or nothing drawn yet
+            return
+        dataset = self.state.dataset
+        rows = dataset.positions([i for i in items if dataset.has(i)])
+        if not len(rows):
+            return
+        table = self._style(self.state.points(rows=rows), "label")
+        data = self._source.data
+        if any(key not in data for key in ("color", "line_color", "size")):
+            self.redraw += 1  # a column that was constant is a scalar, not a column: redraw
+            return
+        patch = {key: [(int(r), v) for r, v in zip(rows, table[column].tolist())]
+                 for column, key in _PATCHED.items() if key in data}
+        source = self._source
+        on_document(source, lambda: source.patch(patch))
+        self.patched += len(rows)
+
+    def _on_summary(self, *_):
+        if self.state.colour_by in ("annotator", "cluster"):
+            self.redraw += 1  # who labelled what, new clusters: redrawn at the summaries' pace
+
+    def _on_model(self, *_):
+        if self.state.colour_by in MODEL_COLOURS:
+            self.redraw += 1
+
+    def _on_queue(self, *_):
+        if self.state.colour_by == "score":
+            self.redraw += 1
+
+    def _on_map_moved(self, *_):
+        if self.state.xy is not self._drawn_xy:  # the map was recomputed
+            self.redraw += 1
 
     # ------------------------------------------------------------------ the raster
     def _raster_map(self):
@@ -150,6 +232,7 @@ class MapView(pn.viewable.Viewer):
         hv = holoviews()
         self._shade(self.state.colour_by)
         self.state.param.watch(lambda e: self._shade(e.new), "colour_by")
+        self.state.param.watch(lambda e: self._shade(self.state.colour_by), "classes_version")
         self.state.param.watch(self._categories_grew, "map_version")
         points = hv.DynamicMap(self._frame_points, streams=[hv.streams.Params(self.state, ["map_version"])])
         shaded = datashade(points, aggregator=pn.bind(_same, self.param.aggregator),
@@ -277,10 +360,11 @@ class MapView(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ layout
     def _legend_entries(self, colour_by: str) -> list[tuple[str, str]]:
-        """Legend entries; rasterised, from the shared table's category counts (no point table)."""
-        if not self.rasterised:
-            return colour_points(self._table(), colour_by, self._class_colours())[1]
+        """Legend entries from the shared table's category counts (no point table), except for
+        annotators in the points view (who labelled what is read only when asked)."""
         frame = self.state.frame
+        if colour_by == "annotator" and not frame.annotators_loaded:
+            return colour_points(self._table(), colour_by, self._class_colours())[1]
         if colour_by in frame.columns:
             key = self._colour_key(colour_by)
             present = frame.counts(colour_by)
@@ -325,8 +409,9 @@ class MapView(pn.viewable.Viewer):
         selection = pn.bind(lambda sel: f'<span class="tw-selection-count" data-count="{len(sel)}">'
                                         f"<b>{len(sel)}</b> selected</span>", self.state.param.selection)
         legend = html_pane(pn.bind(self._legend, self.state.param.colour_by,
-                                   self.state.param.labels_version, self.state.param.map_version,
-                                   self.state.param.queue_scores), sizing_mode="stretch_width")
+                                   self.state.param.labels_version, self.state.param.classes_version,
+                                   self.state.param.model_version, self.state.param.queue_scores),
+                           sizing_mode="stretch_width")
         recompute = pn.widgets.Button(
             label="Recompute map", css_classes=["tw-recompute-map"], color="light", width=130,
             description="Project the current embedding again (the map otherwise stays put)",

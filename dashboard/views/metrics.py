@@ -8,7 +8,7 @@ import panel as pn
 
 from core.layout import MetricsOptions
 from dashboard.state import AppState, escape
-from dashboard.style import holoviews, html_pane
+from dashboard.style import holoviews, html_pane, on_document
 
 
 DASH = "–"
@@ -97,15 +97,53 @@ def test_split_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "test items", "recall", "95 % interval"])
 
 
+def curve_data(state: AppState) -> dict[str, list]:
+    """The learning curve's columns: labels, balanced accuracy and tail recall per retrain."""
+    history = state.session.history
+    nan = lambda v: float("nan") if v is None else float(v)  # noqa: E731
+    return {"labels": [int(r.n_labels) for r in history],
+            "balanced_accuracy": [nan(r.balanced_accuracy) for r in history],
+            "tail_recall": [nan(r.tail_recall) for r in history],
+            "version": [int(r.model_version) for r in history]}
+
+
+def counts_data(frame: pd.DataFrame) -> dict[str, list]:
+    """Bars of labelled and predicted items per class, keyed ``(class, kind)``."""
+    x, items, colour = [], [], []
+    for _, row in frame.iterrows():
+        for kind, tint in (("labelled", "#3b6ea8"), ("predicted", "#f28e2b")):
+            x.append((str(row["class"]), kind))
+            value = pd.to_numeric(row[kind], errors="coerce")  # '–' (no model yet) is none
+            items.append(0 if pd.isna(value) else int(value))
+            colour.append(tint)
+    return {"x": x, "items": items, "colour": colour}
+
+
 class MetricsView(pn.viewable.Viewer):
     """The headline measurement (ground truth > test split > cross-validation, with how many items
     it rests on), per-class counts and recall, the test split apart with confidence intervals,
-    and the learning curve."""
+    and the learning curve.
+
+    Its panes and charts are built once and updated in place (new values into the same Bokeh
+    data sources and panes): redrawing them from scratch on every change would cost every tab of
+    the server its share of the one event loop they all use.
+    """
 
     def __init__(self, state: AppState, options: MetricsOptions | None = None, **params) -> None:
         super().__init__(**params)
         self.state = state
         self.options = options or MetricsOptions()
+        self.table = pn.pane.DataFrame(class_table(state), index=False, escape=True,
+                                       sizing_mode="stretch_width", css_classes=["tw-class-table"])
+        self.test_text = html_pane("", sizing_mode="stretch_width")
+        self.test_table = pn.pane.DataFrame(test_split_table({}), index=False, escape=True,
+                                            sizing_mode="stretch_width", css_classes=["tw-test-table"],
+                                            visible=False)
+        self._curve_source = None
+        self._counts_source = None
+        self._counts_figure = None
+        self._update_test_split()
+        state.param.watch(self._update, ["labels_version", "classes_version", "model_version"])
 
     def _summary(self, *_):
         st = self.state.session.state
@@ -130,70 +168,86 @@ class MetricsView(pn.viewable.Viewer):
                 f"<div class='tw-muted'>model v{st.model_version}: {escape(head['text'])}"
                 f" · tail classes: {tail}</div></div>")
 
-    def _table(self, *_):
+    def _update(self, *_):
         frame = class_table(self.state)
-        return pn.pane.DataFrame(frame, index=False, escape=True, sizing_mode="stretch_width",
-                                 css_classes=["tw-class-table"])
+        self.table.object = frame
+        self._update_test_split()
+        if self._counts_source is not None:
+            counts, figure, bars = counts_data(frame), self._counts_figure, self._counts_source
 
-    def _test_split(self, *_):
+            def set_counts():
+                figure.x_range.factors = counts["x"]
+                bars.data = counts
+
+            on_document(bars, set_counts)
+        if self._curve_source is not None:
+            curve, line = curve_data(self.state), self._curve_source
+            on_document(line, lambda: setattr(line, "data", curve))
+
+    def _update_test_split(self) -> None:
+        """The test split's text and table, written into the panes built once."""
         st = self.state.session.state
         n_test = len(self.state.session.test_labels())
+        test = st.test_metrics if st is not None and n_test else None
         if not n_test:
-            return html_pane("<div class='tw-test-metrics tw-muted'>No test split yet: build one in "
-                             "the Test set tab (search, then label into the test split).</div>")
-        test = st.test_metrics if st is not None else None
-        if test is None:
-            return html_pane(f"<div class='tw-test-metrics' data-n='{n_test}'>{n_test} items in the "
-                             "test split: retrain to measure the model on them.</div>")
-        text = (f"<div class='tw-test-metrics' data-n='{test['n_evaluated']}'><b>Test split</b>: "
-                f"{test['n_evaluated']} expert-labelled items, never trained on — balanced accuracy "
-                f"{_number(test.get('balanced_accuracy'), 3)}, tail recall "
-                f"{_number(test.get('tail_recall'), 3)} (model v{st.model_version})</div>")
-        table = pn.pane.DataFrame(test_split_table(test), index=False, escape=True,
-                                  sizing_mode="stretch_width", css_classes=["tw-test-table"])
-        return pn.Column(html_pane(text), table, sizing_mode="stretch_width")
+            text = ("<div class='tw-test-metrics tw-muted'>No test split yet: build one in the "
+                    "Test set tab (search, then label into the test split).</div>")
+        elif test is None:
+            text = (f"<div class='tw-test-metrics' data-n='{n_test}'>{n_test} items in the test "
+                    "split: retrain to measure the model on them.</div>")
+        else:
+            text = (f"<div class='tw-test-metrics' data-n='{test['n_evaluated']}'><b>Test split</b>: "
+                    f"{test['n_evaluated']} expert-labelled items, never trained on — balanced "
+                    f"accuracy {_number(test.get('balanced_accuracy'), 3)}, tail recall "
+                    f"{_number(test.get('tail_recall'), 3)} (model v{st.model_version})</div>")
+        self.test_text.object = text
+        if test is not None:
+            self.test_table.object = test_split_table(test)
+        self.test_table.visible = test is not None
 
-    def _curve(self, *_):
-        hv = holoviews()
+    def _counts_chart(self):
+        from bokeh.models import ColumnDataSource, FactorRange
+        from bokeh.plotting import figure
 
-        history = self.state.session.history
-        if not history:
-            return pn.pane.Markdown("*The learning curve appears after the first retrain.*")
-        frame = pd.DataFrame([{"labels": r.n_labels, "balanced accuracy": r.balanced_accuracy,
-                               "tail recall": r.tail_recall, "version": r.model_version} for r in history])
-        curves = [
-            hv.Curve(frame, "labels", (col, "score"), label=col).opts(tools=["hover"])
-            * hv.Scatter(frame, "labels", (col, "score"), label=col).opts(size=6)
-            for col in ("balanced accuracy", "tail recall") if frame[col].notna().any()
-        ]
-        if not curves:
-            return pn.pane.Markdown("*Not enough labels to measure yet.*")
-        plot = hv.Overlay(curves).opts(
-            title="Learning curve", ylim=(0, 1.02), responsive=True, height=240, legend_position="bottom_right")
-        return pn.pane.HoloViews(plot, sizing_mode="stretch_width")
+        data = counts_data(class_table(self.state))
+        self._counts_source = source = ColumnDataSource(data)
+        fig = figure(x_range=FactorRange(*data["x"]), height=240, title="Items per class",
+                     tools="hover", tooltips=[("", "@x"), ("items", "@items")], sizing_mode="stretch_width",
+                     toolbar_location=None)
+        fig.vbar(x="x", top="items", width=0.9, source=source, fill_color="colour", line_color=None)
+        fig.y_range.start = 0
+        fig.xaxis.major_label_orientation = 0.8
+        fig.xgrid.grid_line_color = None
+        self._counts_figure = fig
+        return pn.pane.Bokeh(fig, sizing_mode="stretch_width")
 
-    def _counts(self, *_):
-        hv = holoviews()
+    def _learning_chart(self):
+        from bokeh.models import ColumnDataSource
+        from bokeh.plotting import figure
 
-        frame = class_table(self.state)
-        frame["predicted"] = pd.to_numeric(frame["predicted"], errors="coerce").fillna(0).astype(int)
-        long = frame.melt(id_vars="class", value_vars=["labelled", "predicted"], var_name="kind", value_name="items")
-        bars = hv.Bars(long, ["class", "kind"], "items").opts(
-            title="Items per class", responsive=True, height=240, logy=False, xrotation=45,
-            tools=["hover"], multi_level=False, legend_position="top_right")
-        return pn.pane.HoloViews(bars, sizing_mode="stretch_width")
+        self._curve_source = source = ColumnDataSource(curve_data(self.state))
+        fig = figure(height=240, title="Learning curve (after each retrain)", y_range=(0, 1.02),
+                     tools="hover", tooltips=[("labels", "@labels"), ("model", "v@version"),
+                                              ("balanced accuracy", "@balanced_accuracy{0.000}"),
+                                              ("tail recall", "@tail_recall{0.000}")],
+                     sizing_mode="stretch_width", toolbar_location=None, x_axis_label="labels")
+        for column, colour, name in (("balanced_accuracy", "#3b6ea8", "balanced accuracy"),
+                                     ("tail_recall", "#e15759", "tail recall")):
+            fig.line("labels", column, source=source, color=colour, line_width=2, legend_label=name)
+            fig.scatter("labels", column, source=source, color=colour, size=6, legend_label=name)
+        fig.legend.location = "bottom_right"
+        return pn.pane.Bokeh(fig, sizing_mode="stretch_width")
 
     def __panel__(self):
         s = self.state
-        v, mv, job = s.param.labels_version, s.param.model_version, s.param.job
-        parts = [html_pane(pn.bind(self._summary, v, mv, job), sizing_mode="stretch_width"),
-                 pn.panel(pn.bind(self._table, v, mv)),
-                 pn.panel(pn.bind(self._test_split, v, mv))]
+        summary = html_pane(pn.bind(self._summary, s.param.labels_version, s.param.model_version,
+                                    s.param.job), sizing_mode="stretch_width")
+        parts = [summary, self.table, self.test_text, self.test_table]
         charts = []
         if self.options.show_counts:
-            charts.append(pn.panel(pn.bind(self._counts, v)))
+            charts.append(self._counts_chart())
         if self.options.show_learning_curve:
-            charts.append(pn.panel(pn.bind(self._curve, mv)))
+            charts.append(self._learning_chart())
         return pn.Column(*parts, pn.Row(*charts, sizing_mode="stretch_width"),
                          css_classes=["tw-metrics"], sizing_mode="stretch_width")
 

@@ -147,12 +147,19 @@ class ProjectView(pn.viewable.Viewer):
             label="Save current arrangement as layout", css_classes=["tw-layout-save"]
         )
         self.save_button.on_click(lambda _: self.save_layout(self.new_layout.value))
+        # Only admins export, import and save layouts; the methods refuse others in any case.
+        for button, action in ((self.export_button, "export"), (self.import_button, "import"),
+                               (self.save_button, "save_layout")):
+            button.disabled = not state.offers(action)
 
     # ------------------------------------------------------------------ export
     def export(self, folder: str | Path | None = None) -> Path | None:
         """Export this session's project (settings, classes, layout, labels) into ``folder``."""
         from core.exchange import export_project
 
+        if not self.state.may("export"):
+            self._refuse("export")
+            return None
         project = self.state.session.project
         folder = (
             Path(folder)
@@ -205,6 +212,9 @@ class ProjectView(pn.viewable.Viewer):
             return await self._import_async(path, ("upload", (name, content)), matched_only)
 
     def _upload_name(self, filename: str, content: bytes) -> str | None:
+        if not self.state.may("import"):  # refused on the server, not only a hidden button
+            self._refuse("import")
+            return None
         name = Path(filename or "shared.yaml").name
         if Path(name).suffix.lower() not in PROJECT_SUFFIXES:
             self._say(f"{name}: project files end in .yaml, .yml or .json", error=True)
@@ -235,6 +245,9 @@ class ProjectView(pn.viewable.Viewer):
         return await self._import_async(full, ("path", str(path).strip()), matched_only)
 
     def _server_path(self, path: str | Path) -> Path | None:
+        if not self.state.may("import"):  # refused on the server, not only a hidden button
+            self._refuse("import")
+            return None
         text = str(path).strip()
         if not text:
             self._say("choose a file to upload or type a path", error=True)
@@ -265,6 +278,7 @@ class ProjectView(pn.viewable.Viewer):
                 path,
                 self.state.session,
                 on_hash_mismatch="matched_only" if matched_only else "error",
+                by=self.state.identity,
             ), None
         except (TailwiseError, OSError, ValueError) as err:
             return None, err
@@ -285,8 +299,7 @@ class ProjectView(pn.viewable.Viewer):
         self.pending_mismatch = False
         self.matched_button.visible = False
         self.last_import = result
-        if not self.state.refresh():
-            self.state.labels_version += 1  # classes may have changed without new events
+        self.state.refresh(now=True)  # the imported labels and classes, in this tab at once
         text = result.summary()
         if result.conflicts:
             shown = "; ".join(
@@ -308,13 +321,13 @@ class ProjectView(pn.viewable.Viewer):
         Encoder, map and seed shape the embedding and the map, which this running session keeps;
         a note says when they differ. Returns that note ('' when none).
         """
-        project = self.state.session.project
-        try:
-            if shared.model != project.model:
-                project.model = shared.model.model_copy(deep=True)
-            if shared.query != project.query:
-                project.query = shared.query.model_copy(deep=True)
-        except ValueError as err:  # e.g. a target class this project does not declare
+        session = self.state.session
+        try:  # swapped in whole: a retrain already running keeps the settings it started with
+            project = session.apply_settings(
+                model=shared.model if shared.model != session.project.model else None,
+                query=shared.query if shared.query != session.project.query else None,
+                by=self.state.identity)
+        except (TailwiseError, ValueError) as err:  # e.g. a target class this project lacks
             return f" The file's settings were not applied: {' '.join(str(err).split())}."
         self.state.strategy = project.query.strategy
         self.state.batch_size = project.query.batch_size
@@ -375,6 +388,9 @@ class ProjectView(pn.viewable.Viewer):
 
     def save_layout(self, name: str) -> Path | None:
         """Save the current arrangement as ``<project folder>/layouts/<name>.yaml``."""
+        if not self.state.may("save_layout"):
+            self._refuse("save_layout")
+            return None
         name = (name or "").strip()
         folder = project_layouts_dir(self.state)
         try:
@@ -390,6 +406,15 @@ class ProjectView(pn.viewable.Viewer):
         return path
 
     # ------------------------------------------------------------------ rendering
+    def _refuse(self, action: str) -> None:
+        """Show why this user may not do ``action`` (the engine's own words)."""
+        from core.errors import AccessError
+
+        try:
+            self.state.session.access.require(self.state.identity, action)
+        except AccessError as err:
+            self._say(str(err), error=True)
+
     def _say(self, text: str, error: bool = False) -> None:
         self.message = ("error: " if error else "") + text
         if error:

@@ -47,10 +47,27 @@ class QueueView(pn.viewable.Viewer):
             formatters={"reason": {"type": "textarea"}},
             hidden_columns=[] if self.options.show_reasons else ["reason"], css_classes=["tw-queue"])
         self.table.on_click(self._on_click)
-        state.param.watch(self._refresh, ["queue_ids", "labels_version"])
+        state.param.watch(self._refresh, "queue_ids")  # labels: patched cell by cell below
+        state.param.watch(self._on_changes, "changes")
 
     def _refresh(self, *_):
         self.table.value = queue_frame(self.state)
+
+    def _on_changes(self, *_):
+        """Patch the label cell of just the queued items that changed (no table reload)."""
+        queue = self.state.queue_ids
+        if self.state.last_changed is None:  # a bulk action: reload the few queued rows
+            self._refresh()
+            return
+        changed = set(self.state.last_changed)
+        rows = [i for i, item in enumerate(queue) if item in changed]
+        if not rows:
+            return
+        if len(self.table.value) != len(queue):
+            self._refresh()
+            return
+        labels = self.state.labels_of([queue[i] for i in rows])
+        self.table.patch({"label": [(i, labels.get(queue[i], "")) for i in rows]})
 
     def _on_click(self, event) -> None:
         if event.row is not None and event.row < len(self.state.queue_ids):
@@ -70,7 +87,7 @@ class QueueView(pn.viewable.Viewer):
         target = pn.widgets.Select(label="Target class", options=self._targets(), value=s.target_class or "",
                                    css_classes=["tw-target-class"], sizing_mode="stretch_width")
         target.param.watch(lambda e: setattr(s, "target_class", e.new or None), "value")
-        s.param.watch(lambda *_: setattr(target, "options", self._targets()), "labels_version")
+        s.param.watch(lambda *_: setattr(target, "options", self._targets()), "classes_version")
         button = pn.widgets.Button(label="▶ Next batch", color="success", css_classes=["tw-next-batch"],
                                    sizing_mode="stretch_width", disabled=s.param.job.rx() == "queue")
         button.on_click(self._next)

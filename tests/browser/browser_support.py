@@ -34,6 +34,8 @@ class Server:
     store: Path
     log: Path
     pid: int = 0  # the panel serve process (benchmarks read its memory)
+    process: subprocess.Popen | None = None
+    port: int = 0
 
 
 def _free_port() -> int:
@@ -55,9 +57,20 @@ def make_test_project(folder: Path) -> Path:
     return path
 
 
+def basic_auth_args(folder: Path, users: dict[str, str]) -> list[str]:
+    """``panel serve`` arguments for Panel's basic authentication with ``users`` (name: password)."""
+    import json
+
+    credentials = folder / "credentials.json"
+    credentials.write_text(json.dumps(users), encoding="utf-8")
+    return ["--basic-auth", str(credentials), "--cookie-secret", "tailwise-test-secret"]
+
+
 @contextmanager
-def serve_dashboard(project: Path, *, log: Path | None = None) -> Iterator[Server]:
-    """Run ``python -m panel serve dashboard --args --project PROJECT`` on a free port.
+def serve_dashboard(project: Path, *, log: Path | None = None, extra_args: list[str] = (),
+                    port: int | None = None) -> Iterator[Server]:
+    """Run ``python -m panel serve dashboard [extra_args] --args --project PROJECT`` on a free
+    port (or ``port``).
 
     Waits for ``/liveness`` and stops the server on exit. The label store is the project's.
     """
@@ -65,20 +78,21 @@ def serve_dashboard(project: Path, *, log: Path | None = None) -> Iterator[Serve
 
     project = Path(project)
     config = load_project(project)
-    port = _free_port()
+    port = port or _free_port()
     log = log or project.with_name(f"server-{port}.log")
     env = {**os.environ, "TAILWISE_HOME": str(project.parent / "home"), "OMP_NUM_THREADS": "1",
            "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "panel", "serve", "dashboard", "--port", str(port),
                "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
-               "--liveness", "--num-procs", "1", "--args", "--project", str(project)]
-    with open(log, "wb") as out:
+               "--liveness", "--num-procs", "1", *extra_args, "--args", "--project", str(project)]
+    with open(log, "ab") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_live(process, url, log)
         yield Server(url=f"{url}/dashboard", project=project,
-                     store=config.resolve(config.label_store), log=log, pid=process.pid)
+                     store=config.resolve(config.label_store), log=log, pid=process.pid,
+                     process=process, port=port)
     finally:
         stop(process)
 
@@ -100,13 +114,47 @@ def wait_until_live(process: subprocess.Popen, url: str, log: Path) -> None:
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Terminate a server process (kill it if it does not stop within 10 s)."""
-    process.terminate()
+    """Terminate a server process (kill it if it does not stop within 10 s); one a test killed
+    already is only reaped."""
+    if process.poll() is None:
+        process.terminate()
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def make_team_project(folder: Path, n_items: int = 2400, seed: int = 0) -> Path:
+    """A synthetic long-tailed table (six classes named "0".."5", so number keys label them)
+    with a tabular encoder, a PCA map and a short MLP schedule: room for 1,000+ labels."""
+    import numpy as np
+    import pandas as pd
+
+    from core.project import ClassConfig, ProjectConfig, dump_project, parse_project
+
+    rng = np.random.default_rng(seed)
+    shares = np.array([0.45, 0.25, 0.15, 0.09, 0.04, 0.02])
+    labels = rng.choice(len(shares), size=n_items, p=shares)
+    centres = rng.normal(scale=3.0, size=(len(shares), 12))
+    features = centres[labels] + rng.normal(size=(n_items, 12))
+    table = pd.DataFrame(features, columns=[f"f{i}" for i in range(12)])
+    table.insert(0, "id", [f"item-{i:05d}" for i in range(n_items)])
+    table["label"] = labels.astype(str)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "items.csv", index=False)
+    palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948"]
+    project: ProjectConfig = parse_project({
+        "name": "Team test", "data": {"kind": "csv", "path": "items.csv", "id_column": "id",
+                                      "label_column": "label"},
+        "classes": [ClassConfig(name=str(k), colour=palette[k], rare=k >= 4).model_dump()
+                    for k in range(len(shares))],
+        "encoder": {"kind": "tabular"}, "model": {"kind": "mlp", "epochs": 40},
+        "map": {"method": "pca"}, "query": {"strategy": "margin", "batch_size": 20},
+    }, base_dir=folder)
+    path = folder / "project.yaml"
+    dump_project(project, path)
+    return path
 
 
 def open_dashboard(page, server: Server, annotator: str | None = None):

@@ -45,6 +45,9 @@ def open_sky(page: Page, server) -> Page:
     expect(page.locator(".tw-domain-plot canvas").first).to_be_visible(timeout=WAIT_MS)
     # The page asks for the first batch when it opens; once it is there the page is settled.
     expect(page.locator(".tw-plot-selection")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
+    name = page.locator(".tw-annotator input")  # every label records who gave it
+    name.fill("sky-tester")
+    name.press("Enter")
     return page
 
 

@@ -66,7 +66,7 @@ def test_undo_reverts_the_whole_last_action(session):
 
 
 def test_labelling_an_unknown_class_shows_the_error_and_stores_nothing(session):
-    state = AppState(session)
+    state = AppState(session, annotator="ann")
     state.select(state.dataset.ids[:2].tolist())
     assert state.label_selection("not-a-class") == []
     assert "not-a-class" in state.error and not session.store.events()
@@ -75,7 +75,7 @@ def test_labelling_an_unknown_class_shows_the_error_and_stores_nothing(session):
 
 
 def test_new_class_can_be_used_at_once(session):
-    state = AppState(session)
+    state = AppState(session, annotator="ann")
     state.add_class("smudge", colour="#123456", rare=True)
     assert "smudge" in state.rare_classes and state.error == ""
     state.select([state.dataset.ids[0]])

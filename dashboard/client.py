@@ -1,0 +1,77 @@
+"""Small browser-side helpers: the connection state and this browser's annotator name.
+
+* :class:`ConnectionWatch` covers the page with a "connection lost" notice when the websocket to
+  the server drops (a crash, a restart, the network): clicks and number keys stop there instead of
+  being accepted silently and lost. Labels already shown as saved are in the store.
+* :class:`NameMemory` keeps the annotator name a tab chose in the browser's ``localStorage``, so
+  the next visit from this browser starts with it (without authentication there is no other
+  identity, and never a shared default).
+"""
+
+from __future__ import annotations
+
+import param
+from panel.custom import JSComponent
+
+NAME_KEY = "tailwise.annotator"
+LOST_MESSAGE = ("Connection to the Tailwise server lost. Labels shown as saved are stored; "
+                "nothing you click now is saved. Reload this page when the server is back.")
+
+
+class ConnectionWatch(JSComponent):
+    """Shows a blocking ``.tw-connection-lost`` notice once the server connection is lost."""
+
+    message = param.String(default=LOST_MESSAGE)
+
+    _esm = """
+    export function render({ model, view }) {
+      const show = () => {
+        window.__twOffline = true;
+        if (document.querySelector('.tw-connection-lost')) return;
+        const cover = document.createElement('div');
+        cover.className = 'tw-connection-lost';
+        cover.setAttribute('role', 'alert');
+        Object.assign(cover.style, {
+          position: 'fixed', inset: '0', zIndex: '100000', display: 'flex',
+          alignItems: 'center', justifyContent: 'center', background: 'rgba(40, 40, 40, 0.55)',
+        });
+        const box = document.createElement('div');
+        Object.assign(box.style, {
+          maxWidth: '34em', padding: '1.2em 1.5em', background: '#fff3f3', color: '#7a1010',
+          border: '2px solid #c62828', borderRadius: '6px', font: '600 16px sans-serif',
+        });
+        box.textContent = model.message;
+        cover.appendChild(box);
+        const stop = (event) => { event.stopPropagation(); event.preventDefault(); };
+        for (const kind of ['click', 'pointerdown', 'mousedown', 'keydown']) {
+          cover.addEventListener(kind, stop, true);
+        }
+        document.addEventListener('keydown', stop, true);
+        document.body.appendChild(cover);
+      };
+      const doc = view.model.document;
+      if (doc != null) doc.on_event('connection_lost', show);
+      return document.createElement('span');
+    }
+    """
+
+
+class NameMemory(JSComponent):
+    """Two-way: restores ``value`` from this browser's storage, and stores every new value."""
+
+    value = param.String(default="")
+    locked = param.Boolean(default=False, doc="True with authentication: nothing to remember.")
+
+    _esm = f"""
+    const KEY = {NAME_KEY!r};
+    export function render({{ model }}) {{
+      if (!model.locked && !model.value) {{
+        const saved = window.localStorage.getItem(KEY);
+        if (saved) model.value = saved;
+      }}
+      model.on('value', () => {{
+        if (!model.locked && model.value) window.localStorage.setItem(KEY, model.value);
+      }});
+      return document.createElement('span');
+    }}
+    """

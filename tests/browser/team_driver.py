@@ -1,0 +1,206 @@
+"""A team in browsers: several logged-in users label through the page while another retrains.
+
+Used by the team browser test (which checks that nothing acknowledged is lost) and by
+``benchmarks/latency.py`` (which reports the click-to-"saved" latency). Each user is one browser
+context (its own cookies) driven by Playwright's async API, so every user clicks at once.
+
+The latency is measured inside the page: a capture listener notes ``performance.now()`` at the
+pointer-down or key-down that labels, and a poll notes when the page's ``data-saved`` counter
+(shown only after the label store committed) changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, Server
+
+WAIT_MS = 120_000
+
+# Installed in every page before its scripts run. The [data-saved] element lives in a shadow root;
+# the search caches that root and polls (every 5 ms) only while a label waits for its "saved".
+LATENCY_JS = """
+(() => {
+  const tw = window.__tw = {t0: null, before: null, lat: [], root: null};
+  const deep = (root) => {
+    const el = root.querySelector('[data-saved]');
+    if (el) { tw.root = root; return el; }
+    for (const node of root.querySelectorAll('*')) {
+      if (node.shadowRoot) { const found = deep(node.shadowRoot); if (found) return found; }
+    }
+    return null;
+  };
+  const saved = () => {
+    const el = (tw.root && tw.root.querySelector('[data-saved]')) || deep(document);
+    return el ? el.getAttribute('data-saved') : null;
+  };
+  const mark = (event) => {
+    if (event.type === 'keydown' && !/^[0-9]$/.test(event.key)) return;
+    tw.t0 = performance.now();
+    tw.before = saved();
+  };
+  document.addEventListener('pointerdown', mark, true);
+  document.addEventListener('keydown', mark, true);
+  setInterval(() => {
+    if (tw.t0 === null) return;
+    const now = saved();
+    if (now !== null && now !== tw.before) { tw.lat.push(performance.now() - tw.t0); tw.t0 = null; }
+  }, 5);
+})();
+"""
+
+
+@dataclass
+class UserRun:
+    """What one user did: acknowledged labels ``(item, label)``, latencies (s), page errors."""
+
+    name: str
+    acknowledged: list[tuple[str, str]] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    retrains: int = 0
+
+
+async def launch(playwright):
+    return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+async def login(context, server: Server, user: str, password: str, run: UserRun):
+    """Open the dashboard in ``context`` through Panel's login form; wait for the class buttons."""
+    from playwright.async_api import expect
+
+    context.set_default_timeout(WAIT_MS)
+    page = await context.new_page()
+    await page.add_init_script(LATENCY_JS)
+    page.on("pageerror", lambda err: run.page_errors.append(f"pageerror: {err}"))
+    page.on("console", lambda msg: run.page_errors.append(f"console: {msg.text}")
+            if msg.type == "error" else None)
+    await page.goto(server.url)
+    await page.locator("input[name=username]").fill(user)
+    await page.locator("input[name=password]").fill(password)
+    await page.locator("input[name=password]").press("Enter")
+    await expect(page.locator(".tw-label-0").first).to_be_visible(timeout=WAIT_MS)
+    return page
+
+
+async def _saved(page) -> int:
+    return int(await page.locator(".tw-status-box [data-saved]").get_attribute("data-saved"))
+
+
+async def _current_item(page) -> str | None:
+    """The single selected item the inspector shows, or None when nothing is selected."""
+    count = await page.locator(".tw-selection-count").get_attribute("data-count")
+    if count != "1":
+        return None
+    return await page.locator(".tw-inspector .tw-item-id").get_attribute("data-item")
+
+
+async def _moved_on(page, item: str) -> None:
+    """Wait until the selection left ``item`` (the next queued one, or none after the batch)."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while await _current_item(page) == item:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page still shows {item!r} after labelling it")
+        await asyncio.sleep(0.02)  # polling page state, not a fixed wait
+
+
+async def label_items(page, run: UserRun, n: int, choose: Callable[[str, int], str],
+                      think_s: float = 0.0, stop: Callable[[], bool] = lambda: False) -> None:
+    """Label ``n`` queued items through the page: class buttons and number keys in turn.
+
+    Asks for the next batch whenever nothing is selected. Each label waits for the page's
+    "saved" counter before the next; ``(item, label)`` is recorded once acknowledged.
+    """
+    from playwright.async_api import expect
+
+    saved_box = page.locator(".tw-status-box [data-saved]")
+    while len(run.acknowledged) < n and not stop():
+        item = await _current_item(page)
+        if item is None:
+            await page.locator(".tw-next-batch button").click()
+            await expect(page.locator(".tw-selection-count")).to_have_attribute("data-count", "1",
+                                                                               timeout=WAIT_MS)
+            continue
+        label = choose(item, len(run.acknowledged))
+        before = await _saved(page)
+        if len(run.acknowledged) % 2:
+            await page.keyboard.press(label)
+        else:
+            await page.locator(f".tw-label-{label} button").click()
+        await expect(saved_box).not_to_have_attribute("data-saved", str(before), timeout=WAIT_MS)
+        run.acknowledged.append((item, label))
+        await _moved_on(page, item)
+        if think_s:
+            await asyncio.sleep(think_s)
+    run.latencies_s = [ms / 1000.0 for ms in await page.evaluate("window.__tw.lat")]
+
+
+async def retrain_loop(page, run: UserRun, stop: Callable[[], bool], pause_s: float = 0.5) -> None:
+    """Press Retrain, wait until the model version changes or the page shows why not (too few
+    labels at first), repeat until ``stop()``. ``run.retrains`` counts the new models."""
+    version = page.locator(".tw-model-version")
+    button = page.locator(".tw-retrain button")
+    while not stop():
+        before = await version.get_attribute("data-version")
+        await button.click()
+        deadline = time.monotonic() + 300
+        while True:  # polling page state: a new version, or the retrain ended with an error
+            if await version.get_attribute("data-version") != before:
+                run.retrains += 1
+                break
+            if await button.is_enabled() and await page.locator(".tw-error").count():
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("a retrain neither finished nor failed within 300 s")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(pause_s)
+
+
+async def team_session(server: Server, users: dict[str, str], n_labels: int,
+                       choose: Callable[[str, int], str], trainer: str | None = None,
+                       think_s: float = 0.0) -> tuple[list[UserRun], UserRun | None, float]:
+    """Every user in ``users`` (name: password) labels ``n_labels`` items at once while
+    ``trainer`` (one of ``users``) retrains in a loop. Returns the runs and the wall time (s)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        labellers = [u for u in users if u != trainer]
+        runs = [UserRun(u) for u in labellers]
+        trainer_run = UserRun(trainer) if trainer else None
+        contexts = []
+        pages = []
+        for run in runs + ([trainer_run] if trainer_run else []):
+            context = await browser.new_context(viewport={"width": 1400, "height": 900})
+            contexts.append(context)
+            pages.append(await login(context, server, run.name, users[run.name], run))
+        done = {"labelling": False}
+        start = time.monotonic()
+
+        async def labeller(page, run):
+            try:
+                await label_items(page, run, n_labels, choose, think_s=think_s)
+            except Exception:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(path=SCREENSHOTS / f"team-failure-{run.name}.png", full_page=True)
+                raise
+
+        tasks = [labeller(p, r) for p, r in zip(pages, runs)]
+        trainer_task = None
+        if trainer_run:
+            trainer_task = asyncio.create_task(
+                retrain_loop(pages[-1], trainer_run, stop=lambda: done["labelling"]))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            done["labelling"] = True
+        elapsed = time.monotonic() - start
+        if trainer_task is not None:
+            await trainer_task
+        for context in contexts:
+            await context.close()
+        await browser.close()
+    return runs, trainer_run, elapsed

@@ -1,0 +1,302 @@
+"""Many experts on one server, without a server: identity, roles refused in the callbacks
+themselves, undo and conflicts between two annotators, cheap catching up, one retrain at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from async_support import run_async
+
+from core.project import AccessConfig
+from dashboard.pacing import Pacer
+from dashboard.state import AppState
+
+
+@pytest.fixture
+def guarded(session):
+    """The session with an access section: ada admin, ann annotator, vic viewer."""
+    session.project = session.project.model_copy(
+        update={"access": AccessConfig(admins=["ada"], annotators=["ann"], viewers=["vic"])})
+    return session
+
+
+def first_ids(state: AppState, n: int) -> list[str]:
+    return state.dataset.ids[:n].tolist()
+
+
+# ------------------------------------------------------------------ identity
+
+
+def test_without_authentication_a_tab_must_choose_a_name_before_its_first_label(session):
+    state = AppState(session)
+    assert state.annotator == "" and state.identity == ""
+    state.select(first_ids(state, 1))
+    assert state.label_selection("3") == []
+    assert "choose your annotator name" in state.error and len(session.store) == 0
+    assert state.undo() == 0 and "choose your annotator name" in state.error
+    state.annotator = "  zoe "
+    assert len(state.label_selection("3")) == 1
+    assert session.store.events()[-1].annotator == "zoe"
+
+
+def test_the_logged_in_user_is_the_annotator_and_cannot_be_changed(session):
+    state = AppState(session, user="ada", annotator="mallory")
+    assert state.annotator == "ada"
+    state.annotator = "mallory"  # e.g. a forged widget message
+    assert state.annotator == "ada" and state.identity == "ada"
+    state.select(first_ids(state, 2))
+    state.label_selection("4")
+    assert {e.annotator for e in session.store.events()} == {"ada"}
+
+
+# ------------------------------------------------------------------ roles, server-side
+
+
+def test_a_viewer_is_refused_every_change_by_the_callbacks_themselves(guarded, monkeypatch):
+    from dashboard.views.labelling import LabellingView
+
+    calls = []
+    monkeypatch.setattr(guarded, "retrain", lambda *a, **k: calls.append("retrain"))
+    monkeypatch.setattr(guarded, "next_batch", lambda *a, **k: calls.append("query"))
+    viewer = AppState(guarded, user="vic")
+    viewer.select(first_ids(viewer, 3))
+    refusals = {
+        "label": lambda: viewer.label_selection("3"),
+        "undo": viewer.undo,
+        "skip": viewer.skip,
+        "queue": viewer.next_batch,
+        "queue (async)": lambda: run_async(viewer.next_batch_async()),
+        "retrain": viewer.retrain,
+        "retrain (async)": lambda: run_async(viewer.retrain_async()),
+        "map": lambda: run_async(viewer.recompute_map_async()),
+        "new class": lambda: viewer.add_class("smudge"),
+        "edit class": lambda: viewer.edit_class("3", rare=True),
+    }
+    for name, call in refusals.items():
+        viewer.error = ""
+        call()
+        assert "'vic' is a viewer" in viewer.error, name
+    view = LabellingView(viewer)  # a number key pressed on the viewer's page
+    view._on_key(type("KeyEvent", (), {"new": "3:1"})())
+    assert "'vic' is a viewer" in viewer.error
+    assert len(guarded.store) == 0 and calls == [] and guarded.state is None
+    assert "smudge" not in guarded.class_names and not {c.name: c for c in guarded.classes}["3"].rare
+    assert viewer.selection == first_ids(viewer, 3)  # looking around is allowed
+
+
+def test_an_annotator_labels_but_is_refused_admin_work(guarded, tmp_path):
+    from dashboard.views.project import ProjectView
+
+    ann = AppState(guarded, user="ann")
+    ann.select(first_ids(ann, 2))
+    assert len(ann.label_selection("5")) == 2 and ann.undo() == 2
+    view = ProjectView(ann)
+    assert view.export(tmp_path / "out") is None and "may not export" in ann.error
+    assert not (tmp_path / "out").exists()
+    assert view.import_text("shared.yaml", b"name: x\n") is None and "may not import" in ann.error
+    assert view.import_path("shared.yaml") is None and "may not import" in ann.error
+    assert view.save_layout("mine") is None and "may not save layouts" in ann.error
+    assert not (guarded.project.base_dir / "layouts" / "mine.yaml").exists()
+    assert "may not change settings" in view.apply_settings(guarded.project)
+    ann.add_class("smudge")
+    assert "may not edit the classes" in ann.error and "smudge" not in guarded.class_names
+    assert view.export_button.disabled and view.import_button.disabled
+
+    ada = AppState(guarded, user="ada")
+    ada.add_class("smudge", rare=True)
+    assert ada.error == "" and "smudge" in guarded.class_names
+    assert ProjectView(ada).export(tmp_path / "out") is not None
+
+
+def test_a_user_without_a_role_sees_no_views(guarded, tmp_path):
+    import panel as pn
+
+    from dashboard.app import App
+
+    app = App(guarded.project.base_dir / "project.yaml")
+    pn.state.cache.clear()
+    original = pn.state.__class__.user
+    try:
+        pn.state.__class__.user = property(lambda self: "eve")
+        app.ready(guarded)
+    finally:
+        pn.state.__class__.user = original
+    assert app.state is None and not app.views
+    assert "has no role" in app.body.objects[0].object
+
+
+# ------------------------------------------------------------------ two annotators
+
+
+def test_undo_never_reverts_another_annotators_later_label(session):
+    alice, bob = AppState(session, annotator="alice"), AppState(session, annotator="bob")
+    item = first_ids(alice, 1)
+    alice.select(item)
+    alice.label_selection("3")
+    bob.select(item)
+    bob.label_selection("5")
+    assert alice.undo() == 0
+    assert "changed by 'bob' to '5'" in alice.error and "Nothing was undone" in alice.error
+    assert session.current_labels()[item[0]] == "5"
+    assert bob.undo() == 1 and session.current_labels()[item[0]] == "3"
+    assert alice.undo() == 1 and item[0] not in session.current_labels()
+
+
+def test_conflicting_labels_are_kept_and_shown_in_the_inspector(session):
+    from dashboard.views.inspector import InspectorView
+
+    alice, bob = AppState(session, annotator="alice"), AppState(session, annotator="bob")
+    item = first_ids(alice, 1)
+    for state, label in ((alice, "3"), (bob, "5")):
+        state.select(item)
+        state.label_selection(label)
+    html = InspectorView(bob).render(item)
+    assert "experts disagree" in html and "alice: <b>3</b>" in html and "bob: <b>5</b>" in html
+    assert [(e.annotator, e.label) for e in session.store.history(item[0])] == [
+        ("alice", "3"), ("bob", "5")]
+    alice.select(first_ids(alice, 2)[1:])
+    alice.label_selection("3")
+    assert "experts disagree" not in InspectorView(alice).render(first_ids(alice, 2)[1:])
+
+
+# ------------------------------------------------------------------ speed: what a label redraws
+
+
+class ManualClock:
+    """A schedule for Pacer: callbacks run when the test advances time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.queue: list[tuple[float, object]] = []
+
+    def schedule(self, delay, callback) -> None:
+        self.queue.append((self.now + delay, callback))
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while True:  # run what is due in time order, each at its own time
+            due = sorted((t, i) for i, (t, _) in enumerate(self.queue) if t <= end + 1e-9)
+            if not due:
+                break
+            when, index = due[0]
+            callback = self.queue.pop(index)[1]
+            self.now = max(self.now, when)
+            callback()
+        self.now = end
+
+
+def test_the_pacer_fires_once_labelling_pauses_or_after_the_longest_wait():
+    clock = ManualClock()
+    fired = []
+    pacer = Pacer(lambda: fired.append(clock.now), clock.schedule, quiet_s=1.5, max_wait_s=8.0,
+                  clock=lambda: clock.now)
+    for _ in range(3):  # three quick labels: one call, 1.5 s after the last
+        pacer.poke()
+        clock.advance(0.5)
+    clock.advance(2.0)
+    assert fired == [2.5]
+    for _ in range(20):  # labelling on without a pause: at most every 8 s
+        pacer.poke()
+        clock.advance(1.0)
+    assert fired[1:] == [11.5, 19.5]
+    pacer.poke()
+    pacer.flush()
+    assert len(fired) == 4 and not pacer.pending
+
+
+def test_the_pacer_fires_no_more_often_than_its_minimum_interval():
+    clock = ManualClock()
+    fired = []
+    pacer = Pacer(lambda: fired.append(clock.now), clock.schedule, quiet_s=1.5, max_wait_s=8.0,
+                  min_interval_s=10.0, clock=lambda: clock.now)
+    for _ in range(15):  # other tabs' labels arrive with every 2-second refresh
+        pacer.poke()
+        clock.advance(2.0)
+    assert fired == [1.5, 11.5, 21.5]
+
+
+def test_a_label_patches_this_map_and_other_tabs_catch_up_from_the_store(session):
+    from bokeh.document import Document
+
+    from dashboard.views.map import MapView
+
+    clock = ManualClock()
+    alice = AppState(session, annotator="alice", schedule=clock.schedule, clock=lambda: clock.now)
+    bob = AppState(session, annotator="bob", schedule=clock.schedule, clock=lambda: clock.now)
+    view = MapView(alice)
+    view.pane.get_root(Document())  # draw it once, as a page would
+    assert view._source is not None
+    summary = alice.labels_version
+    item = first_ids(alice, 1)
+    alice.select(item)
+    alice.label_selection("0")
+    assert alice.last_changed == item and alice.changes == 1
+    assert view.patched == 1 and view.redraw == 0  # just that point: no redraw
+    assert alice.labels_version == summary  # summaries wait for a pause
+    row = int(session.positions(item)[0])
+    colour = next(c.colour for c in session.classes if c.name == "0")
+    assert view._source.data["color"][row] == colour  # the point itself is recoloured
+    assert view._rare().dframe()["rare_colour"].tolist() == [colour]  # "0" is rare: a star, at once
+    alice.select(first_ids(alice, 2)[1:])
+    alice.label_selection("3")
+    assert view.patched == 2 and len(view._rare().dframe()) == 1
+    clock.advance(2.5)
+    assert alice.labels_version == summary + 1
+
+    assert bob.changes == 0  # another tab: nothing until it looks
+    assert bob.refresh() and bob.last_changed == first_ids(bob, 2) and bob.changes == 1
+    assert not bob.refresh()
+
+
+def test_retrains_asked_by_two_tabs_run_one_at_a_time(session, monkeypatch):
+    import core.session as core_session
+
+    real = core_session.train_round
+    running, most, rounds = [0], [0], []
+    lock = threading.Lock()
+
+    def counted(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            rounds.append(1)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(core_session, "train_round", counted)
+    tabs = [AppState(session, annotator=f"a{i}") for i in range(3)]
+    gt = session.dataset.ground_truth
+    for cls in ("0", "5"):
+        tabs[0].select(session.dataset.ids[gt == cls][:4].tolist())
+        tabs[0].label_selection(cls)
+
+    async def press_all():
+        first = asyncio.ensure_future(tabs[0].retrain_async())
+        while not session.retraining:
+            await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(t.retrain_async()) for t in tabs[1:]]
+        return await asyncio.gather(first, *rest)
+
+    assert run_async(press_all()) == [True, True, True]
+    assert len(rounds) == 2 and most[0] == 1  # the running one and exactly one follow-up
+    assert {t.model_version for t in tabs[1:]} == {2} and tabs[0].model_version == 1
+
+
+def test_every_background_failure_is_shown_on_the_page_that_asked(session, monkeypatch):
+    state = AppState(session, annotator="ann")
+    other = AppState(session, annotator="bob")
+
+    def broken(*args, **kwargs):
+        raise KeyError("strategy cache lost")
+
+    monkeypatch.setattr(session, "next_batch", broken)
+    assert run_async(state.next_batch_async()) == []
+    assert state.error == "KeyError: 'strategy cache lost'" and other.error == ""
+    monkeypatch.setattr(session, "clusters", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run_async(state.clusters_async())  # the clusters view shows it (test_views)
