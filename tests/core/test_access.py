@@ -153,9 +153,11 @@ def test_settings_are_swapped_whole_and_a_running_retrain_keeps_its_own(demo_pro
 
     session = Session.open(demo_project)
     before = session.training_project()
+    old_kind = before.model.kind
+    assert old_kind != "logistic"
     new = session.apply_settings(model=LogisticConfig(kind="logistic"))
     assert session.project is new and new.model.kind == "logistic"
-    assert before.model.kind == "mlp"  # a snapshot taken earlier is untouched
+    assert before.model.kind == old_kind  # a snapshot taken earlier is untouched
     with pytest.raises(Exception, match="target_class"):
         session.apply_settings(query=new.query.model_copy(update={"target_class": "unicorn"}))
     assert session.project is new

@@ -256,6 +256,7 @@ def test_retrains_asked_by_two_tabs_run_one_at_a_time(session, monkeypatch):
     real = core_session.train_round
     running, most, rounds = [0], [0], []
     lock = threading.Lock()
+    started, release = threading.Event(), threading.Event()
 
     def counted(*args, **kwargs):
         with lock:
@@ -263,6 +264,9 @@ def test_retrains_asked_by_two_tabs_run_one_at_a_time(session, monkeypatch):
             most[0] = max(most[0], running[0])
             rounds.append(1)
         try:
+            if len(rounds) == 1:  # hold the first run until the other tabs have asked
+                started.set()
+                assert release.wait(timeout=60)
             return real(*args, **kwargs)
         finally:
             with lock:
@@ -277,9 +281,14 @@ def test_retrains_asked_by_two_tabs_run_one_at_a_time(session, monkeypatch):
 
     async def press_all():
         first = asyncio.ensure_future(tabs[0].retrain_async())
-        while not session.retraining:
+        while not started.is_set():
             await asyncio.sleep(0.01)
+        assert session.retraining
         rest = [asyncio.ensure_future(t.retrain_async()) for t in tabs[1:]]
+        while not session._retrains.pending:  # the other tabs' requests reached the scheduler
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        release.set()
         return await asyncio.gather(first, *rest)
 
     assert run_async(press_all()) == [True, True, True]
