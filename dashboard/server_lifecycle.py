@@ -27,8 +27,10 @@ def show_progress_in_log() -> None:
 def on_server_loaded(server_context) -> None:
     from core.serve import where_it_lives
     from dashboard.app import resolve_project
+    from dashboard.offline import offline_auth_pages
     from dashboard.state import open_shared
 
+    offline_auth_pages()  # Panel's login page would fetch its logo from a CDN
     show_progress_in_log()
     try:
         project = resolve_project(_ARGV)

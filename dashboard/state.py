@@ -211,6 +211,7 @@ class AppState(param.Parameterized):
                               max_wait_s=SUMMARY_MAX_WAIT_S, min_interval_s=SUMMARY_MIN_INTERVAL_S,
                               clock=clock)
         self._writing = asyncio.Lock()
+        self._queue_asked_for: int | None = None  # the model a new batch was last asked of
         self._sync_model()
         self.param.watch(self._keep_user, "annotator")
 
@@ -639,6 +640,13 @@ class AppState(param.Parameterized):
         return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target,
                                        requester=self.requester)
 
+    def _queue_outdated(self, model_version: int) -> bool:
+        """True when this tab's queue was chosen by an older model than ``model_version`` and a
+        new batch may be asked for now (once per model, off the serving loop)."""
+        return (bool(self.queue_ids) and not self.job and self.queue_model != model_version
+                and self._queue_asked_for != model_version and _running_loop() is not None
+                and self.may("query"))
+
     def _engine_model(self) -> int | None:
         """Version of the model the engine queries with now (this tab may show an older one
         until its summaries catch up)."""
@@ -822,11 +830,12 @@ class AppState(param.Parameterized):
         if state is not None and state.model_version != self.model_version:
             self._summary.poke()  # adopted with the next summaries (a model redraws charts)
             changed = True
-            if (self.queue_ids and not self.job and self.queue_model != state.model_version
-                    and _running_loop() is not None and self.may("query")):
-                # The queue was chosen by the old model: ask the new one (on the work pool) now,
-                # while the charts adopt the model at the summaries' pace.
-                asyncio.ensure_future(self.next_batch_async(select_first=False))
+        if state is not None and self._queue_outdated(state.model_version):
+            # The queue was chosen by an older model: ask the new one now (on the work pool),
+            # while the charts adopt the model at the summaries' pace.
+            self._queue_asked_for = state.model_version
+            asyncio.ensure_future(self.next_batch_async(select_first=False))
+            changed = True
         if now:
             self._summary.flush()
             if not changed:

@@ -104,7 +104,7 @@ async def _moved_on(page, item: str) -> None:
     while await _current_item(page) == item:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the page still shows {item!r} after labelling it")
-        await asyncio.sleep(0.02)  # polling page state, not a fixed wait
+        await asyncio.sleep(0.1)  # polling page state, not a fixed wait (five pages poll at once)
 
 
 async def label_items(page, run: UserRun, n: int, choose: Callable[[str, int], str],

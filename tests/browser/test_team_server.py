@@ -21,7 +21,9 @@ from team_driver import UserRun, label_items, launch, login, team_session
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 USERS = {f"expert{i}": f"secret-{i}" for i in range(1, 6)} | {"trainer": "secret-t"}
-LABELS_EACH = 200
+# Labels each user gives. The full run is 200 each (1,000 events):
+# TAILWISE_TEAM_LABELS=200 python -m pytest tests/browser/test_team_server.py -k five
+LABELS_EACH = int(os.environ.get("TAILWISE_TEAM_LABELS", "40"))
 
 
 def choose(item: str, k: int) -> str:
@@ -33,7 +35,7 @@ def stored_events(store: Path) -> list[tuple]:
         return conn.execute("SELECT annotator, item_id, label, origin FROM events ORDER BY event_id").fetchall()
 
 
-def test_five_logged_in_users_label_200_items_each_while_another_retrains(tmp_path):
+def test_five_logged_in_users_label_at_once_while_another_retrains(tmp_path):
     project = make_team_project(tmp_path)
     with serve_dashboard(project, extra_args=basic_auth_args(tmp_path, USERS)) as server:
         runs, trainer, _ = asyncio.run(team_session(server, USERS, LABELS_EACH, choose,
@@ -42,6 +44,7 @@ def test_five_logged_in_users_label_200_items_each_while_another_retrains(tmp_pa
     events = stored_events(server.store)
     acknowledged = Counter((run.name, item, label) for run in runs for item, label in run.acknowledged)
     assert sum(acknowledged.values()) == 5 * LABELS_EACH
+    assert len(events) == 5 * LABELS_EACH  # exactly the acknowledged events
     # Exactly the acknowledged events, each by the logged-in user who clicked, nothing else.
     assert Counter((who, item, label) for who, item, label, _ in events) == acknowledged
     assert {origin for *_, origin in events} == {"expert"}

@@ -309,3 +309,27 @@ def test_every_background_failure_is_shown_on_the_page_that_asked(session, monke
     monkeypatch.setattr(session, "clusters", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         run_async(state.clusters_async())  # the clusters view shows it (test_views)
+
+
+def test_panels_login_and_logout_pages_take_their_files_from_this_server(monkeypatch):
+    import re
+
+    from panel import auth
+
+    from dashboard.offline import offline_auth_pages
+
+    monkeypatch.setattr(auth.BasicLoginHandler, "_login_template", auth.BASIC_LOGIN_TEMPLATE)
+    monkeypatch.setattr(auth.LogoutHandler, "_logout_template", auth.LOGOUT_TEMPLATE)
+    offline_auth_pages()
+    offline_auth_pages()  # twice (a second app on the server) wraps once
+    login = auth.BasicLoginHandler._login_template.render(
+        login_endpoint="/login", errormessage="", PANEL_CDN=auth.CDN_DIST)
+    logout = auth.LogoutHandler._logout_template.render(PANEL_CDN=auth.CDN_DIST, LOGIN_ENDPOINT="/login")
+    for page in (login, logout):
+        links = re.findall(r'(?:src|href)="([^"]*)"', page)
+        assert "static/extensions/panel/images/logo_stacked.png" in links
+        assert not [url for url in links if "://" in url or url.startswith("//")]
+    custom = object()  # a template given with --basic-login-template is left alone
+    monkeypatch.setattr(auth.BasicLoginHandler, "_login_template", custom)
+    offline_auth_pages()
+    assert auth.BasicLoginHandler._login_template is custom
