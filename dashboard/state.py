@@ -202,6 +202,7 @@ class AppState(param.Parameterized):
         self.requester = f"session-{uuid.uuid4().hex[:12]}"
         self._use_frame(session.map_frame())  # shared by every browser session: no copies here
         self._skipped: set[str] = set()
+        self._replaced_queue: set[str] = set()  # see _apply_queue
         self._seen_event = session.store.last_event_id()
         self._classes_seen = self._class_signature()
         self._clusters = None
@@ -516,8 +517,9 @@ class AppState(param.Parameterized):
         self._advance(ids)
 
     def _advance(self, done_ids: list[str]) -> None:
-        """After labelling/skipping items of the queue, select the next open queued item."""
-        if not self.queue_ids or not set(done_ids) <= set(self.queue_ids):
+        """After labelling/skipping items of the queue, select the next open queued item. Items
+        of a queue a new model replaced meanwhile count as queued (the expert was walking it)."""
+        if not self.queue_ids or not set(done_ids) <= set(self.queue_ids) | self._replaced_queue:
             return
         labelled = self.labels_of(self.queue_ids)
         for item in self.queue_ids:
@@ -654,6 +656,9 @@ class AppState(param.Parameterized):
         return None if state is None else int(state.model_version)
 
     def _apply_queue(self, result, select_first: bool = True, model_version: int | None = None) -> None:
+        # A batch asked for in the background (a new model) keeps the expert's selection: the
+        # items of the batch it replaces still advance to the new batch once labelled.
+        self._replaced_queue = set() if select_first else set(self.queue_ids) | self._replaced_queue
         self.queue_model = model_version
         self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
         self.queue_reasons = [str(r) for r in result.reasons]
