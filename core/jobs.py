@@ -30,7 +30,7 @@ class _Run:
         for listener in list(self.listeners):
             try:
                 listener(done, total, message)
-            except Exception:  # noqa: BLE001  (a closed page must not stop the training)
+            except Exception:  # noqa: BLE001, S110  (a closed page must not stop the training)
                 pass
 
 

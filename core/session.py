@@ -32,7 +32,14 @@ from core.errors import ConfigError, EmptyPoolError, TailwiseError
 from core.jobs import RetrainScheduler
 from core.labels import LabelEvent, LabelStore
 from core.pipeline import ModelState, check_features, train_round
-from core.project import ClassConfig, ModelConfig, ProjectConfig, QueryConfig, load_project, palette_colours
+from core.project import (
+    ClassConfig,
+    ModelConfig,
+    ProjectConfig,
+    QueryConfig,
+    load_project,
+    palette_colours,
+)
 from core.projection import cached_projection, project_2d
 
 Progress = Callable[[int, int, str], None]

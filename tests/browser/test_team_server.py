@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 from browser_support import basic_auth_args, make_team_project, serve_dashboard
-from team_driver import UserRun, label_items, launch, login, team_session
+from team_driver import WAIT_MS, UserRun, label_items, launch, login, team_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 USERS = {f"expert{i}": f"secret-{i}" for i in range(1, 6)} | {"trainer": "secret-t"}
 # Labels each user gives. The full run is 200 each (1,000 events):
 # TAILWISE_TEAM_LABELS=200 python -m pytest tests/browser/test_team_server.py -k five
-LABELS_EACH = int(os.environ.get("TAILWISE_TEAM_LABELS", "40"))
+LABELS_EACH = int(os.environ.get("TAILWISE_TEAM_LABELS", "20"))
 
 
 def choose(item: str, k: int) -> str:
@@ -35,6 +35,7 @@ def stored_events(store: Path) -> list[tuple]:
         return conn.execute("SELECT annotator, item_id, label, origin FROM events ORDER BY event_id").fetchall()
 
 
+@pytest.mark.timeout(1500)  # six browser pages on two cores: minutes, more on a shared machine
 def test_five_logged_in_users_label_at_once_while_another_retrains(tmp_path):
     project = make_team_project(tmp_path)
     with serve_dashboard(project, extra_args=basic_auth_args(tmp_path, USERS)) as server:
@@ -73,7 +74,7 @@ def test_kill_9_mid_labelling_keeps_every_saved_label_and_the_page_says_so(tmp_p
                 assert not labelling.done(), labelling.exception()
             os.kill(server.process.pid, signal.SIGKILL)  # mid-labelling: a click may be in flight
             await expect(page.locator(".tw-connection-lost")).to_be_visible(timeout=30_000)
-            await expect(page.locator(".tw-connection-lost")).to_contain_text("nothing you click now is saved")
+            await expect(page.locator(".tw-connection-lost")).to_contain_text("nothing you click now is saved", timeout=WAIT_MS)
             labelling.cancel()
             saved = await page.locator(".tw-status-box [data-saved]").get_attribute("data-saved")
             # Clicks and keys no longer reach the page: nothing can look accepted.
@@ -115,24 +116,24 @@ def test_the_page_sends_no_request_off_the_server_and_a_viewer_cannot_label(tmp_
             browser = await launch(playwright)
             seen: list[str] = []
             pages = {}
-            for name in users:
+            for name, password in users.items():
                 context = await browser.new_context(viewport={"width": 1400, "height": 900})
                 context.on("request", lambda request: seen.append(request.url))
-                pages[name] = await login(context, server, name, users[name], UserRun(name))
+                pages[name] = await login(context, server, name, password, UserRun(name))
             vic, ada = pages["vic"], pages["ada"]
-            await expect(vic.locator(".tw-who")).to_contain_text("viewer")
-            await expect(vic.locator(".tw-label-3 button")).to_be_disabled()
+            await expect(vic.locator(".tw-who")).to_contain_text("viewer", timeout=WAIT_MS)
+            await expect(vic.locator(".tw-label-3 button")).to_be_disabled(timeout=WAIT_MS)
             await vic.locator(".tw-next-batch button").click()  # refused by the server
-            await expect(vic.locator(".tw-error")).to_contain_text("'vic' is a viewer")
+            await expect(vic.locator(".tw-error")).to_contain_text("'vic' is a viewer", timeout=WAIT_MS)
             await vic.keyboard.press("3")
-            await expect(vic.locator(".tw-error")).to_contain_text("may not label items")
+            await expect(vic.locator(".tw-error")).to_contain_text("may not label items", timeout=WAIT_MS)
             for tab in ("Confusion matrix", "Clusters", "History", "Project"):
                 await ada.locator(".bk-tab", has_text=tab).click()
-                await expect(ada.locator(".bk-tab.bk-active", has_text=tab)).to_be_visible()
+                await expect(ada.locator(".bk-tab.bk-active", has_text=tab)).to_be_visible(timeout=WAIT_MS)
             await ada.locator(".tw-next-batch button").click()
-            await expect(ada.locator(".tw-selection-count")).to_have_attribute("data-count", "1")
+            await expect(ada.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
             await ada.locator(".tw-label-2 button").click()
-            await expect(ada.locator(".tw-status")).to_contain_text("saved 1 label as '2'")
+            await expect(ada.locator(".tw-status")).to_contain_text("saved 1 label as '2'", timeout=WAIT_MS)
             for page in pages.values():
                 await page.context.close()
             await browser.close()
@@ -161,13 +162,13 @@ def test_class_edits_made_in_the_page_survive_a_restart(tmp_path):
                                server, "ada", users["ada"], UserRun("ada"))
             await page.locator(".tw-edit-class-card").get_by_text("Edit a class").click()
             await page.locator(".tw-edit-class-name select").select_option("2")
-            await expect(page.locator(".tw-edit-class-rename input")).to_have_value("2")
+            await expect(page.locator(".tw-edit-class-rename input")).to_have_value("2", timeout=WAIT_MS)
             await page.locator(".tw-edit-class-rare input").check()
             await page.locator(".tw-edit-class-description input").fill("the odd ones")
             await page.locator(".tw-edit-class-description input").press("Enter")
             await page.locator(".tw-edit-class button").click()
-            await expect(page.locator(".tw-status")).to_contain_text("saved class '2'")
-            await expect(page.locator(".tw-label-2 button")).to_contain_text("★")
+            await expect(page.locator(".tw-status")).to_contain_text("saved class '2'", timeout=WAIT_MS)
+            await expect(page.locator(".tw-label-2 button")).to_contain_text("★", timeout=WAIT_MS)
             await browser.close()
 
     async def look(server) -> str:
