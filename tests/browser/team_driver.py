@@ -64,6 +64,16 @@ class UserRun:
     retrains: int = 0
 
 
+def run(coroutine):
+    """Run ``coroutine`` to completion on an event loop of its own, in a worker thread: the sync
+    Playwright fixtures of other browser tests leave a loop running in this thread, where
+    ``asyncio.run`` refuses to start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 async def launch(playwright):
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import basic_auth_args, make_team_project, serve_dashboard
-from team_driver import WAIT_MS, UserRun, label_items, launch, login, team_session
+from team_driver import WAIT_MS, UserRun, label_items, launch, login, run, team_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,18 +39,18 @@ def stored_events(store: Path) -> list[tuple]:
 def test_five_logged_in_users_label_at_once_while_another_retrains(tmp_path):
     project = make_team_project(tmp_path)
     with serve_dashboard(project, extra_args=basic_auth_args(tmp_path, USERS)) as server:
-        runs, trainer, _ = asyncio.run(team_session(server, USERS, LABELS_EACH, choose,
+        runs, trainer, _ = run(team_session(server, USERS, LABELS_EACH, choose,
                                                     trainer="trainer"))
         log = server.log.read_text(errors="replace")
     events = stored_events(server.store)
-    acknowledged = Counter((run.name, item, label) for run in runs for item, label in run.acknowledged)
+    acknowledged = Counter((r.name, item, label) for r in runs for item, label in r.acknowledged)
     assert sum(acknowledged.values()) == 5 * LABELS_EACH
     assert len(events) == 5 * LABELS_EACH  # exactly the acknowledged events
     # Exactly the acknowledged events, each by the logged-in user who clicked, nothing else.
     assert Counter((who, item, label) for who, item, label, _ in events) == acknowledged
     assert {origin for *_, origin in events} == {"expert"}
     assert trainer.retrains >= 2
-    errors = [e for run in runs + [trainer] for e in run.page_errors]
+    errors = [e for r in runs + [trainer] for e in r.page_errors]
     assert errors == []
     assert "database is locked" not in log.lower() and "Traceback" not in log
 
@@ -66,10 +66,10 @@ def test_kill_9_mid_labelling_keeps_every_saved_label_and_the_page_says_so(tmp_p
         async with async_playwright() as playwright:
             browser = await launch(playwright)
             context = await browser.new_context(viewport={"width": 1400, "height": 900})
-            run = UserRun("ann")
-            page = await login(context, server, "ann", users["ann"], run)
-            labelling = asyncio.ensure_future(label_items(page, run, 10**6, choose))
-            while len(run.acknowledged) < 12:
+            ann = UserRun("ann")
+            page = await login(context, server, "ann", users["ann"], ann)
+            labelling = asyncio.ensure_future(label_items(page, ann, 10**6, choose))
+            while len(ann.acknowledged) < 12:
                 await asyncio.sleep(0.05)
                 assert not labelling.done(), labelling.exception()
             os.kill(server.process.pid, signal.SIGKILL)  # mid-labelling: a click may be in flight
@@ -84,18 +84,18 @@ def test_kill_9_mid_labelling_keeps_every_saved_label_and_the_page_says_so(tmp_p
             assert await page.locator(".tw-status-box [data-saved]").get_attribute("data-saved") == saved
             await context.close()
             await browser.close()
-            return run
+            return ann
 
     with serve_dashboard(project, extra_args=auth) as server:
-        run = asyncio.run(scenario(server))
+        labelled = run(scenario(server))
         assert server.process.wait(timeout=30) == -signal.SIGKILL
     with serve_dashboard(project, extra_args=auth) as restarted:  # the server comes back
         events = stored_events(restarted.store)
         with sqlite3.connect(restarted.store) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     stored = Counter((who, item, label) for who, item, label, _ in events)
-    acknowledged = Counter(("ann", item, label) for item, label in run.acknowledged)
-    assert len(run.acknowledged) >= 12
+    acknowledged = Counter(("ann", item, label) for item, label in labelled.acknowledged)
+    assert len(labelled.acknowledged) >= 12
     assert not acknowledged - stored  # every label whose "saved" appeared is in the store
     assert sum(stored.values()) - sum(acknowledged.values()) <= 1  # at most the click in flight
 
@@ -140,7 +140,7 @@ def test_the_page_sends_no_request_off_the_server_and_a_viewer_cannot_label(tmp_
             return seen
 
     with serve_dashboard(project_path, extra_args=basic_auth_args(tmp_path, users)) as server:
-        seen = asyncio.run(scenario(server))
+        seen = run(scenario(server))
     origin = f"http://127.0.0.1:{server.port}/"
     assert len(seen) > 20 and any(url.startswith(origin) for url in seen)
     outside = sorted({url for url in seen if not url.startswith((origin, "data:", f"blob:{origin}"))})
@@ -172,7 +172,9 @@ def test_class_edits_made_in_the_page_survive_a_restart(tmp_path):
             await browser.close()
 
     async def look(server) -> str:
-        async with __import__("playwright.async_api").async_api.async_playwright() as playwright:
+        from playwright.async_api import async_playwright
+
+        async with async_playwright() as playwright:
             browser = await launch(playwright)
             page = await login(await browser.new_context(viewport={"width": 1400, "height": 1000}),
                                server, "ada", users["ada"], UserRun("ada"))
@@ -181,9 +183,9 @@ def test_class_edits_made_in_the_page_survive_a_restart(tmp_path):
             return text
 
     with serve_dashboard(project, extra_args=auth) as server:
-        asyncio.run(edit(server))
+        run(edit(server))
     with serve_dashboard(project, extra_args=auth) as restarted:  # the file still says not rare
-        assert "★" in asyncio.run(look(restarted))
+        assert "★" in run(look(restarted))
     with sqlite3.connect(restarted.store) as conn:
         assert conn.execute("SELECT rare, description FROM classes WHERE name = '2'").fetchone() == (
             1, "the odd ones")
