@@ -133,7 +133,9 @@ def test_build_a_test_set_with_criteria_label_it_retrain_and_see_test_metrics(
     version = page.locator(".tw-model-version")
     before = int(version.get_attribute("data-version"))
     page.locator(".tw-retrain button").click()
-    expect(version).to_have_attribute("data-version", str(before + 1), timeout=180_000)
+    # A new model (a retrain already running, e.g. after the labels, serves this click with its
+    # single follow-up run, so the version may move on by more than one).
+    expect(version).not_to_have_attribute("data-version", str(before), timeout=180_000)
     page.locator(".bk-tab", has_text="Metrics").click()
     metrics = page.locator(".tw-test-metrics")
     expect(metrics).to_contain_text("5 expert-labelled items, never trained on", timeout=WAIT_MS)
