@@ -306,3 +306,32 @@ def test_a_new_model_refreshes_the_queue_of_every_tab(session):
 
     assert run_async(asyncio.wait_for(tick(), 60)) == first + 1
     assert b.model_version == first + 1 and len(b.queue_ids) == b.batch_size
+
+
+def test_a_tab_busy_when_a_new_model_arrives_asks_it_for_a_queue_once_free(session):
+    """A tab in the middle of its own action when another tab's retrain lands keeps no stale
+    queue: the first refresh after the action asks the new model."""
+    import asyncio
+
+    a, b = AppState(session, annotator="a"), AppState(session, annotator="b")
+    label_truth(a, 3, ["0", "1", "2"])
+    assert a.retrain()
+    b.refresh()
+    b.next_batch()
+    first = b.model_version
+    label_truth(a, 4, ["3"])
+    assert a.retrain()
+
+    async def scenario():
+        b.job = "label"  # busy with its own action when the new model is seen
+        assert b.refresh() and b.model_version == first + 1
+        await asyncio.sleep(0.05)
+        stale = b.queue_model
+        b.job = ""
+        b.refresh()  # nothing new in the store or the model: the queue is still the old model's
+        while b.queue_model != b.model_version:
+            await asyncio.sleep(0.01)
+        return stale
+
+    assert run_async(asyncio.wait_for(scenario(), 60)) == first
+    assert b.queue_model == first + 1 and len(b.queue_ids) == b.batch_size
