@@ -49,7 +49,9 @@ def _memory(pid: int) -> dict:
 
 def _drag(page, fx0, fy0, fx1, fy1) -> None:
     """A box selection with the mouse over fractions of the map (scrolled into view first: the
-    queue and class buttons may have scrolled the page)."""
+    queue and class buttons may have scrolled the page). The drag must *start* inside the plot's
+    frame (the canvas also holds its borders, where Bokeh starts no selection); it may end
+    outside."""
     canvas = page.locator(".tw-map .bk-Canvas").first
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
@@ -169,7 +171,7 @@ def _bulk(pages, server) -> dict:
     a, b = pages[0], pages[1]
     for p in (a, b):
         p.locator(".tw-colour-by select").select_option(label="current label")
-    _drag(a, 0.02, 0.02, 0.98, 0.62)
+    _drag(a, 0.96, 0.5, 0.03, 0.03)  # from inside the frame to its corner
     expect(a.locator(".tw-selection-count")).not_to_have_attribute("data-count", "1", timeout=WAIT_MS)
     count = int(a.locator(".tw-selection-count").get_attribute("data-count"))
     out["bulk_items"] = count
