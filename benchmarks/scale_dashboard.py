@@ -191,6 +191,11 @@ def _bulk(pages, server) -> dict:
     expect(a.locator(".tw-model-version")).to_have_attribute("data-version", str(version + 1),
                                                              timeout=WAIT_MS)
     out["retrain_bulk_s"] = time.perf_counter() - t0
+    # The retrain ends by asking the new model for this tab's next batch: let that finish, or its
+    # "queue refreshed" message would replace the undo's.
+    expect(a.locator(".tw-queue-model")).to_have_attribute("data-version", str(version + 1),
+                                                           timeout=WAIT_MS)
+    out["retrain_bulk_queue_s"] = time.perf_counter() - t0
     out["memory_after_bulk_retrain"] = _memory(server.pid)
     t0 = time.perf_counter()
     a.locator(".tw-undo button").click()
@@ -237,7 +242,8 @@ def report(results: dict) -> str:
         ["bulk: items box-selected and labelled in one tab", *[str(results[n].get("bulk_items", "-")) for n in sizes]],
         ["bulk: click -> 'saved' shown", *[get(n, "bulk_label_s") for n in sizes]],
         ["bulk: another tab's box selection meanwhile", *[get(n, "box_while_bulk_s") for n in sizes]],
-        ["bulk: retrain with those labels", *[get(n, "retrain_bulk_s") for n in sizes]],
+        ["bulk: retrain with those labels (click -> new model shown)", *[get(n, "retrain_bulk_s") for n in sizes]],
+        ["bulk: · and the next batch listed", *[get(n, "retrain_bulk_queue_s") for n in sizes]],
         ["bulk: undo them (one action)", *[get(n, "undo_bulk_s") for n in sizes]],
         ["server memory at the end", *[gb(results[n]["memory_end"]) for n in sizes]],
         ["load average after", *[results[n]["load"] for n in sizes]],
@@ -251,11 +257,12 @@ def report(results: dict) -> str:
     big = [n for n in sizes if n >= 1_000_000]
     if big:
         r = results[big[0]]
+        k = f"{r.get('bulk_items', 0):,}"  # the box holds about (not exactly) 4x10^5 items
         checks = [
             ("Next batch at 10^6 <= 1 s", r["next_batch_s"], TARGET_NEXT_BATCH_1M),
-            ("a box selection while 4x10^5 items are labelled elsewhere <= 0.5 s", r.get("box_while_bulk_s"), TARGET_BOX_BUSY),
-            ("undo of the bulk action <= 2 s", r.get("undo_bulk_s"), TARGET_UNDO),
-            ("retrain with 4x10^5 labels at 10^6 <= 30 s", r.get("retrain_bulk_s"), TARGET_RETRAIN_400K),
+            (f"a box selection while 4x10^5 (here {k}) items are labelled elsewhere <= 0.5 s", r.get("box_while_bulk_s"), TARGET_BOX_BUSY),
+            (f"undo of the bulk action of 4x10^5 (here {k}) items <= 2 s", r.get("undo_bulk_s"), TARGET_UNDO),
+            (f"retrain with 4x10^5 (here {k}) labels at 10^6 <= 30 s", r.get("retrain_bulk_s"), TARGET_RETRAIN_400K),
             ("server memory at 10^6 <= 4 GB, every tab open (peak)", r["memory_end"]["VmHWM"] * 1.073741824, TARGET_RSS_GB),
         ]
         for name, value, target in checks:
