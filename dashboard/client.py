@@ -3,6 +3,8 @@
 * :class:`ConnectionWatch` covers the page with a "connection lost" notice when the websocket to
   the server drops (a crash, a restart, the network): clicks and number keys stop there instead of
   being accepted silently and lost. Labels already shown as saved are in the store.
+* :class:`TableResync` makes Panel's tables show data that reached them while they were still
+  being built in the browser (a queue batch that arrives right after the page opens).
 * :class:`NameMemory` keeps the annotator name a tab chose in the browser's ``localStorage``, so
   the next visit from this browser starts with it (without authentication there is no other
   identity, and never a shared default).
@@ -51,6 +53,43 @@ class ConnectionWatch(JSComponent):
       };
       const doc = view.model.document;
       if (doc != null) doc.on_event('connection_lost', show);
+      return document.createElement('span');
+    }
+    """
+
+
+class TableResync(JSComponent):
+    """Shows in every Tabulator the data that arrived while it was being built.
+
+    Panel's Tabulator view ignores data changes until Tabulator JS has built the table and does not
+    look again afterwards, so a batch that reaches the page within that window (the queue asked
+    for when the page opens, on a slow or busy machine) would leave the table empty until the
+    next change. This patches the view once per page to compare its rows with the model's data
+    when the build ends, and checks the tables built before the patch ran.
+    """
+
+    _esm = """
+    const MODEL = 'panel.models.tabulator.DataTabulator';
+    const resync = (view) => {
+      if (view._initializing || view._building || view.tabulator == null) return;
+      const wanted = view.model.source.get_length() ?? 0;
+      if (wanted !== view.tabulator.getDataCount()) void view.setData();
+    };
+    function* walk(view) {
+      yield view;
+      if (typeof view.children === 'function') for (const child of view.children()) yield* walk(child);
+    }
+    export function render() {
+      const Model = window.Bokeh.Models.get(MODEL);
+      const View = Model == null ? null : Model.prototype.default_view;
+      if (View != null && !View.prototype.__twResync) {
+        const built = View.prototype.tableBuilt;
+        View.prototype.tableBuilt = function () { built.call(this); resync(this); };
+        View.prototype.__twResync = true;
+        for (const root of window.Bokeh.index.roots) {
+          for (const view of walk(root)) if (view instanceof View) resync(view);
+        }
+      }
       return document.createElement('span');
     }
     """

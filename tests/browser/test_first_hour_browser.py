@@ -40,3 +40,22 @@ def test_default_layout_at_1500x1000(page: Page, dashboard_server, screenshots):
     text = page.locator("body").inner_text()
     assert "NaN" not in text and "?" not in page.locator(".tw-model-version").inner_text()
     page.screenshot(path=screenshots / "default-layout-1500x1000.png")
+
+
+def test_queue_shows_a_batch_that_arrives_while_the_table_is_built(browser, dashboard_server):
+    """On a slow browser the first batch can reach the page before its table has been built;
+    the queue must still list it (Panel's table drops data sent in that window)."""
+    for attempt in range(3):  # the engine is warm after the first page: the batch comes fast
+        context = browser.new_context(viewport={"width": 1500, "height": 1000})
+        page = context.new_page()
+        context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 8})
+        try:
+            open_dashboard(page, dashboard_server)
+            first = page.locator(".tw-inspector .tw-item-id")
+            expect(first).to_be_visible(timeout=WAIT_MS)
+            rows = page.locator(".tw-queue .tabulator-row")
+            expect(rows.first).to_be_visible(timeout=WAIT_MS)
+            assert first.get_attribute("data-item") == (
+                rows.first.locator("[tabulator-field=item]").inner_text().strip()), attempt
+        finally:
+            context.close()
