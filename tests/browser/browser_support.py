@@ -172,3 +172,23 @@ def open_dashboard(page, server: Server, annotator: str | None = None):
         box.fill(annotator)
         box.press("Enter")
     return page
+
+
+# A browser closing its websocket while the server writes to it (a page closed under load) makes
+# tornado log these; they are not failures of the server's own code.
+CLOSED_CONNECTION_ERRORS = ("WebSocketClosedError", "StreamClosedError")
+
+
+def server_tracebacks(log: str) -> list[str]:
+    """The tracebacks in a server log, without those of connections the browser closed."""
+    blocks, current = [], None
+    for line in log.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            current = [line]
+            blocks.append(current)
+        elif current is not None:
+            current.append(line)
+            if line and not line[0].isspace():  # the exception line ends the traceback
+                current = None
+    texts = ["\n".join(block) for block in blocks]
+    return [t for t in texts if not t.splitlines()[-1].split(":")[0].endswith(CLOSED_CONNECTION_ERRORS)]
