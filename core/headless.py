@@ -129,6 +129,7 @@ def retrain_project(
             state = session.state
             report(0, 1, "cross-validating on the expert labels")
             metrics = _metrics(session, state)
+            metrics["stopping"] = stopping_since_last_run(out, session, state) or metrics["stopping"]
             report(0, 1, "scoring the unlabelled items")
             predictions = _predictions(session, state)
             out.mkdir(parents=True, exist_ok=True)
@@ -234,6 +235,36 @@ def trust_metrics(session, state) -> dict[str, Any]:
         "stopping": state.stopping,
         "n_suspects": len(session.suspects()),
     }
+
+
+def stopping_since_last_run(out: Path, session, state) -> dict[str, Any] | None:
+    """Stopping guidance against the run that last wrote ``out`` (its ``predictions.parquet``
+    and ``metrics.json``): a headless job has no earlier round in memory, so the change of
+    predictions between rounds is measured against the previous job's. None without one."""
+    import pandas as pd
+
+    from core.quality.stopping import change_since, stopping_guidance
+
+    target = out / "predictions.parquet"
+    if not target.exists():
+        return None
+    try:
+        before = pd.read_parquet(target, columns=["id", "predicted"])
+    except (OSError, ValueError, KeyError) as err:  # unreadable or not ours: no comparison
+        import warnings
+
+        warnings.warn(f"could not read the previous {target} to measure prediction change: {err}",
+                      stacklevel=2)
+        return None
+    previous = dict(zip(before["id"].astype(str), before["predicted"].astype(str)))
+    change = change_since(previous, session.dataset.ids, state.predicted)
+    earlier = None
+    try:
+        old = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        earlier = (old.get("stopping") or {}).get("prediction_change")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return stopping_guidance(change, earlier, state.prevalence, session.rare_class_names())
 
 
 def _predictions(session, state):

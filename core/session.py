@@ -446,8 +446,12 @@ class Session:
         change = prediction_change(None if before is None else before.predicted, state.predicted)
         earlier = None if before is None or not before.stopping else before.stopping.get(
             "prediction_change")
-        rare = list(dict.fromkeys(self.project.rare_classes + [c.name for c in self.classes if c.rare]))
-        return stopping_guidance(change, earlier, state.prevalence, rare)
+        return stopping_guidance(change, earlier, state.prevalence, self.rare_class_names())
+
+    def rare_class_names(self) -> list[str]:
+        """The rare classes: named in the project file or flagged in the store."""
+        return list(dict.fromkeys(self.project.rare_classes
+                                  + [c.name for c in self.classes if c.rare]))
 
     def _save_snapshot(self, state: ModelState, event_id: int) -> None:
         """Keep the new model on disk for a restart (a failure to write only warns)."""

@@ -138,6 +138,7 @@ def simulate(
     unchanged; the test split stays true.
     """
     from core.quality.noise import check_noise, noisy_answers
+    from core.quality.stopping import round_guidance
     from core.query import QueryContext, get_strategy
 
     check_noise(noise, noise_mode)
@@ -221,6 +222,9 @@ def simulate(
     curve: list[dict[str, Any]] = []
     last_eval: dict[str, Any] = {}
     choice = None  # the auto learner's last choice, carried so it stays stable
+    # the classes the stopping guidance counts: the rare ones named, else the pool's tail
+    watched = [c for c in rare_classes if c in pool_counts] or tail
+    guidance: list[dict[str, Any]] = []
     total_t0 = time.perf_counter()
     round_no = 0
     while True:
@@ -242,6 +246,11 @@ def simulate(
             only = lab_classes[0] if lab_classes else classes[0]
             test_pred = np.full(len(test_rows), only, dtype=object)
         seconds_train = time.perf_counter() - t0
+        guidance.append(round_guidance(
+            round_no, int(labelled.sum()), proba, model_classes, ~labelled,
+            answers[labelled], guidance[-1] if guidance else None, watched, seed=seed))
+        # what the estimate is after: the rare items truly left (the simulation knows them)
+        guidance[-1]["rare_unfound"] = int(np.isin(y_pool[~labelled], watched).sum())
         last_eval = (
             evaluate(y_test, test_pred, classes, tail_classes=tail) if len(test_rows) else {}
         )
@@ -328,6 +337,8 @@ def simulate(
         "auc_balanced_accuracy": learning_curve_auc(labels_x, ba) if len(ba) > 1 else ba[0],
         "classes_found": found[-1],
         "labels_to_all_classes": None if np.isinf(all_found) else int(all_found),
+        "stopping_classes": watched,
+        "stopping": [{k: v for k, v in g.items() if not k.startswith("_")} for g in guidance],
         "seconds_total": round(time.perf_counter() - total_t0, 3),
         "seconds_select_mean": float(np.mean([r["seconds_select"] for r in curve[:-1]]))
         if len(curve) > 1

@@ -333,3 +333,58 @@ def test_noisy_answers_flip_the_share_to_other_classes():
             noisy_answers(truth, bad, np.random.default_rng(0))
     with pytest.raises(ConfigError, match="noise-mode"):
         noisy_answers(truth, 0.1, np.random.default_rng(0), mode="pairwise")
+
+
+# ----------------------------------------------------------------------------- stopping guidance
+def test_stopping_guidance_continues_while_anything_is_left():
+    from core.quality.stopping import stopping_guidance
+
+    few = {"rare": {"estimate": 0.4, "low": 0.0, "high": 1.2}, "head": {"estimate": 90.0,
+                                                                        "low": 80.0, "high": 99.0}}
+    many = {**few, "rare": {"estimate": 12.0, "low": 7.0, "high": 18.0}}
+    stable = stopping_guidance(0.002, 0.004, few, ["rare"])
+    assert stable["advice"] == "diminishing" and stable["rare_unseen"] == []
+    assert stable["rare_in_pool"] == {"estimate": 0.4, "low": 0.0, "high": 1.2}
+    assert "(stable)" in stable["text"] and "likely to buy little" in stable["text"]
+    assert stopping_guidance(0.05, 0.004, few, ["rare"])["advice"] == "continue"  # moving
+    assert stopping_guidance(0.002, 0.03, few, ["rare"])["advice"] == "continue"  # moved last round
+    hunting = stopping_guidance(0.002, 0.004, many, ["rare"])
+    assert hunting["advice"] == "continue" and "≈ 12 items of the rare classes (rare)" in hunting["text"]
+    # a rare class without any label: the model cannot count it, so never "diminishing"
+    unseen = stopping_guidance(0.002, 0.004, few, ["rare", "ghost"])
+    assert unseen["advice"] == "continue" and unseen["rare_unseen"] == ["ghost"]
+    assert "no label yet for ghost" in unseen["text"]
+    first = stopping_guidance(None, None, None, ["rare"])
+    assert first["advice"] == "continue" and first["rare_in_pool"] is None
+    assert first["text"].startswith("first model")
+
+
+def test_change_since_an_earlier_run_counts_shared_items_only():
+    from core.quality.stopping import change_since
+
+    before = {"a": "x", "b": "y", "c": "x", "gone": "y"}
+    ids = np.array(["a", "b", "c", "new"], dtype=object)
+    assert change_since(before, ids, np.array(["x", "x", "x", "y"])) == pytest.approx(1 / 3)
+    assert change_since({}, ids, np.array(["x"] * 4)) is None
+
+
+def test_round_guidance_measures_change_and_rare_items_left():
+    from core.quality.stopping import round_guidance
+
+    classes = ("head", "rare")
+    # 6 pool items, 2 labelled (one of each class): the unlabelled four hold 0.9 + 0.8 + 0.1 + 0
+    # expected rare items under the labelled 50/50 mix
+    proba = np.array([[0.1, 0.9], [0.2, 0.8], [0.9, 0.1], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    unlabelled = np.array([True, True, True, True, False, False])
+    labels = np.array(["head", "rare"], dtype=object)
+    first = round_guidance(0, 2, proba, classes, unlabelled, labels, None, ["rare"])
+    assert first["prediction_change"] is None and first["labels"] == 2
+    assert first["rare_in_pool"]["estimate"] == pytest.approx(1.8)
+    assert first["advice"] == "continue"
+    moved = proba.copy()
+    moved[2] = [0.3, 0.7]  # one of six predictions flips to rare
+    second = round_guidance(1, 2, moved, classes, unlabelled, labels, first, ["rare"])
+    assert second["prediction_change"] == pytest.approx(1 / 6)
+    assert second["rare_in_pool"]["estimate"] == pytest.approx(2.4)
+    none_yet = round_guidance(0, 1, np.zeros((6, 0)), (), unlabelled, labels[:1], None, ["rare"])
+    assert none_yet["prediction_change"] is None and none_yet["rare_in_pool"] is None

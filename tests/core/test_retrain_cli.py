@@ -329,3 +329,28 @@ def test_retrain_reports_agreement_when_two_annotators_overlap(demo, tmp_path):
     assert agreement["disagreements"] == 2 and agreement["open_conflicts"] == 2
     assert agreement["kappa_method"] == "cohen" and 0.5 < agreement["kappa"]["value"] < 1.0
     assert agreement["alpha"]["value"] is not None
+
+
+def test_a_rerun_into_the_same_folder_measures_the_change_of_predictions(first_run, shared,
+                                                                           tmp_path):
+    """Headless runs have no earlier round in memory: the stopping guidance compares with the
+    predictions.parquet the last run left in --out (here doctored: five predictions differ)."""
+    import shutil
+
+    out1, _ = first_run
+    out = tmp_path / "again"
+    shutil.copytree(out1, out)
+    first = json.loads((out1 / "metrics.json").read_text(encoding="utf-8"))
+    assert first["stopping"]["prediction_change"] is None  # a first run: nothing to compare
+    frame = pd.read_parquet(out / "predictions.parquet")
+    classes = sorted(frame["predicted"].unique())
+    for i in range(5):
+        now = frame.at[i, "predicted"]
+        frame.at[i, "predicted"] = next(c for c in classes if c != now)
+    frame.to_parquet(out / "predictions.parquet", index=False)
+    result = CliRunner().invoke(app, ["retrain", str(shared), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    stopping = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["stopping"]
+    assert stopping["prediction_change"] == pytest.approx(5 / len(frame))
+    assert f"predictions changed for {100 * 5 / len(frame):.1f} % of the pool" in stopping["text"]
+    assert stopping["advice"] in ("continue", "diminishing")

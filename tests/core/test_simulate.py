@@ -269,3 +269,24 @@ def test_noise_flips_the_oracle_answers_and_leaves_the_rest_of_the_run_alone():
     assert len(wrong) == noisy.summary["n_flipped"] > 5
     assert clean.summary["noise"] == 0.0 and clean.summary["n_flipped"] == 0
     assert all(given == truth[i] for i, given in zip(clean.labelled_ids, clean.labels_given))
+
+
+def test_simulate_records_stopping_guidance_every_round():
+    demo = build_demo("digits-lt", seed=1)
+    x = demo.images.reshape(len(demo.ids), -1).astype(np.float32)
+    res = simulate(x, demo.labels, demo.ids, strategy="random", budget=60, batch=20, seed=2,
+                   cold_start=20, model=LogisticConfig())
+    rounds = res.summary["stopping"]
+    assert [r["labels"] for r in rounds] == [r["labels"] for r in res.curve]
+    assert rounds[0]["prediction_change"] is None
+    assert all(0.0 <= r["prediction_change"] <= 1.0 for r in rounds[1:])
+    watched = res.summary["stopping_classes"]
+    assert watched == res.summary["tail_classes"]
+    for r in rounds:
+        assert r["advice"] in ("continue", "diminishing") and r["text"]
+        assert r["rare_unfound"] >= 0 and "_predicted" not in r
+        if r["rare_in_pool"] is not None:
+            assert r["rare_in_pool"]["low"] <= r["rare_in_pool"]["estimate"] <= r["rare_in_pool"]["high"]
+    # the true rare items left shrink as labels are given (random picks: some are rare)
+    assert rounds[-1]["rare_unfound"] <= rounds[0]["rare_unfound"]
+    json.dumps(res.summary)  # summary.json takes it as is
