@@ -226,11 +226,40 @@ def assess(arrays, prefix: str, seed: int) -> dict:
                            test=(np.arange(n_pool, len(raw)), y_test), unlabelled=unlabelled,
                            seed=seed)
     seconds = time.perf_counter() - t0
+    floors = {}
+    test_codes = np.array([index.get(v, -1) for v in y_test], dtype=np.int64)
+    known = test_codes >= 0
+    for name in tail_classes(y_pool):
+        if name in index and np.any(test_codes == index[name]):
+            floors[name] = ece_floor(proba[n_pool:][known], test_codes[known], index[name],
+                                     np.random.default_rng([seed, index[name]]))
     predicted = np.asarray(classes, dtype=object)[proba[n_pool:].argmax(axis=1)]
     ba = evaluate(y_test, predicted, sorted(set(y_test.tolist())))["balanced_accuracy"]
     truth = {c: int(np.sum(y_pool[unlabelled] == c)) for c in sorted(set(y_pool.tolist()))}
-    return {"quality": quality, "ba": float(ba), "truth_pool": truth, "method":
+    return {"quality": quality, "ba": float(ba), "truth_pool": truth, "ece_floor": floors,
+            "method":
             model.calibrator_.method, "seconds": seconds, "learner": str(g("learner"))}
+
+
+def ece_floor(proba: np.ndarray, codes: np.ndarray, k: int, rng: np.random.Generator,
+              draws: int = 200) -> float:
+    """The ECE of class ``k`` that perfectly calibrated probabilities ``proba`` would show on a
+    test set of this size and class mix (outcomes drawn from the probabilities themselves, the
+    product's binning and class-balanced weights): the noise floor of one measured ECE."""
+    from core.models.calibration import balanced_weights
+    from core.quality.reliability import DEFAULT_BINS
+
+    weight = balanced_weights(codes, proba.shape[1])
+    p = proba[:, k]
+    which = np.minimum((p * DEFAULT_BINS).astype(np.int64), DEFAULT_BINS - 1)
+    w_bin = np.bincount(which, weights=weight, minlength=DEFAULT_BINS)
+    p_bin = np.bincount(which, weights=weight * p, minlength=DEFAULT_BINS)
+    total = 0.0
+    for _ in range(draws):
+        hit = (rng.random(len(p)) < p).astype(np.float64)
+        h_bin = np.bincount(which, weights=weight * hit, minlength=DEFAULT_BINS)
+        total += float(np.sum(np.abs(p_bin - h_bin)))
+    return total / draws
 
 
 def score_run(path: Path, seed: int) -> dict:
@@ -286,6 +315,7 @@ def calibration_rows(scored: dict, fit: str) -> list[dict]:
                 if v is not None:
                     out.append({"pool": pool, "seed": seed, "mode": mode, "labels": c,
                                 "class": name, "before": v["ece_before"], "after": v["ece_after"],
+                                "floor": cp[fit]["ece_floor"].get(name, np.nan),
                                 "n": v["n"], "method": cp[fit]["method"]})
     return out
 
@@ -429,7 +459,11 @@ def report(scored: dict, costs: dict, args) -> str:
               "log loss on the out-of-fold predictions. *after / before* = mean ECE after over "
               "mean ECE before across (pool, seed, noise, rare class), with a 90 % bootstrap "
               "interval over those cases; a rare class has only "
-              f"{args.test_note} held-out items, so each single ECE is noisy.", ""]
+              f"{args.test_note} held-out items, so each single ECE is noisy: *ECE floor* is the "
+              "mean "
+              "ECE that perfectly calibrated probabilities (the calibrated ones, outcomes drawn "
+              "from them) would show on the same test items — below it no calibration can be "
+              "measured.", ""]
     cal_table = []
     for fit, c, r in by_checkpoint(scored, calibration_rows):
         before = np.array([v["before"] for v in r])
@@ -437,14 +471,16 @@ def report(scored: dict, costs: dict, args) -> str:
         ratio = _ratio_ci(after, before, rng)
         methods = {m: sum(v["method"] == m for v in r) / len(r) for m in
                    sorted({v["method"] for v in r})}
+        floor = np.nanmean([v["floor"] for v in r])
         cal_table.append([fit, c, len(r), f"{before.mean():.3f}", f"{after.mean():.3f}",
-                          f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})",
+                          f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})", f"{floor:.3f}",
                           ", ".join(f"{m} {100 * s:.0f} %" for m, s in methods.items())])
         if fit == "noisy":
             targets.append(f"- rare-class ECE after / before, noisy labels, {c} labels: "
                            f"{ratio[0]:.2f} (target ≤ 0.5: {mark(ratio[0] <= 0.5)}).")
     lines.append(markdown_table(["labels given", "labels", "cases", "ECE before", "ECE after",
-                                 "after / before", "calibration chosen"], cal_table))
+                                 "after / before", "ECE floor", "calibration chosen"],
+                                cal_table))
 
     lines += ["", "### Prevalence of every class in the unlabelled pool", "",
               "Coverage = share of (pool, class, seed, noise) cases whose true count of unlabelled "
