@@ -12,7 +12,8 @@ viewer      ``view``: see the map, the queue, labels, history and metrics
 annotator   ``label`` (label, skip, undo their own work), ``query`` (ask for a batch),
             ``retrain``, ``recompute_map``
 admin       ``edit_classes`` (create, recolour, mark rare, rename), ``import``, ``export``,
-            ``settings``, ``save_layout``
+            ``settings``, ``save_layout``, ``resolve`` (settle a disagreement between
+            annotators: the resolution is a label event of origin ``resolution``)
 =========== ==================================================================================
 """
 
@@ -38,12 +39,14 @@ ACTIONS: dict[str, str] = {
     "export": "admin",
     "settings": "admin",
     "save_layout": "admin",
+    "resolve": "admin",
 }
 _WHAT = {
     "view": "see this project", "label": "label items", "query": "ask for a batch",
     "retrain": "retrain the model", "recompute_map": "recompute the map",
     "edit_classes": "edit the classes", "import": "import project files",
     "export": "export the project", "settings": "change settings", "save_layout": "save layouts",
+    "resolve": "resolve conflicts between annotators",
 }
 
 

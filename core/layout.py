@@ -61,6 +61,9 @@ VIEW_NAMES = (
     "clusters",    # predicted clusters: size, purity, dominant class
     "project",     # export / import / layouts (issue 6)
     "testset",     # search items by criteria, label them into the test split
+    "review",      # suspect labels after each retrain: relabel, confirm, retract
+    "agreement",   # agreement between annotators (kappa, alpha), conflicts an admin resolves
+    "calibration", # reliability diagrams and ECE per class, prevalence in the pool, stopping
 )
 COLOUR_BY = ("label", "predicted", "uncertainty", "score", "cluster", "annotator")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

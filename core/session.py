@@ -75,6 +75,7 @@ class Session:
         self._retrain_lock = threading.Lock()
         self._query_lock = threading.Lock()  # strategies keep caches: one query at a time
         self._reservations: dict[str, list[str]] = {}  # requester -> ids of its current batch
+        self._second_reserved: dict[str, list[str]] = {}  # requester -> its open second opinions
         self._retrains: RetrainScheduler = RetrainScheduler(
             lambda progress: self.retrain(progress), name="tailwise-train")
         self._base_embedding: np.ndarray | None = None
@@ -584,6 +585,8 @@ class Session:
             if reserved is not None:
                 ctx = replace(ctx, reserved=reserved)
             second = self._second_opinions(requester, annotator, n, ctx)
+            if requester:
+                self._second_reserved[requester] = second
             result = self._strategy(name).query(ctx, n - len(second)) if n > len(second) else None
             result = _with_second_opinions(result, second, ctx)
             self._save_strategy_state(name)
@@ -605,7 +608,9 @@ class Session:
             return []
         exact = share * n
         count = int(exact) + int(ctx.rng.random() < exact - int(exact))
-        others = {i for r, ids in self._reservations.items() if r != requester for i in ids}
+        # Items another requester holds for their own second opinion; the items others labelled
+        # from their batches are what a second opinion is for.
+        others = {i for r, ids in self._second_reserved.items() if r != requester for i in ids}
         return second_opinions(self.store, annotator, min(count, n), ctx.rng, exclude=others,
                                known=set(self.dataset.ids.tolist()))
 
@@ -625,6 +630,7 @@ class Session:
         """Forget the batch queued for ``requester`` (a closed browser session)."""
         with self._query_lock:
             self._reservations.pop(requester, None)
+            self._second_reserved.pop(requester, None)
 
     @property
     def query(self):
@@ -658,14 +664,17 @@ class Session:
         """Confirm the items' current labels (one action): they stop being suspect."""
         from core.quality.review import confirm
 
+        self.access.require(annotator, "label")
         version = self._state.model_version if self._state else None
         return confirm(self.store, self._check_ids(item_ids), annotator, model_version=version)
 
     def resolve(self, item_id: str, label: str, annotator: str) -> int:
         """Settle a disagreement between annotators on ``item_id`` (an admin's decision,
-        recorded as an event of origin ``resolution`` naming who settled it)."""
+        recorded as an event of origin ``resolution`` naming who settled it). Admins only
+        (``core.access``: action ``resolve``)."""
         from core.quality.review import resolve
 
+        self.access.require(annotator, "resolve")
         version = self._state.model_version if self._state else None
         return resolve(self.store, self._check_ids([item_id])[0], label, annotator,
                        model_version=version)

@@ -112,7 +112,8 @@ class App(pn.viewable.Viewer):
         if doc is not None:
             def schedule(delay_s: float, callback) -> None:
                 doc.add_timeout_callback(callback, max(int(delay_s * 1000), 1))
-        self.state = AppState(session, user=pn.state.user or None, schedule=schedule)
+        self.state = AppState(session, user=pn.state.user or None, schedule=schedule,
+                              offload_reads=doc is not None)
         if self.state.user and self.state.role is None:
             self.body.objects = [html_pane(
                 f"<div class='tw-no-access'>{escape(self.state.user)} has no role in this project; "

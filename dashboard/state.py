@@ -184,6 +184,8 @@ class AppState(param.Parameterized):
     status = param.String(default="", doc="Last confirmation, e.g. 'saved 3 labels'.")
     error = param.String(default="", doc="Last error message, '' when none.")
     saved_events = param.Integer(default=0, doc="Label events this session has had committed.")
+    offload_reads = param.Boolean(default=False, doc="Views read the engine on the work pool "
+                                  "(a served page); False reads at once (tests, notebooks).")
 
     def __init__(self, session: Any, *, schedule: Schedule | None = None,
                  clock: Callable[[], float] = time.monotonic, **params: Any) -> None:
@@ -202,6 +204,8 @@ class AppState(param.Parameterized):
         self.requester = f"session-{uuid.uuid4().hex[:12]}"
         self._use_frame(session.map_frame())  # shared by every browser session: no copies here
         self._skipped: set[str] = set()
+        self._answered: set[str] = set()  # items of the current queue this tab labelled
+        self._second_opinions: set[str] = set()  # queued for this annotator's second opinion
         self._replaced_queue: set[str] = set()  # see _apply_queue
         self._seen_event = session.store.last_event_id()
         self._classes_seen = self._class_signature()
@@ -390,6 +394,7 @@ class AppState(param.Parameterized):
         self.saved_events += len(events)
         self.status = text
         if advance:
+            self._answered.update(items)
             self._advance(items)
         if len(items) > LARGE_ACTION:
             self._announce(None)
@@ -523,7 +528,9 @@ class AppState(param.Parameterized):
             return
         labelled = self.labels_of(self.queue_ids)
         for item in self.queue_ids:
-            if item not in labelled and item not in self._skipped and item not in done_ids:
+            done = item in self._skipped or item in done_ids or item in self._answered
+            # An item queued for a second opinion carries another annotator's label: still open.
+            if not done and (item not in labelled or item in self._second_opinions):
                 self.selection = [item]
                 return
         self.selection = []
@@ -605,6 +612,73 @@ class AppState(param.Parameterized):
         self._classes_changed()
         return True
 
+    # ------------------------------------------------------------------ review and agreement
+    def is_second_opinion(self, item_id: str) -> bool:
+        """Whether ``item_id`` is queued here for a second opinion and not yet answered (its
+        current label is another annotator's, which the queue does not show)."""
+        return item_id in self._second_opinions and item_id not in self._answered
+
+    async def work_async(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Run an engine read (suspects, conflicts, agreement with its bootstrap) on the work
+        pool, never on the event loop every tab shares."""
+        return await asyncio.get_running_loop().run_in_executor(_WORK, call, *args)
+
+    def _review(self, item_ids: list[str], missing: str, write: Callable[[list[str]], list[int]],
+                done: Callable[[int, str], str]) -> list[int]:
+        """A label action on the selected items from a review view: checked like a label,
+        written by ``write(ids)``, acknowledged as ``done(count, plural 's')``."""
+        ids = [str(i) for i in item_ids]
+        if not self._can_label():
+            return []
+        if not ids:
+            self._fail(ValueError(missing))
+            return []
+        events, err = _attempt(write, ids)
+        return self._review_action(events, err, done(len(ids), "s" * (len(ids) != 1)), ids)
+
+    def _review_action(self, events, err: Exception | None, text: str,
+                       items: list[str]) -> list[int]:
+        if err is not None:
+            self._fail(err)
+            return []
+        self._saved(events, text, items)
+        return events
+
+    def confirm(self, item_ids: list[str]) -> list[int]:
+        """Confirm the items' current labels (one action): they stop being suspect; the
+        confirmation is a label event of origin ``confirm``."""
+        return self._review(item_ids, "select a suspect label to confirm first",
+                            lambda ids: self.session.confirm(ids, self.identity),
+                            lambda n, s: f"confirmed {n} label{s}")
+
+    def relabel(self, item_ids: list[str], label: str) -> list[int]:
+        """Give the items a new label (a suspect the expert corrects): it leaves the suspects."""
+        if not label:
+            self._fail(ValueError("choose the class the selected items should have"))
+            return []
+        return self._review(item_ids, "select a suspect label to relabel first",
+                            lambda ids: self.session.label(ids, label, self.identity),
+                            lambda n, s: f"relabelled {n} item{s} as {label!r}")
+
+    def retract(self, item_ids: list[str]) -> list[int]:
+        """Remove the items' labels (one action, undone as one)."""
+        return self._review(item_ids, "select a label to retract first",
+                            lambda ids: self.session.retract(ids, self.identity),
+                            lambda n, s: f"retracted {n} label{s}")
+
+    def resolve(self, item_id: str, label: str) -> list[int]:
+        """Settle a disagreement between annotators on ``item_id`` with ``label`` (admins only:
+        checked here and again by the engine); the resolution is a label event of origin
+        ``resolution``."""
+        if not self._require("resolve"):
+            return []
+        if not item_id or not label:
+            self._fail(ValueError("choose a conflict and the label that settles it"))
+            return []
+        event, err = _attempt(self.session.resolve, str(item_id), str(label), self.identity)
+        return self._review_action(None if err else [event], err,
+                                   f"resolved {item_id} as {label!r}", [str(item_id)])
+
     # ------------------------------------------------------------------ clusters
     def clusters(self):
         """Predicted clusters (computed by the engine; cached per model version)."""
@@ -640,7 +714,7 @@ class AppState(param.Parameterized):
     def _query(self):
         target = self.target_class or None
         return self.session.next_batch(self.batch_size, strategy=self.strategy, target_class=target,
-                                       requester=self.requester)
+                                       requester=self.requester, annotator=self.identity)
 
     def _queue_outdated(self, model_version: int) -> bool:
         """True when this tab's queue was chosen by an older model than ``model_version`` and a
@@ -662,8 +736,11 @@ class AppState(param.Parameterized):
         self.queue_model = model_version
         self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
         self.queue_reasons = [str(r) for r in result.reasons]
+        arms = list(result.arms or [])
+        self._second_opinions = {str(i) for i, arm in zip(result.ids, arms) if arm == "second_opinion"}
         self.queue_ids = [str(i) for i in result.ids]
         self._skipped.clear()
+        self._answered.clear()
         self.error = ""
         self.status = f"queued {len(self.queue_ids)} items ({self.strategy})"
         if select_first or not self.selection:

@@ -12,7 +12,9 @@ import importlib
 
 import panel as pn
 
+from dashboard.views.agreement import AgreementView
 from dashboard.views.annotator import AnnotatorView
+from dashboard.views.calibration import CalibrationView
 from dashboard.views.clusters import ClustersView
 from dashboard.views.history import HistoryView
 from dashboard.views.inspector import InspectorView
@@ -21,12 +23,14 @@ from dashboard.views.map import MapView
 from dashboard.views.metrics import ConfusionView, MetricsView
 from dashboard.views.queue import QueueView
 from dashboard.views.retrain import RetrainView
+from dashboard.views.review import ReviewView
 from dashboard.views.testset import TestSetView
 
 TITLES = {
     "annotator": "Annotator", "map": "Map", "inspector": "Inspector", "labelling": "Label",
     "queue": "Queue", "retrain": "Model", "metrics": "Metrics", "confusion": "Confusion matrix",
     "history": "History", "clusters": "Clusters", "project": "Project", "testset": "Test set",
+    "review": "Review", "agreement": "Agreement", "calibration": "Calibration & prevalence",
 }
 
 
@@ -60,4 +64,5 @@ def view_classes() -> dict[str, type]:
         "labelling": LabellingView, "queue": QueueView, "retrain": RetrainView,
         "metrics": MetricsView, "confusion": ConfusionView, "history": HistoryView,
         "clusters": ClustersView, "project": _project_view(), "testset": TestSetView,
+        "review": ReviewView, "agreement": AgreementView, "calibration": CalibrationView,
     }

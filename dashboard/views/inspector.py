@@ -179,8 +179,13 @@ class InspectorView(pn.viewable.Viewer):
             row, item = int(rows[0]), selection[0]
             split = self.state.session.store.splits().get(item)
             where = " <span class='tw-split-tag'>test split</span>" if split == "test" else ""
+            # A second opinion is asked blind: another annotator's label would sway the answer.
+            blind = self.state.is_second_opinion(item)
+            shown = ("<span class='tw-second-opinion'>hidden: your second opinion is asked, "
+                     "label it as you see it</span>" if blind
+                     else f"<b>{escape(labels[row] or '–')}</b>")
             parts.append(f"<p><b class='tw-item-id' data-item='{escape(item)}'>{escape(item)}</b> · "
-                         f"label: <b>{escape(labels[row] or '–')}</b>{where}</p>")
+                         f"label: {shown}{where}</p>")
             data = self.state.session.project.data
             if data.image_columns:
                 parts.append(self._extra_images(row))
@@ -188,9 +193,11 @@ class InspectorView(pn.viewable.Viewer):
                 parts.append(self._info(row))
             if not self.state.dataset.is_image:
                 parts.append(self._features(row))
-            parts.append(self._conflict(item))
+            if not blind:
+                parts.append(self._conflict(item))
             parts.append(self._probabilities(row))
-            parts.append("<b>history</b>" + self._history(item))
+            if not blind:
+                parts.append("<b>history</b>" + self._history(item))
         else:
             values, counts = np.unique(np.array([labels[int(r)] or "–" for r in rows], dtype=str),
                                        return_counts=True)

@@ -107,6 +107,20 @@ def curve_data(state: AppState) -> dict[str, list]:
             "version": [int(r.model_version) for r in history]}
 
 
+def stopping_html(state: AppState) -> str:
+    """Stopping guidance of the latest round (``core.quality.stopping``): what more labels would
+    still buy, never a silent stop (HTML, escaped)."""
+    model = state.session.state
+    stopping = None if model is None else model.stopping
+    if not stopping:
+        return ("<div class='tw-stopping tw-muted'>Stopping guidance (what more labels would buy) "
+                "appears after the first retrain.</div>")
+    advice = str(stopping.get("advice", ""))
+    head = "Keep labelling" if advice == "continue" else "Diminishing returns"
+    return (f"<div class='tw-stopping' data-advice='{escape(advice)}'><b>{head}</b>: "
+            f"{escape(stopping.get('text', ''))}</div>")
+
+
 def counts_data(frame: pd.DataFrame) -> dict[str, list]:
     """Bars of labelled and predicted items per class, keyed ``(class, kind)``."""
     x, items, colour = [], [], []
@@ -140,6 +154,8 @@ class MetricsView(pn.viewable.Viewer):
                                             sizing_mode="stretch_width", css_classes=["tw-test-table"],
                                             visible=False)
         self._curve_source = None
+        self.stopping = html_pane(stopping_html(state), sizing_mode="stretch_width",
+                                  css_classes=["tw-stopping-pane"])
         self._counts_source = None
         self._counts_figure = None
         self._update_test_split()
@@ -171,6 +187,7 @@ class MetricsView(pn.viewable.Viewer):
     def _update(self, *_):
         frame = class_table(self.state)
         self.table.object = frame
+        self.stopping.object = stopping_html(self.state)
         self._update_test_split()
         if self._counts_source is not None:
             counts, figure, bars = counts_data(frame), self._counts_figure, self._counts_source
@@ -246,8 +263,9 @@ class MetricsView(pn.viewable.Viewer):
         charts = []
         if self.options.show_counts:
             charts.append(self._counts_chart())
-        if self.options.show_learning_curve:
-            charts.append(self._learning_chart())
+        if self.options.show_learning_curve:  # stopping guidance beside the learning curve
+            charts.append(pn.Column(self._learning_chart(), self.stopping,
+                                    sizing_mode="stretch_width"))
         return pn.Column(*parts, pn.Row(*charts, sizing_mode="stretch_width"),
                          css_classes=["tw-metrics"], sizing_mode="stretch_width")
 

@@ -9,6 +9,13 @@ import panel as pn
 from core.layout import QueueOptions
 from dashboard.state import AppState
 from dashboard.style import html_pane
+from dashboard.tables import RebuiltTable
+
+
+def shown_label(state: AppState, item: str, label: str) -> str:
+    """The label the queue shows: none for an item queued for this annotator's second opinion
+    (another annotator's label would sway an independent answer)."""
+    return "" if state.is_second_opinion(item) else label
 
 
 def queue_frame(state: AppState) -> pd.DataFrame:
@@ -16,7 +23,7 @@ def queue_frame(state: AppState) -> pd.DataFrame:
     the shared map table for the queued rows only (not the whole label store)."""
     column = state.frame.columns["label"]
     names = np.asarray(column.categories, dtype=object)[column.codes[state.queue_rows()]]
-    labels = dict(zip(state.queue_ids, (str(n).strip() for n in names)))
+    labels = {i: shown_label(state, i, str(n).strip()) for i, n in zip(state.queue_ids, names)}
     text = lambda values: np.asarray(values, dtype=object)
     return pd.DataFrame({
         "item": text(state.queue_ids),
@@ -40,13 +47,12 @@ class QueueView(pn.viewable.Viewer):
         if self.options.target_class:
             state.target_class = self.options.target_class
         # Reasons are the point of the queue: their column takes the free width and wraps.
-        self.table = pn.widgets.Tabulator(
-            queue_frame(state), show_index=False, disabled=True, selectable=False, height=300,
+        self.table = RebuiltTable(
+            queue_frame(state), on_click=self._on_click, show_index=False, disabled=True, selectable=False, height=300,
             sizing_mode="stretch_width", layout="fit_columns",
             widths={"item": 100, "score": 75, "label": 80},
             formatters={"reason": {"type": "textarea"}},
             hidden_columns=[] if self.options.show_reasons else ["reason"], css_classes=["tw-queue"])
-        self.table.on_click(self._on_click)
         state.param.watch(self._refresh, "queue_ids")  # labels: patched cell by cell below
         state.param.watch(self._on_changes, "changes")
 
@@ -67,7 +73,8 @@ class QueueView(pn.viewable.Viewer):
             self._refresh()
             return
         labels = self.state.labels_of([queue[i] for i in rows])
-        self.table.patch({"label": [(i, labels.get(queue[i], "")) for i in rows]})
+        self.table.patch({"label": [(i, shown_label(self.state, queue[i], labels.get(queue[i], "")))
+                                    for i in rows]})
 
     def _on_click(self, event) -> None:
         if event.row is not None and event.row < len(self.state.queue_ids):

@@ -100,6 +100,22 @@ def test_the_session_refuses_labels_undo_and_class_edits_by_the_wrong_role(guard
     assert guarded.add_class("smudge", by="ada").name == "smudge"
 
 
+
+def test_only_an_admin_resolves_a_conflict_and_a_viewer_cannot_confirm(guarded):
+    item = guarded.dataset.ids[0]
+    guarded.label([item], "0", "ann")
+    guarded.label([item], "1", "ada")  # two annotators disagree
+    assert [c["item"] for c in guarded.conflicts()] == [item]
+    before = len(guarded.store)
+    with pytest.raises(AccessError, match="'ann' is a annotator and may not resolve conflicts"):
+        guarded.resolve(item, "0", "ann")
+    with pytest.raises(AccessError, match="'vic' is a viewer"):
+        guarded.confirm([item], "vic")
+    assert len(guarded.store) == before and guarded.conflicts()
+    guarded.resolve(item, "0", "ada")
+    assert guarded.conflicts() == [] and guarded.store.current()[item] == "0"
+    assert guarded.store.history(item)[-1].origin == "resolution"
+
 # ------------------------------------------------------------------ classes persist
 
 

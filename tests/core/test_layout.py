@@ -33,8 +33,10 @@ def test_rare_hunt_uses_discovery_and_emphasises_rare_classes():
     assert layout.options.map.emphasise_rare and layout.emphasise_rare
 
 
-def test_review_puts_metrics_and_confusion_first():
-    assert load_layout("review").main[0] == ["metrics", "confusion"]
+def test_review_puts_suspect_labels_beside_the_queue_and_agreement_first_in_the_tabs():
+    layout = load_layout("review")
+    assert layout.main[1] == ["review", "queue"]
+    assert layout.main[2][0].tabs[:3] == ["agreement", "calibration", "metrics"]
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

@@ -228,6 +228,20 @@ def test_double_share_sends_others_labels_for_a_second_opinion(session):
     assert session.agreement()["items"] == 1
 
 
+def test_second_opinions_come_from_the_batch_another_tab_is_labelling(session):
+    session.project.agreement.double_share = 0.5
+    first = session.next_batch(6, strategy="random", requester="tab-a", annotator="alice")
+    done = first.ids[:4].tolist()
+    for item in done:
+        session.label([item], str(session.dataset.ground_truth[session.positions([item])[0]]), "alice")
+    bob = session.next_batch(6, strategy="random", requester="tab-b", annotator="bob")
+    second = [i for i, arm in zip(bob.ids, bob.arms) if arm == "second_opinion"]
+    assert len(second) == 3 and set(second) <= set(done)  # alice's labels, though still queued
+    carol = session.next_batch(6, strategy="random", requester="tab-c", annotator="carol")
+    held = {i for i, arm in zip(carol.ids, carol.arms) if arm == "second_opinion"}
+    assert not held & set(second)  # bob holds those: carol gets the one left
+    assert held <= set(done) and len(held) == 1
+
 def test_review_queue_lists_suspects_and_confirm_closes_them(session):
     classes = sorted(set(session.dataset.ground_truth.tolist()))
     for cls in classes:

@@ -1,0 +1,265 @@
+"""Review, agreement and calibration views without a server: suspect labels with their reasons
+and the relabel / confirm / retract actions, second opinions in the queue, agreement and the
+conflicts an admin (and only an admin) resolves, reliability diagrams, prevalence and stopping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from async_support import run_async
+
+from dashboard.state import AppState
+
+
+def _truth(session, cls: str, k: int, skip: int = 0) -> list[str]:
+    rows = np.flatnonzero(session.dataset.ground_truth == cls)[skip:skip + k]
+    return session.dataset.ids[rows].tolist()
+
+
+class Click:
+    def __init__(self, row: int) -> None:
+        self.row = row
+
+
+@pytest.fixture
+def reviewed(session):
+    """Six right labels per class by alice, and four 3s she labelled 8: a trained model."""
+    for cls in sorted(set(session.dataset.ground_truth.tolist())):
+        session.label(_truth(session, cls, 6), cls, "alice")
+    wrong = _truth(session, "3", 4, skip=6)
+    session.label(wrong, "8", "alice")
+    session.retrain()
+    return session, wrong
+
+
+def test_review_lists_suspects_with_reasons_and_relabel_confirm_retract_close_them(reviewed):
+    from dashboard.views.review import ReviewView
+
+    session, wrong = reviewed
+    state = AppState(session, annotator="bob")
+    view = ReviewView(state)
+    frame = view.table.value
+    assert list(frame.columns) == ["item", "label", "suggested", "score", "annotator", "reason"]
+    flagged = [i for i in frame["item"] if i in wrong]
+    assert len(flagged) >= 2, frame  # the planted mistakes are found
+    assert list(frame["score"]) == sorted(frame["score"], reverse=True)  # most suspicious first
+    row = frame[frame["item"] == flagged[0]].iloc[0]
+    assert row["label"] == "8" and row["annotator"] == "alice"
+    assert row["reason"].startswith(f"labelled 8 by alice; model gives {row['suggested']} at ")
+    assert "out of fold" in row["reason"]
+    header = view.header.object
+    assert f"data-count='{len(frame)}'" in header and "the model doubts" in header
+
+    # Click: the item is selected (the inspector shows it), 'Relabel as' offers the suggestion.
+    view._on_click(Click(int(np.flatnonzero(frame["item"] == flagged[0])[0])))
+    assert state.selection == [flagged[0]] and view.relabel_as.value == row["suggested"]
+    assert view.relabel("3") and session.store.current()[flagged[0]] == "3"
+    assert flagged[0] not in set(view.table.value["item"])  # it left the list at once
+
+    state.select([flagged[1]])
+    assert view.confirm()
+    assert session.store.history(flagged[1])[-1].origin == "confirm"
+    assert session.store.current()[flagged[1]] == "8"  # confirmed as it was
+    assert flagged[1] not in set(view.table.value["item"]) and "confirmed 1 label" in state.status
+
+    rest = [i for i in view.table.value["item"]]
+    state.select(rest[:1])
+    assert view.retract()
+    assert rest[0] not in session.store.current() and rest[0] not in set(view.table.value["item"])
+    assert [e.annotator for e in session.store.history(flagged[0])][-1] == "bob"
+
+
+def test_review_actions_are_refused_without_a_name_or_selection_and_for_a_viewer(reviewed):
+    from core.project import AccessConfig
+    from dashboard.views.review import ReviewView
+
+    session, wrong = reviewed
+    events = len(session.store)
+    nobody = AppState(session)
+    ReviewView(nobody).confirm()
+    assert "choose your annotator name" in nobody.error
+    bob = AppState(session, annotator="bob")
+    assert ReviewView(bob).confirm() == [] and "select a suspect label" in bob.error
+    session.project.access = AccessConfig(admins=["ada"], annotators=["ann"], viewers=["vic"])
+    try:
+        vic = AppState(session, user="vic")
+        view = ReviewView(vic)
+        assert view.confirm_button.disabled and view.retract_button.disabled
+        vic.select(wrong[:1])
+        assert view.retract() == [] and "'vic' is a viewer" in vic.error
+        assert view.relabel("3") == [] and view.confirm() == []
+    finally:
+        session.project.access = None
+    assert len(session.store) == events
+
+
+def test_the_review_list_is_read_on_the_work_pool_when_served(reviewed):
+    from dashboard.views.review import ReviewView
+
+    session, wrong = reviewed
+    state = AppState(session, annotator="bob", offload_reads=True)
+    view = ReviewView(state)
+    assert len(view.table.value) == 0  # nothing read on the loop: asked of the work pool
+
+    async def read():
+        await view.refresh_async()
+        return view.table.value
+
+    assert set(wrong) & set(run_async(read())["item"])
+
+
+def test_second_annotators_queue_gets_the_double_share_and_walks_it(session):
+    from core.quality.review import SECOND_OPINION_REASON
+    from dashboard.views.queue import queue_frame
+
+    alice_items = _truth(session, "4", 5) + _truth(session, "6", 5)
+    session.label(_truth(session, "4", 5), "4", "alice")
+    session.label(_truth(session, "6", 5), "6", "alice")
+    session.project.agreement.double_share = 0.5
+    try:
+        bob = AppState(session, annotator="bob", strategy="random", batch_size=6)
+        queue = bob.next_batch()
+        second = [i for i, r in zip(queue, bob.queue_reasons) if r == SECOND_OPINION_REASON]
+        assert len(second) == 3 and set(second) <= set(alice_items)
+        frame = queue_frame(bob)
+        assert (frame["reason"] == SECOND_OPINION_REASON).sum() == 3
+        # Alice's labels are not shown to bob before he answers (an independent opinion).
+        assert set(frame.loc[frame["item"].isin(second), "label"]) == {""}
+        from dashboard.views.inspector import InspectorView
+
+        page = InspectorView(bob).render([second[0]])
+        assert "your second opinion is asked" in page and "alice" not in page
+        carl = AppState(session, annotator="carl")
+        assert "alice" in InspectorView(carl).render([second[0]])  # others see who labelled it
+        alice = AppState(session, annotator="alice", strategy="random", batch_size=6)
+        assert not set(alice.next_batch()) & set(alice_items)  # never her own labels back
+        # Bob walks his whole queue, second opinions included (they carry alice's labels).
+        walked = []
+        while bob.selection and len(walked) < 6:
+            walked.append(bob.selection[0])
+            bob.label_selection("1")
+        assert sorted(walked) == sorted(queue)
+    finally:
+        session.project.agreement.double_share = 0.0
+
+
+def test_agreement_view_shows_kappa_alpha_and_only_an_admin_resolves(session):
+    from core.project import AccessConfig
+    from dashboard.views.agreement import AgreementView
+
+    fours, sixes = _truth(session, "4", 6), _truth(session, "6", 6)
+    session.label(fours, "4", "ann")
+    session.label(sixes, "6", "ann")
+    session.label(fours[:5] + sixes[:5], "4", "bob")  # agrees on 5 fours, not on 5 sixes
+    session.project.access = AccessConfig(admins=["ada"], annotators=["ann", "bob"])
+    try:
+        bob = AppState(session, user="bob")
+        view = AgreementView(bob)
+        text = view.text.object
+        assert "data-items='10'" in text and "data-disagreements='5'" in text
+        assert "Cohen's kappa" in text and "Krippendorff's alpha" in text and "interval" in text
+        summary = session.agreement()
+        assert f"<b>{summary['kappa']['value']:.2f}</b>" in text
+        per_class = view.per_class.object
+        assert set(per_class["class"]) == {"4", "6"} and "kappa interval" in per_class.columns
+        conflicts = view.table.value
+        assert sorted(conflicts["item"]) == sorted(sixes[:5])
+        assert set(conflicts["labels"]) == {"ann: 6 · bob: 4"}
+        assert view.resolve_button.disabled  # a courtesy: the server refuses anyway
+
+        view._on_click(Click(0))
+        item = view.chosen
+        assert bob.selection == [item] and f"data-item='{item}'" in view.chosen_text.object
+        events = len(session.store)
+        assert view.resolve("6") == []  # bob is an annotator: refused server-side
+        assert "'bob' is a annotator and may not resolve conflicts" in bob.error
+        assert len(session.store) == events and len(session.conflicts()) == 5
+
+        ada = AppState(session, user="ada")
+        admin_view = AgreementView(ada)
+        assert not admin_view.resolve_button.disabled
+        admin_view._on_click(Click(0))
+        assert admin_view.resolve("6")
+        last = session.store.history(item)[-1]
+        assert (last.origin, last.annotator, last.label) == ("resolution", "ada", "6")
+        assert item not in set(admin_view.table.value["item"]) and len(admin_view.table.value) == 4
+    finally:
+        session.project.access = None
+
+
+def test_agreement_text_escapes_annotator_names(session):
+    from dashboard.views.agreement import agreement_text
+
+    summary = {"items": 1, "annotators": ["<b>x</b>", "y"], "kappa_method": "cohen",
+               "kappa": {"value": 0.5, "low": None, "high": None},
+               "alpha": {"value": None, "low": None, "high": None}, "confidence": 0.95,
+               "disagreements": 0, "per_class": {}}
+    text = agreement_text(summary, 0.1)
+    assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>x</b>" not in text
+    assert "0.50" in text and "–" in text and "double_share is 0.1" in text
+    assert "No item has labels of two annotators" in agreement_text(None, 0.0)
+
+
+def test_calibration_view_draws_reliability_ece_prevalence_and_stopping(reviewed):
+    from dashboard.views.calibration import CalibrationView, reliability_data
+    from dashboard.views.metrics import MetricsView
+
+    session, _ = reviewed
+    state = AppState(session, annotator="bob")
+    model = session.state
+    view = CalibrationView(state)
+    view.__panel__()
+    report = model.calibration["per_class"]
+    assert list(view.choose.options) == list(report)
+    assert view.choose.value in state.rare_classes  # a rare class first
+    ece = view.ece.object
+    first = ece.iloc[0]
+    name = first["class"].rstrip(" ★")
+    assert first["ECE before"] == f"{report[name]['ece_before']:.3f}"
+    assert first["ECE after"] == f"{report[name]['ece_after']:.3f}"
+    view.choose.value = name
+    drawn = {k: dict(s.data) for k, s in view._sources.items()}
+    assert drawn == reliability_data(state, name)
+    assert drawn["before"]["p"] == [b[0] for b in report[name]["before"]]
+    assert "ECE" in view._figure.title.text and name in view._figure.title.text
+    prevalence = view.prevalence.object
+    for _, row in prevalence.iterrows():
+        cls = row["class"].rstrip(" ★")
+        values = model.prevalence[cls]
+        assert row["in words"].startswith(f"≈ {values['estimate']:,.0f} more '{cls}' in the pool, "
+                                          f"90 % interval {values['low']:,.0f}–")
+    assert "data-source" in view.text.object and model.calibration["method"] in view.text.object
+    stopping = view.stopping.object
+    assert f"data-advice='{model.stopping['advice']}'" in stopping
+    assert "first model" in stopping  # one round so far: no change between rounds yet
+    metrics = MetricsView(state)
+    metrics.__panel__()
+    assert metrics.stopping.object == stopping  # beside the learning curve too
+
+
+def test_calibration_view_before_any_model_says_so(session):
+    from dashboard.views.calibration import CalibrationView
+    from dashboard.views.metrics import stopping_html
+
+    state = AppState(session, annotator="bob")
+    view = CalibrationView(state)
+    view.__panel__()
+    assert "No model yet" in view.text.object and view.choose.options == []
+    assert len(view.prevalence.object) == 0 and "after the first retrain" in stopping_html(state)
+
+
+def test_a_new_table_value_builds_a_new_tabulator_holding_it():
+    import pandas as pd
+
+    from dashboard.tables import RebuiltTable
+
+    clicked = []
+    table = RebuiltTable(pd.DataFrame({"item": []}), on_click=clicked.append, height=100,
+                         css_classes=["tw-x"])
+    first = table.table
+    table.value = pd.DataFrame({"item": ["a", "b"]})
+    assert table.table is not first and list(table.value["item"]) == ["a", "b"]
+    assert table.__panel__().objects == [table.table] and "tw-x" in table.table.css_classes
+    table.table._process_event(type("E", (), {"event_name": "cell-click", "column": "item",
+                                              "row": 1, "value": "b", "model": None})())
+    assert clicked and clicked[0].row == 1
