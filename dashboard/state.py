@@ -206,6 +206,7 @@ class AppState(param.Parameterized):
         self._skipped: set[str] = set()
         self._answered: set[str] = set()  # items of the current queue this tab labelled
         self._second_opinions: set[str] = set()  # queued for this annotator's second opinion
+        self._labelled_open: set[str] = set()  # labelled, yet queued for a decision (review)
         self._replaced_queue: set[str] = set()  # see _apply_queue
         self._seen_event = session.store.last_event_id()
         self._classes_seen = self._class_signature()
@@ -529,8 +530,8 @@ class AppState(param.Parameterized):
         labelled = self.labels_of(self.queue_ids)
         for item in self.queue_ids:
             done = item in self._skipped or item in done_ids or item in self._answered
-            # An item queued for a second opinion carries another annotator's label: still open.
-            if not done and (item not in labelled or item in self._second_opinions):
+            # A second opinion or a suspect to review carries a label already: still open.
+            if not done and (item not in labelled or item in self._labelled_open):
                 self.selection = [item]
                 return
         self.selection = []
@@ -736,8 +737,12 @@ class AppState(param.Parameterized):
         self.queue_model = model_version
         self.queue_scores = [float(s) for s in np.asarray(result.scores, dtype=float)]
         self.queue_reasons = [str(r) for r in result.reasons]
+        from core.query.registry import REVIEW_STRATEGIES
+
         arms = list(result.arms or [])
         self._second_opinions = {str(i) for i, arm in zip(result.ids, arms) if arm == "second_opinion"}
+        reviewed = result.strategy in REVIEW_STRATEGIES  # every item is a label to decide on
+        self._labelled_open = {str(i) for i in result.ids} if reviewed else set(self._second_opinions)
         self.queue_ids = [str(i) for i in result.ids]
         self._skipped.clear()
         self._answered.clear()

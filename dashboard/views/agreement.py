@@ -11,6 +11,9 @@ checks it, not only this page.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
+from typing import Any
 
 import pandas as pd
 import panel as pn
@@ -23,6 +26,21 @@ from dashboard.views.review import OffLoopView
 CONFLICT_COLUMNS = ["item", "labels", "current"]
 AGREEMENT_COLUMNS = ["class", "items", "kappa", "kappa interval", "alpha", "alpha interval"]
 DASH = "–"
+# Agreement of each project's store as of its last event, shared by every tab: the bootstrap
+# intervals cost seconds on a large overlap, and every tab would otherwise pay them.
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_agreement(session: Any) -> tuple[list[dict], dict | None]:
+    """``(open conflicts, agreement summary)`` of the session's store, computed once per new
+    label event for all the tabs that ask (the others wait for that result)."""
+    with _SHARED_LOCK:
+        last = session.store.last_event_id()
+        cached = _SHARED.get(session)
+        if cached is None or cached[0] != last:
+            cached = _SHARED[session] = (last, (session.conflicts(), session.agreement()))
+        return cached[1]
 
 
 def _value(stat: dict | None) -> str:
@@ -109,8 +127,7 @@ class AgreementView(OffLoopView):
         return [c.name for c in self.state.classes]
 
     def _read(self) -> tuple[list[dict], dict | None]:
-        session = self.state.session
-        return session.conflicts(), session.agreement()
+        return shared_agreement(self.state.session)
 
     def _show(self, data: tuple[list[dict], dict | None]) -> None:
         self.conflicts, self.summary = data

@@ -40,7 +40,13 @@ class OffLoopView(pn.viewable.Viewer):
     def _show(self, data: Any) -> None:
         raise NotImplementedError
 
-    def _stale(self, *_) -> None:
+    def _relevant(self, events) -> bool:
+        """Whether these parameter changes may change what the view shows (default: any)."""
+        return True
+
+    def _stale(self, *events) -> None:
+        if events and not self._relevant(events):
+            return
         key = (self.state.session.store.last_event_id(), self.state.session.state
                and self.state.session.state.model_version)
         if key != self._key:
@@ -81,7 +87,9 @@ class ReviewView(OffLoopView):
     relabel it (the suggested class by default), confirm it (it stops being suspect) or retract
     it. The actions apply to the selected items."""
 
-    watch_on = ("labels_version", "model_version", "changes")
+    # Suspects change with a new model, or when a label of a listed one changes (this tab's or
+    # another's: both arrive as ``changes``); the paced summaries add nothing.
+    watch_on = ("model_version", "changes")
 
     def __init__(self, state: AppState, **params) -> None:
         super().__init__(state, **params)
@@ -112,6 +120,14 @@ class ReviewView(OffLoopView):
 
     def _classes(self) -> list[str]:
         return [c.name for c in self.state.classes]
+
+    def _relevant(self, events) -> bool:
+        """A label changes the list only when it touches a listed suspect (every tab's labels
+        arrive as ``changes``; re-reading for each would cost every tab a store read)."""
+        if any(e.name != "changes" for e in events):
+            return True
+        changed = self.state.last_changed
+        return changed is None or not {s["id"] for s in self.suspects}.isdisjoint(changed)
 
     def _read(self) -> list[dict]:
         return self.state.session.suspects()

@@ -263,3 +263,46 @@ def test_a_new_table_value_builds_a_new_tabulator_holding_it():
     table.table._process_event(type("E", (), {"event_name": "cell-click", "column": "item",
                                               "row": 1, "value": "b", "model": None})())
     assert clicked and clicked[0].row == 1
+
+
+def test_labels_away_from_the_suspects_do_not_reread_them_and_tabs_share_agreement(reviewed):
+    from dashboard.views.agreement import AgreementView
+    from dashboard.views.review import ReviewView
+
+    session, wrong = reviewed
+    reads = {"suspects": 0, "agreement": 0}
+    suspects, agreement = session.suspects, session.agreement
+
+    def counted(name, call):
+        def wrapper(*args, **kwargs):
+            reads[name] += 1
+            return call(*args, **kwargs)
+        return wrapper
+
+    session.suspects = counted("suspects", suspects)
+    session.agreement = counted("agreement", agreement)
+    bob = AppState(session, annotator="bob")
+    view = ReviewView(bob)
+    listed = set(view.table.value["item"])
+    assert reads["suspects"] == 1
+    elsewhere = next(i for i in session.dataset.ids if i not in listed)
+    bob.select([elsewhere])
+    bob.label_selection("4")
+    assert reads["suspects"] == 1  # not a suspect: nothing to read again
+    fixed = sorted(listed & set(wrong))[0]
+    bob.select([fixed])
+    bob.label_selection("3")
+    assert reads["suspects"] == 2 and fixed not in set(view.table.value["item"])
+    AgreementView(bob), AgreementView(AppState(session, annotator="carl"))
+    assert reads["agreement"] == 1  # two tabs, one computation for the same store state
+
+
+def test_the_suspects_queue_walks_from_one_suspect_to_the_next(reviewed):
+    session, _ = reviewed
+    state = AppState(session, annotator="bob", strategy="suspects", batch_size=5)
+    queue = state.next_batch()
+    assert len(queue) >= 2 and queue == [s["id"] for s in session.suspects()][:5]
+    assert all(r.startswith("labelled ") for r in state.queue_reasons)
+    assert state.selection == queue[:1]
+    state.label_selection("3")  # a relabelled suspect: on to the next one, though it is labelled
+    assert state.selection == queue[1:2]
