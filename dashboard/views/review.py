@@ -152,23 +152,43 @@ class ReviewView(OffLoopView):
     def _on_click(self, event) -> None:
         if event.row is None or event.row >= len(self.table.value):
             return
-        row = self.table.value.iloc[event.row]
-        self.state.select([row["item"]])
-        if row["suggested"] in self.relabel_as.options:
-            self.relabel_as.value = row["suggested"]
+        self._inspect(str(self.table.value.iloc[event.row]["item"]))
+
+    def _inspect(self, item: str) -> None:
+        """Select a suspect (the inspector shows it); 'Relabel as' offers its suggestion."""
+        self.state.select([item])
+        suggested = next((s["suggested"] for s in self.suspects if s["id"] == item), None)
+        if suggested in self.relabel_as.options:
+            self.relabel_as.value = suggested
+
+    def _act(self, action) -> list[int]:
+        """Run ``action(selected items)``; on success inspect the next suspect of the list as it
+        was (the one after the first handled item), so a reviewer walks it without clicking."""
+        handled = list(self.state.selection)
+        listed = [s["id"] for s in self.suspects]
+        events = action(handled)
+        if events:
+            first = min((listed.index(h) for h in handled if h in listed), default=-1)
+            after = [i for i in listed[first + 1:] if i not in handled]
+            still = {s["id"] for s in self.suspects}  # the list may have been read again already
+            following = [i for i in after if i in still]
+            if following:
+                self._inspect(following[0])
+        return events
 
     # ------------------------------------------------------------------ actions (server-side)
     def confirm(self) -> list[int]:
         """Confirm the selected items' labels: they leave the suspects."""
-        return self.state.confirm(list(self.state.selection))
+        return self._act(self.state.confirm)
 
     def relabel(self, label: str | None = None) -> list[int]:
         """Relabel the selected items (default: the class chosen in 'Relabel as')."""
-        return self.state.relabel(list(self.state.selection), label or self.relabel_as.value)
+        chosen = label or self.relabel_as.value
+        return self._act(lambda items: self.state.relabel(items, chosen))
 
     def retract(self) -> list[int]:
         """Remove the selected items' labels."""
-        return self.state.retract(list(self.state.selection))
+        return self._act(self.state.retract)
 
     def __panel__(self):
         actions = pn.Row(self.relabel_as, self.relabel_button, self.confirm_button,

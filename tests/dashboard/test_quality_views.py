@@ -56,6 +56,12 @@ def test_review_lists_suspects_with_reasons_and_relabel_confirm_retract_close_th
     assert view.relabel("3") and session.store.current()[flagged[0]] == "3"
     assert flagged[0] not in set(view.table.value["item"])  # it left the list at once
 
+    # The next suspect of the list is inspected at once (its suggestion offered).
+    listed = list(frame["item"])
+    following = [i for i in listed[listed.index(flagged[0]) + 1:]]
+    assert following and state.selection == following[:1]
+    expected = frame.set_index("item").loc[following[0], "suggested"]
+    assert view.relabel_as.value == expected
     state.select([flagged[1]])
     assert view.confirm()
     assert session.store.history(flagged[1])[-1].origin == "confirm"
