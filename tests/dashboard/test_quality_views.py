@@ -179,6 +179,9 @@ def test_agreement_view_shows_kappa_alpha_and_only_an_admin_resolves(session):
         events = len(session.store)
         assert view.resolve("6") == []  # bob is an annotator: refused server-side
         assert "'bob' is a annotator and may not resolve conflicts" in bob.error
+        bob.error = ""
+        view.resolve_button.clicks += 1  # the button's own callback, though the page disables it
+        assert "'bob' is a annotator and may not resolve conflicts" in bob.error
         assert len(session.store) == events and len(session.conflicts()) == 5
 
         ada = AppState(session, user="ada")
