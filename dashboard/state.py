@@ -176,6 +176,8 @@ class AppState(param.Parameterized):
     learner = param.String(default="", doc="The learner the model uses (auto's choice).")
     learner_reason = param.String(default="", doc="Why that learner (model.kind auto).")
 
+    offload_reads = param.Boolean(default=False, doc="Views read the engine on the work pool "
+                                  "(a served page); False reads at once (tests, notebooks).")
     job = param.String(default="", doc="Running job ('retrain', 'queue', ...) or ''.")
     engine_activity = param.String(default="", doc="What the engine does in the background "
                                                    "for every page (e.g. retraining after a restart).")
@@ -184,8 +186,6 @@ class AppState(param.Parameterized):
     status = param.String(default="", doc="Last confirmation, e.g. 'saved 3 labels'.")
     error = param.String(default="", doc="Last error message, '' when none.")
     saved_events = param.Integer(default=0, doc="Label events this session has had committed.")
-    offload_reads = param.Boolean(default=False, doc="Views read the engine on the work pool "
-                                  "(a served page); False reads at once (tests, notebooks).")
 
     def __init__(self, session: Any, *, schedule: Schedule | None = None,
                  clock: Callable[[], float] = time.monotonic, **params: Any) -> None:
