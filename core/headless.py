@@ -7,7 +7,8 @@ encoder and model, and writes into one output folder:
     the fitted model (``core.models.io.save_model``);
 ``predictions.parquet``
     item id, current expert label, predicted class, one ``p_<class>`` probability column per class,
-    ``uncertainty`` (1 - max probability), map coordinates ``x``/``y`` and, for unlabelled items,
+    ``uncertainty`` (1 - max probability), map coordinates ``x``/``y``, the predicted ``cluster``
+    (by the project's ``clusters.method``; not written with ``--scheduler``) and, for unlabelled items,
     the query ``query_score``, ``query_rank`` and ``query_reason``. With ``--scheduler`` it is a
     folder of parts (``part-NNNNN.parquet``) that ``pandas.read_parquet`` reads as one table with
     the same columns; the query is then scored part by part and only the merged top-k is ranked;
@@ -285,6 +286,7 @@ def _predictions(session, state):
         columns[f"p_{name}"] = state.proba[:, j].astype(np.float64)
     columns["uncertainty"] = np.asarray(state.uncertainty, dtype=np.float64)
     columns["x"], columns["y"] = xy[:, 0], xy[:, 1]
+    columns["cluster"] = session.clusters().assignment.astype(np.int64)  # by clusters.method
     score = np.full(n, np.nan)
     rank = np.full(n, -1, dtype=np.int64)
     reason = np.full(n, None, dtype=object)

@@ -54,6 +54,9 @@ LOSSES: tuple[str, ...] = get_args(Loss)
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 # Learners ``model.kind`` can name; ``auto`` chooses among them at every retrain.
+# Cluster methods ``clusters.method`` can name (``core.clusters.CLUSTER_METHODS`` provides them).
+ClusterMethodName = Literal["kmeans", "hdbscan", "linkage"]
+CLUSTER_METHODS: tuple[str, ...] = get_args(ClusterMethodName)
 LearnerName = Literal["mlp", "logistic", "random_forest", "gradient_boosting"]
 LEARNERS: tuple[str, ...] = get_args(LearnerName)
 MODEL_KINDS: tuple[str, ...] = ("auto", *LEARNERS)
@@ -302,6 +305,26 @@ class QueryConfig(_Strict):
     cold_start: int = Field(10, ge=0, description="Use the cold-start strategy below this many labels.")
 
 
+class ClustersConfig(_Strict):
+    """How the predicted clusters are made (Clusters view, "select the whole cluster", the
+    cluster-based strategies and the ``cluster`` column of ``tailwise retrain``); see
+    docs/models.md, "Cluster methods"."""
+
+    method: ClusterMethodName = Field(
+        "kmeans", description="kmeans (even-sized, fast), hdbscan (density-based, no preset k) or "
+        "linkage (learned links on the kNN graph, trained on the expert labels; keeps rare "
+        "classes apart).",
+    )
+    n_clusters: int | None = Field(
+        None, ge=1, le=100_000, description="kmeans: number of clusters (default about sqrt(n/4))."
+    )
+    min_cluster_size: int = Field(5, ge=2, le=100_000, description="hdbscan: smallest cluster.")
+    n_neighbors: int = Field(10, ge=2, le=100, description="linkage: kNN graph degree.")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="linkage: link probability at which two neighbours join."
+    )
+
+
 class AgreementConfig(_Strict):
     """Double labelling, to measure how far experts agree (``core.quality.agreement``)."""
 
@@ -454,6 +477,7 @@ class ProjectConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     model: ModelConfig = Field(default_factory=AutoConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
+    clusters: ClustersConfig = Field(default_factory=ClustersConfig)
     agreement: AgreementConfig = Field(default_factory=AgreementConfig)
     map: MapConfig = Field(default_factory=MapConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from core.access import AccessPolicy
-from core.clusters import Clusters, cluster_embedding, summarise_clusters
+from core.clusters import Clusters, summarise_clusters
+from core.clusters.cache import ClusterCache
 from core.data import load_dataset
 from core.data.base import Dataset
 from core.errors import ConfigError, EmptyPoolError, TailwiseError
@@ -89,7 +90,7 @@ class Session:
         self._history: list[RoundRecord] = []
         self._strategies: dict[str, object] = {}
         self._query = None
-        self._clusters: tuple[int, int | None, Clusters] | None = None
+        self._clusters = ClusterCache()  # assignments per model version and cluster method
         self._version_counter = 0
         self.import_report = None  # set when the project file carried labels
         store.seed_classes(project.classes)  # seeds a new store; never undoes edits made since
@@ -178,7 +179,7 @@ class Session:
         with self._lock:
             self._state, self._history = state, history
             self._version_counter = max(self._version_counter, state.model_version)
-            self._clusters = None
+            self._clusters.clear()
             self._snapshot_event = event_id
         if progress:
             progress(1, 1, f"model v{state.model_version} restored")
@@ -210,7 +211,9 @@ class Session:
     def embedding(self) -> np.ndarray:
         """What the map and the strategies see: the model's learned embedding when the encoder
         is ``model`` and a model exists, otherwise the encoder's embedding."""
-        state = self._state
+        return self._embedding_of(self._state)
+
+    def _embedding_of(self, state: ModelState | None) -> np.ndarray:
         if self.project.encoder.kind == "model" and state is not None and state.learned_embedding is not None:
             return state.learned_embedding
         return self.base_embedding_()
@@ -294,7 +297,7 @@ class Session:
         with self._lock:
             self._xy = xy
             self._projector = None
-            self._clusters = None
+            self._clusters.clear()
         return xy
 
     # ------------------------------------------------------------------ classes and labels
@@ -433,10 +436,11 @@ class Session:
             with self._lock:  # swap in the new model; held only for the assignment
                 self._version_counter = version
                 self._state = state
-                self._clusters = None
                 self._history.append(record)
                 self._snapshot_event = event_id
             self._save_snapshot(state, event_id)
+            if self.resume_strategies:  # a live project: the new model's clusters, in the background
+                self.refresh_clusters()
             return state
 
     def _stopping(self, state: ModelState) -> dict:
@@ -555,6 +559,7 @@ class Session:
             "rare_classes": tuple(c.name for c in self.classes if c.rare),  # the store's flags
             "target_class": target_class,
             "requester": requester,
+            "cluster_method": self.project.clusters.method,
         }
         if state is None:
             return QueryContext.without_model(**kw)
@@ -638,18 +643,65 @@ class Session:
         return self._query
 
     # ------------------------------------------------------------------ clusters
-    def clusters(self, n_clusters: int | None = None) -> Clusters:
-        """Predicted clusters of the embedding, summarised against the current labels."""
-        version = self._state.model_version if self._state else 0
-        cached = self._clusters
-        if cached is not None and cached[0] == version and cached[1] == n_clusters:
-            assignment = cached[2].assignment
-        else:
-            assignment = cluster_embedding(self.embedding, n_clusters, seed=self.project.seed)
-        predicted = self._state.predicted if self._state else None
-        clusters = Clusters(assignment, summarise_clusters(assignment, self.labels_by_row(), predicted))
-        self._clusters = (version, n_clusters, clusters)
-        return clusters
+    def clusters(self, n_clusters: int | None = None, method: str | None = None) -> Clusters:
+        """Predicted clusters of the embedding by the project's cluster method (or ``method``),
+        summarised against the current labels. Assignments are cached per model version."""
+        key, compute = self._cluster_job(n_clusters, method)
+        result = self._clusters.get(key, compute)
+        state = self._state
+        predicted = state.predicted if state is not None and state.model_version == key[0] else None
+        return Clusters(result.assignment, summarise_clusters(result.assignment, self.labels_by_row(), predicted),
+                        method=result.method, used=result.used, note=result.note)
+
+    def cluster_status(self, method: str | None = None) -> str:
+        """Whether the current model's clusters by ``method`` (default: the project's) are
+        ``ready``, ``computing``, ``failed: ...`` or not asked for yet (``none``)."""
+        return self._clusters.status(self._cluster_job(None, method)[0])
+
+    def refresh_clusters(self):
+        """Start computing the current model's clusters in the background (after a retrain);
+        returns the ``Future`` of the ``ClusterResult``."""
+        return self._clusters.start(*self._cluster_job(None, None))
+
+    def _cluster_job(self, n_clusters: int | None, method: str | None):
+        """The cache key of a clustering of the current model and the function computing it."""
+        from core.clusters import cluster_items, config_params
+
+        config = self.project.clusters
+        if method is not None and method != config.method:
+            config = type(config)(method=method)  # another method at its default settings
+        if n_clusters is not None:
+            config = config.model_copy(update={"n_clusters": n_clusters})
+        params = config_params(config)
+        state = self._state
+        version = state.model_version if state is not None else 0
+        seed = self.project.seed
+
+        def compute():
+            embedding = self._embedding_of(state)
+            train = self.store.current(split="train")  # learned methods never see the test split
+            labels = np.full(len(self.dataset), None, dtype=object)
+            for item, lab in train.items():
+                if self.dataset.has(item):
+                    labels[self.dataset._index[item]] = lab
+            return cluster_items(embedding, config.method, labels, seed=seed, **params)
+
+        return (version, config.method, tuple(sorted(params.items()))), compute
+
+    def set_cluster_method(self, method: str, by: str | None = None) -> ProjectConfig:
+        """Use cluster ``method`` from now on (view, strategies, retrain); other settings of
+        ``clusters`` are kept. Unknown names raise :class:`ConfigError`."""
+        from core.project import CLUSTER_METHODS
+
+        self._allow(by, "settings")
+        if method not in CLUSTER_METHODS:
+            raise ConfigError(f"clusters.method: unknown cluster method {method!r}; choose one of: "
+                              + ", ".join(CLUSTER_METHODS))
+        with self._lock:
+            updated = self.project.model_copy(deep=True)
+            updated.clusters.method = method
+            self.project = updated
+            return updated
 
     # ------------------------------------------------------------------ review and agreement
     def suspects(self) -> list[dict]:

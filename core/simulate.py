@@ -123,6 +123,7 @@ def simulate(
     progress: Progress | None = None,
     noise: float = 0.0,
     noise_mode: str = "uniform",
+    cluster_method: str = "kmeans",
 ) -> SimulationResult:
     """Replay active labelling on ``features`` with the ``ground_truth`` oracle.
 
@@ -131,6 +132,8 @@ def simulate(
     chooses the learner every round and keeps its choice stable) or a callable
     ``seed -> estimator``. ``strategy`` is a registered name or any object with
     ``query(ctx, n) -> QueryResult``. ``test_rows`` overrides the stratified split.
+    ``cluster_method`` (the project's ``clusters.method``) is what the cluster-based strategies
+    cluster with.
 
     ``noise`` (0 <= noise < 1) makes the oracle fallible: that share of the pool's answers is
     flipped to another class (``noise_mode`` ``uniform`` or ``class``,
@@ -285,6 +288,7 @@ def simulate(
             "rng": np.random.default_rng([seed, round_no]),
             "rare_classes": tuple(rare_classes),
             "target_class": target_class,
+            "cluster_method": cluster_method,
         }
         ctx = (
             QueryContext(proba=proba, classes=model_classes, **ctx_kw)

@@ -37,6 +37,23 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
     return nearest(x, centres)[0], centres
 
 
+def cluster_nodes(x: np.ndarray, k: int, rng: np.random.Generator, method: str = "kmeans",
+                  labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster rows of ``x`` by the project's cluster ``method``; returns ``(assignment, centres)``
+    with ``centres`` the cluster means. ``kmeans`` is :func:`kmeans` with ``k`` groups; the other
+    methods (``core.clusters``) choose their own number and may learn from ``labels``."""
+    if method == "kmeans":
+        return kmeans(x, k, rng)
+    from core.clusters import cluster_items
+
+    x = np.asarray(x, dtype=np.float32)
+    assign = cluster_items(x, method, labels, seed=seed_of(rng)).assignment
+    counts = np.bincount(assign).astype(np.float32)
+    centres = np.zeros((len(counts), x.shape[1]), np.float32)
+    np.add.at(centres, assign, x)
+    return assign, centres / counts[:, None]
+
+
 def nearest(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``x``: index of and Euclidean distance to its nearest row of ``ref``.
 

@@ -63,6 +63,9 @@ class QueryContext:
     # Open suspect labels of the last round, most suspicious first (dicts with id, label,
     # suggested, score, reason): what the ``suspects`` review strategy lists.
     suspects: tuple = ()
+    # The project's cluster method (``clusters.method``): what the cluster-based strategies
+    # (discovery, typiclust) cluster with; ``kmeans`` keeps their own label-scaled k-means.
+    cluster_method: str = "kmeans"
 
     def __post_init__(self) -> None:
         proba = np.asarray(self.proba)
@@ -101,6 +104,11 @@ class QueryContext:
                 f"QueryContext.embedding has NaN or infinite values (first at item "
                 f"{self.pool_ids[row]!r}); re-encode the data or check its features"
             )
+        from core.clusters.registry import CLUSTER_METHOD_NAMES
+
+        if self.cluster_method not in CLUSTER_METHOD_NAMES:
+            raise DataError(f"QueryContext.cluster_method: unknown cluster method "
+                            f"{self.cluster_method!r}; use one of {', '.join(CLUSTER_METHOD_NAMES)}")
         lab = np.asarray(self.labels, dtype=object)[self.labelled_mask]
         if any(v is None for v in lab):
             raise DataError("QueryContext.labels: a row marked labelled has label None")
@@ -177,6 +185,7 @@ class QueryContext:
             target_class=self.target_class,
             requester=self.requester,
             reserved=None if self.reserved is None else self.reserved[positions],
+            cluster_method=self.cluster_method,
         )
 
 

@@ -348,6 +348,13 @@ class MinorityPositives(QueryStrategy):
 
 
 # ---------------------------------------------------------------------------- exploration
+def _node_labels(ctx: QueryContext, n_lab: int, n_nodes: int) -> np.ndarray:
+    """Labels of the clustered nodes (the labelled items first, then candidates: None)."""
+    out = np.full(n_nodes, None, dtype=object)
+    out[:n_lab] = np.asarray(ctx.labels, dtype=object)[ctx.labelled_positions]
+    return out
+
+
 class Discovery(QueryStrategy):
     """Find classes nobody has labelled yet.
 
@@ -382,7 +389,9 @@ class Discovery(QueryStrategy):
         n_lab = len(lab)
         k = int(np.clip(self.cluster_factor * (n_lab + n), 8, self.max_clusters))
         k = min(k, max(1, len(candidates) // 3), len(nodes))
-        assign, centres = geo.kmeans(x, k, ctx.rng)
+        assign, centres = geo.cluster_nodes(x, k, ctx.rng, ctx.cluster_method,
+                                            _node_labels(ctx, n_lab, len(nodes)))
+        k = len(centres)
         sizes = np.bincount(assign, minlength=k)
         covered = np.zeros(k, bool)
         covered[assign[:n_lab]] = True
@@ -537,7 +546,9 @@ class TypiClust(QueryStrategy):
         nodes = np.concatenate([lab, candidates])
         x = np.asarray(ctx.embedding[nodes], dtype=np.float32)
         k = min(len(lab) + n, self.max_clusters, len(nodes))
-        assign, _ = geo.kmeans(x, k, ctx.rng)
+        assign, _ = geo.cluster_nodes(x, k, ctx.rng, ctx.cluster_method,
+                                      _node_labels(ctx, len(lab), len(nodes)))
+        k = int(assign.max()) + 1
         sizes = np.bincount(assign, minlength=k)
         n_lab_in = np.bincount(assign[: len(lab)], minlength=k)
         cand_assign = assign[len(lab) :]

@@ -112,6 +112,32 @@ def test_predictions_hold_ids_classes_probabilities_map_and_query(first_run, sha
     assert sorted(unlabelled["query_rank"].tolist()) == list(range(1, len(unlabelled) + 1))
 
 
+def test_predictions_carry_the_cluster_of_the_project_method(first_run, demo, tmp_path):
+    from core.session import Session
+
+    frame = pd.read_parquet(first_run[0] / "predictions.parquet")
+    assert frame["cluster"].dtype == np.int64 and frame["cluster"].min() == 0
+    assert frame["cluster"].nunique() == 10  # kmeans, the default: about sqrt(420 / 4) clusters
+
+    project = load_project(demo)
+    project.clusters.method = "linkage"
+    path = demo.with_name("linkage.yaml")
+    dump_project(project, path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["retrain", str(path), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    linked = pd.read_parquet(out / "predictions.parquet")
+    session = Session.open(load_project(path), resume_strategies=False)
+    try:
+        session.prepare()
+        expected = session.clusters()
+    finally:
+        session.store.close()
+    assert expected.used == "linkage"
+    np.testing.assert_array_equal(linked["cluster"].to_numpy(),
+                                  expected.assignment[session.positions(linked["id"])])
+
+
 def test_metrics_are_cross_validated_with_k_from_the_smallest_class(first_run):
     out, _ = first_run
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))

@@ -99,6 +99,34 @@ def test_clusters_summary_and_selection(session):
     assert again.loc[int(clusters.summary["cluster"].iloc[0]), "n_labelled"] == 3
 
 
+def test_clusters_by_the_project_method_computed_in_the_background_after_a_retrain(session):
+    from core.errors import ConfigError
+
+    for cls in ("0", "1", "2", "3"):
+        session.label(_truth(session, cls, 3), cls, "ann")
+    assert session.cluster_status() == "none"
+    state = session.retrain()
+    status = session.cluster_status()
+    assert status in ("computing", "ready")  # started by the retrain, not by asking
+    session.refresh_clusters().result(timeout=120)  # the same run: waited for, not repeated
+    assert session.cluster_status() == "ready"
+    kmeans = session.clusters()
+    assert (kmeans.method, kmeans.used) == ("kmeans", "kmeans")
+    assert kmeans.summary["size"].sum() == len(session.dataset)
+    assert (kmeans.summary["predicted"].notna()).all()  # the model of this version predicted
+
+    session.set_cluster_method("linkage", by="ann")
+    assert session.project.clusters.method == "linkage"
+    assert session.query_context().cluster_method == "linkage"  # discovery clusters with it too
+    assert session.cluster_status() == "none"
+    linked = session.clusters()
+    assert (linked.method, linked.used, linked.note) == ("linkage", "linkage", "")
+    assert session.cluster_status() == "ready" and state.model_version == session.state.model_version
+    np.testing.assert_array_equal(linked.assignment, session.clusters().assignment)  # cached
+    with pytest.raises(ConfigError, match="unknown cluster method 'dbscan'"):
+        session.set_cluster_method("dbscan")
+
+
 def test_concurrent_labelling_from_threads(session):
     ids = session.dataset.ids[:200].tolist()
 

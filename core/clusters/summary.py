@@ -1,4 +1,4 @@
-"""Predicted clusters of the embedding, summarised against the current labels."""
+"""A clustering summarised against the current labels: size, purity, dominant class per cluster."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ class Clusters:
 
     assignment: np.ndarray
     summary: pd.DataFrame  # cluster, size, n_labelled, purity, dominant, predicted
+    method: str = "kmeans"  # the method asked for (clusters.method)
+    used: str = "kmeans"  # the method that ran (another after a fallback, see note)
+    note: str = ""
 
     def rows(self, cluster: int) -> np.ndarray:
         return np.flatnonzero(self.assignment == cluster)
@@ -22,19 +25,6 @@ class Clusters:
 def default_cluster_count(n_items: int) -> int:
     """A readable number of clusters for the map: about sqrt(n/4), between 2 and 60."""
     return int(np.clip(round(np.sqrt(n_items / 4)), 2, 60)) if n_items >= 2 else 1
-
-
-def cluster_embedding(embedding: np.ndarray, n_clusters: int | None = None, *, seed: int = 0) -> np.ndarray:
-    """K-means cluster ids (mini-batch above 20k rows) for every row of ``embedding``."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
-    n = len(embedding)
-    k = min(n_clusters or default_cluster_count(n), n)
-    if k <= 1:
-        return np.zeros(n, dtype=np.int64)
-    algo = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096) if n > 20_000 else \
-        KMeans(k, random_state=seed, n_init=3)
-    return algo.fit_predict(np.asarray(embedding, dtype=np.float32)).astype(np.int64)
 
 
 def summarise_clusters(assignment: np.ndarray, labels: np.ndarray, predicted: np.ndarray | None) -> pd.DataFrame:

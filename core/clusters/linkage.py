@@ -1,0 +1,223 @@
+"""``linkage``: clusters as connected components of the kNN-graph links a small model trusts.
+
+The model (torch) maps every item through a small MLP and scores a pair from the two codes
+(``|g_i - g_j|``, ``g_i * g_j``) and their distance. It is trained on pairs of expert-labelled
+items that are near each other among the labelled ones (same class = link, different = no link);
+anchors are weighted by reverse-imbalance weighted sampling (RIWS, ``n_c ** -1`` per class) so the
+few links around a rare class count as much as the head's many, then links are balanced
+positive/negative. Applied to every edge of the embedding's approximate kNN graph, the edges it
+scores at least ``threshold`` are kept and the clusters are their connected components; a
+component of fewer than ``min_size`` items (outliers) joins its nearest neighbour's cluster. Without labels of two classes there is nothing to
+learn: it falls back to ``kmeans`` and says so in the result's ``note``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.clusters.base import ClusterMethod, ClusterResult, relabel
+from core.clusters.graph import components, knn_graph, reduced
+
+EDGE_CHUNK = 1 << 18
+
+
+class LinkageClusters(ClusterMethod):
+    """Learned links on the kNN graph (``n_neighbors`` per item), components of confident ones."""
+
+    name = "linkage"
+    needs_labels = True
+
+    def __init__(self, n_neighbors: int = 10, threshold: float = 0.5, pair_neighbors: int = 10,
+                 hidden: int = 32, epochs: int = 150, min_size: int = 3, seed: int = 0) -> None:
+        self.n_neighbors = n_neighbors
+        self.min_size = min_size
+        self.threshold = threshold
+        self.pair_neighbors = pair_neighbors
+        self.hidden = hidden
+        self.epochs = epochs
+        self.seed = seed
+
+    def _fit_predict(self, x: np.ndarray, labels: np.ndarray) -> ClusterResult:
+        known = np.flatnonzero(labels != None)  # noqa: E711  (object array)
+        classes = sorted({str(v) for v in labels[known]})
+        if len(classes) < 2:
+            from core.clusters.kmeans import KMeansClusters
+
+            why = ("no item is labelled" if not len(known) else
+                   f"only class {classes[0]!r} is labelled")
+            fallback = KMeansClusters(seed=self.seed).fit_predict(x)
+            return ClusterResult(fallback.assignment, self.name, fallback.used,
+                                 f"linkage learns which neighbours belong together from expert labels "
+                                 f"of at least two classes, but {why}: fell back to kmeans")
+        z = reduced(x, self.seed)
+        nbr, dist = knn_graph(z, self.n_neighbors, self.seed)
+        scale = local_scale(dist)
+        codes = np.searchsorted(classes, labels[known].astype(str))
+        model = train_link_model(z, scale, known, codes, seed=self.seed,
+                                 pair_neighbors=self.pair_neighbors, hidden=self.hidden,
+                                 epochs=self.epochs)
+        src, dst, d = mutual_edges(nbr, dist)
+        p = edge_proba(model, z, scale, src, dst, d)
+        keep = p >= self.threshold
+        assignment = absorb_small(components(len(x), src[keep], dst[keep]), nbr, self.min_size)
+        return ClusterResult(relabel(assignment), self.name, self.name)
+
+
+def absorb_small(assignment: np.ndarray, nbr: np.ndarray, min_size: int) -> np.ndarray:
+    """Clusters of fewer than ``min_size`` items (outliers no trusted link holds: their neighbours
+    have closer ones) join the cluster of their nearest neighbour outside them."""
+    if nbr.shape[1] == 0 or min_size <= 1:
+        return assignment
+    small = np.bincount(assignment)[assignment] < min_size
+    rows = np.flatnonzero(small)
+    if not len(rows):
+        return assignment
+    other = (nbr[rows] >= 0) & (assignment[np.maximum(nbr[rows], 0)] != assignment[rows][:, None])
+    has = other.any(axis=1)
+    rows, first = rows[has], other[has].argmax(axis=1)
+    src = np.concatenate([np.arange(len(assignment)), rows])
+    dst = np.concatenate([_representative(assignment), nbr[rows, first]])
+    return components(len(assignment), src, dst)
+
+
+def _representative(assignment: np.ndarray) -> np.ndarray:
+    """For every item, the first item of its cluster (edges that keep each cluster together)."""
+    _, first = np.unique(assignment, return_index=True)
+    return first[assignment]
+
+
+def local_scale(dist: np.ndarray) -> np.ndarray:
+    """Each item's mean distance to its kNN (its local scale; a tiny floor keeps duplicates apart
+    from division by zero)."""
+    d = np.where(np.isfinite(dist), dist, np.nan)
+    scale = np.nanmean(d, axis=1) if d.shape[1] else np.ones(len(d))
+    floor = max(float(np.nanmedian(scale)) * 1e-3, 1e-6) if np.isfinite(scale).any() else 1.0
+    return np.where(np.isfinite(scale), np.maximum(scale, floor), floor).astype(np.float32)
+
+
+def mutual_edges(nbr: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kNN graph's mutual edges (each neighbour of the other), once each: ``(src, dst, d)``.
+    A one-sided edge is how a small group's items reach into a big neighbour; mutual ones are not."""
+    n, k = nbr.shape
+    src = np.repeat(np.arange(n, dtype=np.int64), k)
+    dst = nbr.ravel()
+    d = dist.ravel()
+    ok = dst >= 0
+    src, dst, d = src[ok], dst[ok], d[ok]
+    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+    key = lo * n + hi
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    twice = np.flatnonzero(key[1:] == key[:-1])  # the pair appeared from both ends
+    take = order[twice]
+    return lo[take], hi[take], d[take]
+
+
+def _link_net(dim: int, hidden: int):
+    import torch
+
+    class LinkNet(torch.nn.Module):
+        """Node codes g(x); a link logit from |g_i - g_j|, g_i * g_j and the distance in units
+        of the two items' local scales (smaller and larger)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.encode = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.ReLU(),
+                                              torch.nn.Linear(hidden, hidden))
+            self.head = torch.nn.Linear(2 * hidden + 2, 1)
+
+        def link(self, gi, gj, r):
+            return self.head(torch.cat([(gi - gj).abs(), gi * gj, r], dim=1))[:, 0]
+
+    return LinkNet()
+
+
+def label_pairs(z: np.ndarray, rows: np.ndarray, codes: np.ndarray, pair_neighbors: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training pairs ``(a, b, same)`` (positions in ``rows``): each labelled item with its
+    ``pair_neighbors`` nearest labelled items, the nearest pairs the labels can judge."""
+    from core.query.neighbours import exact_nearest
+
+    m = len(rows)
+    kk = min(pair_neighbors + 1, m)
+    idx, _ = exact_nearest(z[rows], z[rows], kk)
+    a = np.repeat(np.arange(m), kk)
+    b = idx.ravel()
+    ok = a != b
+    a, b = a[ok], b[ok]
+    return a, b, (codes[a] == codes[b])
+
+
+def _ratios(d, si, sj):
+    """The distance in units of the smaller and the larger local scale of the two items."""
+    import torch
+
+    lo, hi = torch.minimum(si, sj), torch.maximum(si, sj)
+    return torch.stack([torch.log1p(d / lo), torch.log1p(d / hi)], dim=1)
+
+
+def train_link_model(z: np.ndarray, scale: np.ndarray, rows: np.ndarray, codes: np.ndarray, *,
+                     seed: int, pair_neighbors: int = 10, hidden: int = 32, epochs: int = 150):
+    """The link model fitted on labelled pairs with RIWS anchor weights (rare classes count more).
+
+    Besides the pairs of labelled items (far apart when labels are few), every labelled item is
+    paired with a copy of itself moved by its local scale, a link: the near, same-class pairs the
+    model then judges on the kNN graph. Positives and negatives each carry half the weight."""
+    import torch
+
+    from core.models.samplers import item_weights
+
+    a, b, same = label_pairs(z, rows, codes, pair_neighbors)
+    m, dim = len(rows), z.shape[1]
+    rng = np.random.default_rng(seed)
+    step = rng.normal(size=(m, dim)).astype(np.float32)
+    step *= (scale[rows] / np.linalg.norm(step, axis=1).clip(1e-12))[:, None]
+    nodes = np.concatenate([z[rows], z[rows] + step])
+    node_scale = np.concatenate([scale[rows], scale[rows]])
+    a = np.concatenate([a, np.arange(m)])
+    b = np.concatenate([b, np.arange(m) + m])
+    same = np.concatenate([same, np.ones(m, bool)])
+    riws = item_weights(codes, int(codes.max()) + 1, "riws")
+    w = riws[a % m]
+    for side in (same, ~same):
+        if side.any():
+            w[side] = 0.5 * w[side] / w[side].sum()
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global stream
+        torch.manual_seed(seed)
+        net = _link_net(dim, hidden)
+    x = torch.as_tensor(nodes)
+    ta, tb = torch.as_tensor(a), torch.as_tensor(b)
+    s = torch.as_tensor(node_scale)
+    r = _ratios(torch.as_tensor(np.linalg.norm(nodes[a] - nodes[b], axis=1).astype(np.float32)),
+                s[ta], s[tb])
+    y = torch.as_tensor(same.astype(np.float32))
+    weight = torch.as_tensor((w / w.sum()).astype(np.float32))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-4)
+    for _ in range(epochs):
+        opt.zero_grad()
+        g = net.encode(x)
+        logit = net.link(g[ta], g[tb], r)
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logit, y, reduction="none")
+                * weight).sum()
+        loss.backward()
+        opt.step()
+    net.eval()
+    return net
+
+
+def edge_proba(net, z: np.ndarray, scale: np.ndarray, src: np.ndarray, dst: np.ndarray,
+               d: np.ndarray) -> np.ndarray:
+    """The model's link probability of every edge ``src -- dst`` (in chunks: bounded memory)."""
+    import torch
+
+    out = np.empty(len(src), np.float32)
+    s = torch.as_tensor(scale)
+    with torch.no_grad():
+        g = torch.cat([net.encode(torch.as_tensor(z[i:i + EDGE_CHUNK]))
+                       for i in range(0, len(z), EDGE_CHUNK)])
+        for i in range(0, len(src), EDGE_CHUNK):
+            a = torch.as_tensor(src[i:i + EDGE_CHUNK])
+            b = torch.as_tensor(dst[i:i + EDGE_CHUNK])
+            r = _ratios(torch.as_tensor(d[i:i + EDGE_CHUNK]), s[a], s[b])
+            out[i:i + EDGE_CHUNK] = torch.sigmoid(net.link(g[a], g[b], r)).numpy()
+    return out
