@@ -28,9 +28,11 @@ class LinkageClusters(ClusterMethod):
     needs_labels = True
 
     def __init__(self, n_neighbors: int = 10, threshold: float = 0.5, pair_neighbors: int = 10,
-                 hidden: int = 32, epochs: int = 150, min_size: int = 3, seed: int = 0) -> None:
+                 hidden: int = 32, epochs: int = 150, min_size: int = 3, max_share: float = 0.5,
+                 seed: int = 0) -> None:
         self.n_neighbors = n_neighbors
         self.min_size = min_size
+        self.max_share = max_share
         self.threshold = threshold
         self.pair_neighbors = pair_neighbors
         self.hidden = hidden
@@ -57,18 +59,100 @@ class LinkageClusters(ClusterMethod):
                                  pair_neighbors=self.pair_neighbors, hidden=self.hidden,
                                  epochs=self.epochs)
         src, dst, d = mutual_edges(nbr, dist)
-        p = edge_proba(model, z, scale, src, dst, d)
-        keep = p >= self.threshold
-        assignment = absorb_small(components(len(x), src[keep], dst[keep]), nbr, self.min_size)
+        logit = edge_logits(model, z, scale, src, dst, d)
+        keep = logit >= np.log(self.threshold / (1 - self.threshold))
+        code = np.full(len(x), -1, np.int64)
+        code[known] = codes
+        joined = split_oversized(len(x), src[keep], dst[keep], logit[keep], code,
+                                 max(self.min_size, int(self.max_share * len(x))))
+        assignment = absorb_small(joined, nbr, self.min_size, keep=code >= 0)
         return ClusterResult(relabel(assignment), self.name, self.name)
 
 
-def absorb_small(assignment: np.ndarray, nbr: np.ndarray, min_size: int) -> np.ndarray:
+def split_oversized(n: int, src: np.ndarray, dst: np.ndarray, logit: np.ndarray, code: np.ndarray,
+                    max_size: int, step: float = 0.1, rounds: int = 30) -> np.ndarray:
+    """:func:`constrained_components`, then, while a cluster is larger than ``max_size`` (one
+    chain of confident links through several classes), drop the least trusted ``step`` of its
+    links and join again."""
+    assignment = constrained_components(n, src, dst, logit, code)
+    for _ in range(rounds):
+        big = np.bincount(assignment) > max_size
+        inside = big[assignment[src]] & (assignment[src] == assignment[dst])
+        if not inside.any():
+            break
+        drop = inside & (logit <= np.quantile(logit[inside], step))
+        src, dst, logit = src[~drop], dst[~drop], logit[~drop]
+        assignment = constrained_components(n, src, dst, logit, code)
+    return assignment
+
+
+def constrained_components(n: int, src: np.ndarray, dst: np.ndarray, p: np.ndarray,
+                           code: np.ndarray) -> np.ndarray:
+    """Components of the links, joined most trusted first, never joining two groups that hold
+    expert labels of different classes (the labels' cannot-links): one wrong link can no longer
+    chain a labelled rare class into its labelled neighbour. ``code``: class code or -1 per item."""
+    order = np.argsort(-p, kind="stable")
+    root = _union_in_order(n, np.ascontiguousarray(src[order]), np.ascontiguousarray(dst[order]),
+                           code.astype(np.int64))
+    return relabel(root)
+
+
+def _union_in_order(n, src, dst, code):
+    try:
+        from numba import njit
+    except ImportError:  # pragma: no cover - numba comes with umap-learn
+        return _union_python(n, src, dst, code)
+    global _UNION_JIT
+    if _UNION_JIT is None:
+        _UNION_JIT = njit(cache=True, nogil=True)(_union_python)
+    return _UNION_JIT(n, src, dst, code)
+
+
+_UNION_JIT = None
+
+
+def _union_python(n, src, dst, code):
+    """Union-find over the edges in order, skipping joins of two differently labelled groups;
+    returns each item's root."""
+    parent = np.arange(n)
+    label = code.copy()
+    for e in range(len(src)):
+        a = src[e]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        b = dst[e]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a == b or (label[a] >= 0 and label[b] >= 0 and label[a] != label[b]):
+            continue
+        if a < b:
+            a, b = b, a
+        parent[a] = b
+        if label[b] < 0:
+            label[b] = label[a]
+    root = np.empty(n, np.int64)
+    for i in range(n):
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        root[i] = r
+    return root
+
+
+def absorb_small(assignment: np.ndarray, nbr: np.ndarray, min_size: int,
+                 keep: np.ndarray | None = None) -> np.ndarray:
     """Clusters of fewer than ``min_size`` items (outliers no trusted link holds: their neighbours
-    have closer ones) join the cluster of their nearest neighbour outside them."""
+    have closer ones) join the cluster of their nearest neighbour outside them, unless they hold
+    an item of ``keep`` (an expert-labelled item: a rare class may be that small)."""
     if nbr.shape[1] == 0 or min_size <= 1:
         return assignment
     small = np.bincount(assignment)[assignment] < min_size
+    if keep is not None and keep.any():
+        held = np.zeros(assignment.max() + 1, bool)
+        held[assignment[keep]] = True
+        small &= ~held[assignment]
     rows = np.flatnonzero(small)
     if not len(rows):
         return assignment
@@ -205,9 +289,9 @@ def train_link_model(z: np.ndarray, scale: np.ndarray, rows: np.ndarray, codes: 
     return net
 
 
-def edge_proba(net, z: np.ndarray, scale: np.ndarray, src: np.ndarray, dst: np.ndarray,
+def edge_logits(net, z: np.ndarray, scale: np.ndarray, src: np.ndarray, dst: np.ndarray,
                d: np.ndarray) -> np.ndarray:
-    """The model's link probability of every edge ``src -- dst`` (in chunks: bounded memory)."""
+    """The model's link logit of every edge ``src -- dst`` (in chunks: bounded memory)."""
     import torch
 
     out = np.empty(len(src), np.float32)
@@ -219,5 +303,5 @@ def edge_proba(net, z: np.ndarray, scale: np.ndarray, src: np.ndarray, dst: np.n
             a = torch.as_tensor(src[i:i + EDGE_CHUNK])
             b = torch.as_tensor(dst[i:i + EDGE_CHUNK])
             r = _ratios(torch.as_tensor(d[i:i + EDGE_CHUNK]), s[a], s[b])
-            out[i:i + EDGE_CHUNK] = torch.sigmoid(net.link(g[a], g[b], r)).numpy()
+            out[i:i + EDGE_CHUNK] = net.link(g[a], g[b], r).numpy()
     return out

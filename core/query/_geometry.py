@@ -47,7 +47,10 @@ def cluster_nodes(x: np.ndarray, k: int, rng: np.random.Generator, method: str =
     from core.clusters import cluster_items
 
     x = np.asarray(x, dtype=np.float32)
-    assign = cluster_items(x, method, labels, seed=seed_of(rng)).assignment
+    result = cluster_items(x, method, labels, seed=seed_of(rng))
+    if result.used != method:  # nothing to learn from yet (no labels): the strategy's own k
+        return kmeans(x, k, rng)
+    assign = result.assignment
     counts = np.bincount(assign).astype(np.float32)
     centres = np.zeros((len(counts), x.shape[1]), np.float32)
     np.add.at(centres, assign, x)
