@@ -186,6 +186,10 @@ class AppState(param.Parameterized):
     status = param.String(default="", doc="Last confirmation, e.g. 'saved 3 labels'.")
     error = param.String(default="", doc="Last error message, '' when none.")
     saved_events = param.Integer(default=0, doc="Label events this session has had committed.")
+    cluster_method = param.String(default="kmeans", doc="The cluster method of the clusters "
+                                  "shown (the project's clusters.method when they were computed).")
+    cluster_state = param.String(default="", doc="'' (not computed yet), 'computing', 'ready' or "
+                                 "'failed: <why>'.")
 
     def __init__(self, session: Any, *, schedule: Schedule | None = None,
                  clock: Callable[[], float] = time.monotonic, **params: Any) -> None:
@@ -195,6 +199,7 @@ class AppState(param.Parameterized):
         params.setdefault("strategy", project.query.strategy)
         params.setdefault("batch_size", project.query.batch_size)
         params.setdefault("target_class", project.query.target_class)
+        params.setdefault("cluster_method", project.clusters.method)
         if params.get("user"):
             params["annotator"] = params["user"]  # the logged-in user labels, nobody else
         super().__init__(**params)
@@ -682,20 +687,47 @@ class AppState(param.Parameterized):
 
     # ------------------------------------------------------------------ clusters
     def clusters(self):
-        """Predicted clusters (computed by the engine; cached per model version)."""
-        self._clusters = self.session.clusters()
-        self._show_clusters()
+        """Predicted clusters by the project's cluster method (computed by the engine; cached per
+        model version and method)."""
+        method = self.session.project.clusters.method
+        self._clusters = self.session.clusters(method=method)
+        self._show_clusters(method)
         return self._clusters
 
     async def clusters_async(self):
-        """``clusters`` with the engine call on the work pool (never behind training)."""
-        self._clusters = await asyncio.get_running_loop().run_in_executor(_WORK, self.session.clusters)
-        self._show_clusters()
+        """``clusters`` with the engine call on the work pool (never behind training), and
+        ``cluster_state`` saying 'computing' meanwhile."""
+        method = self.session.project.clusters.method
+        self.param.update(cluster_method=method, cluster_state="computing")
+        try:
+            self._clusters = await asyncio.get_running_loop().run_in_executor(
+                _WORK, partial(self.session.clusters, method=method))
+        except Exception as err:
+            self.cluster_state = f"failed: {describe(err)}"
+            raise
+        self.cluster_state = "ready"
+        self._show_clusters(method)
         return self._clusters
 
-    def _show_clusters(self) -> None:
-        """Give the shared map table the clusters (once per model version) so it can colour by them."""
-        self.frame.apply_clusters(self.model_version, self._clusters.assignment)
+    async def set_cluster_method_async(self, method: str):
+        """Make ``method`` the project's cluster method (for every tab: this view, "select its
+        cluster" and the cluster-based strategies; the user needs the settings right) and
+        compute its clusters. Returns the clusters, or None when refused."""
+        try:
+            self.session.set_cluster_method(method, by=self.identity)
+        except (TailwiseError, ValueError) as err:
+            self._fail(err)
+            self.cluster_state = f"failed: {describe(err)}"
+            return None
+        self._clusters = None
+        self.error = ""
+        self.status = f"clusters by {method}"
+        return await self.clusters_async()
+
+    def _show_clusters(self, method: str) -> None:
+        """Give the shared map table the clusters (once per model version and method) so it can
+        colour by them."""
+        self.frame.apply_clusters((self.model_version, method), self._clusters.assignment)
         if self.frame.version != self.map_version:
             self.map_version = self.frame.version
 

@@ -181,3 +181,47 @@ def test_the_map_says_when_it_shows_a_sample_of_a_larger_pool(tmp_path):
     legend = MapView(AppState(session), raster_threshold=10)._legend("label")
     assert f"{len(session.dataset):,} of 12,000 items: a sample plus every labelled item" in legend
     session.store.close()
+
+
+def test_clusters_view_switches_the_method_on_the_server_and_shows_its_state(session):
+    from async_support import run_async
+
+    from dashboard.views.clusters import ClustersView
+
+    for cls in ("0", "1", "2"):
+        rows = np.flatnonzero(session.dataset.ground_truth == cls)[:3]
+        session.label(session.dataset.ids[rows].tolist(), cls, "ann")
+    state = AppState(session, annotator="ann")
+    view = ClustersView(state)
+    assert view.method.value == "kmeans" and view.note.object == ""
+    seen = []
+    state.param.watch(lambda e: seen.append(e.new), "cluster_state")
+    run_async(view._switch(type("E", (), {"new": "linkage"})()))
+    assert seen[0] == "computing" and state.cluster_state == "ready"
+    assert session.project.clusters.method == "linkage" and state.cluster_method == "linkage"
+    assert "clusters by <b>linkage</b>" in view.note.object
+    assert len(view.table.value) == len(state._clusters.summary) and state._clusters.used == "linkage"
+    biggest = int(view.table.value.iloc[0]["cluster"])
+    assert len(state.select_cluster(biggest)) == int(view.table.value.iloc[0]["size"])
+    assert session.query_context().cluster_method == "linkage"
+
+    run_async(view._switch(type("E", (), {"new": "dbscan"})()))  # refused, said on the page
+    assert "unknown cluster method 'dbscan'" in state.error
+    assert session.project.clusters.method == "linkage" and view.method.value == "linkage"
+
+
+def test_clusters_view_escapes_a_failure_and_says_so(session, monkeypatch):
+    from async_support import run_async
+
+    from dashboard.views.clusters import ClustersView
+
+    state = AppState(session, annotator="ann")
+    view = ClustersView(state)
+
+    def broken(*a, **k):
+        raise ValueError("<b>no</b> clusters")
+
+    monkeypatch.setattr(session, "clusters", broken)
+    run_async(view._compute())
+    assert state.cluster_state.startswith("failed") and "clustering failed" in state.error
+    assert "&lt;b&gt;no&lt;/b&gt; clusters" in view.note.object and "role='alert'" in view.note.object
