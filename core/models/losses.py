@@ -185,3 +185,99 @@ def build_loss(name: str, counts: np.ndarray, *, tau: float = 1.0, beta: float =
     except KeyError:
         raise ModelError(f"loss: unknown loss {name!r}; use one of {', '.join(LOSS_REGISTRY)}") from None
     return cls(counts, tau=tau, beta=beta, gamma=gamma)
+
+
+# ---------------------------------------------------------------------------- embedding losses
+KMEANS_ITERATIONS = 20
+
+
+def class_clusters(emb: np.ndarray, codes: np.ndarray, *, max_per_class: int, min_size: int,
+                   seed: int = 0) -> np.ndarray:
+    """Cluster id (unique over classes) of each row: k-means within each class of ``codes``.
+
+    A class of ``n`` items gets ``clamp(n // min_size, 1, max_per_class)`` clusters, so rare
+    classes stay whole and only well-populated classes are split into their modes (LMLE's
+    cluster-level structure). Deterministic for a seed: k-means++ seeding, then Lloyd steps.
+    """
+    emb = np.asarray(emb, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    out = np.zeros(len(codes), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    next_id = 0
+    for c in np.unique(codes):
+        rows = np.flatnonzero(codes == c)
+        k = int(np.clip(len(rows) // max(min_size, 1), 1, max_per_class))
+        out[rows] = next_id + (_kmeans_labels(emb[rows], k, rng) if k > 1 else 0)
+        next_id += k
+    return out
+
+
+def _kmeans_labels(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Plain k-means on a handful of rows (k-means++ start, a few Lloyd steps)."""
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        d2 = np.min([((x - m) ** 2).sum(axis=1) for m in centres], axis=0)
+        total = d2.sum()
+        centres.append(x[rng.choice(len(x), p=d2 / total)] if total > 0 else x[rng.integers(len(x))])
+    centres = np.array(centres)
+    labels = np.zeros(len(x), dtype=np.int64)
+    for _ in range(KMEANS_ITERATIONS):
+        labels = (((x[:, None, :] - centres[None]) ** 2).sum(axis=2)).argmin(axis=1)
+        moved = np.array([x[labels == j].mean(axis=0) if (labels == j).any() else centres[j]
+                          for j in range(k)])
+        if np.allclose(moved, centres):
+            break
+        centres = moved
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
+
+
+class QuintupletLoss:
+    """LMLE's triple-header hinge loss (Huang et al. 2016) on a batch of embeddings.
+
+    For each anchor, with squared Euclidean distances ``D``: ``p+`` its farthest neighbour in the
+    same cluster, ``p-`` its nearest and ``p--`` its farthest neighbour of the same class in
+    another cluster, ``n`` its nearest neighbour of another class. The loss asks
+    ``D(p+) + g_cluster < D(p-)``, ``D(p-) + g_cluster < D(p--)`` and
+    ``D(farthest same-class) + g_class < D(n)``; the cluster terms count only when the anchor's
+    class has another cluster in the batch, the class term only when another class is there.
+    Terms are summed per anchor and averaged over anchors.
+    """
+
+    def __init__(self, class_margin: float = 0.2, cluster_margin: float = 0.05):
+        self.class_margin = float(class_margin)
+        self.cluster_margin = float(cluster_margin)
+
+    def terms(self, emb, labels, clusters):
+        """``(b, 3)`` hinge values per anchor (cluster, cluster, class); 0 where not defined."""
+        torch, F = _torch()
+        emb = emb.float()
+        sq = (emb * emb).sum(dim=1)
+        d = (sq[:, None] + sq[None, :] - 2.0 * emb @ emb.T).clamp_min(0.0)
+        eye = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
+        same_class = (labels[:, None] == labels[None, :]) & ~eye
+        same_cluster = same_class & (clusters[:, None] == clusters[None, :])
+        other_cluster = same_class & ~same_cluster
+        other_class = labels[:, None] != labels[None, :]
+        inf = torch.tensor(float("inf"), device=emb.device)
+        zero = torch.zeros((), device=emb.device)
+
+        def far(mask):  # 0 (the anchor itself) when the mask is empty
+            return torch.where(mask, d, zero).amax(dim=1)
+
+        def near(mask):
+            return torch.where(mask, d, inf).amin(dim=1)
+
+        has_other_cluster = other_cluster.any(dim=1)
+        has_other_class = other_class.any(dim=1)
+        p_plus, p_minus, p_far = far(same_cluster), near(other_cluster), far(other_cluster)
+        negative = near(other_class)
+        g_k, g_c = self.cluster_margin, self.class_margin
+        p_minus = torch.where(has_other_cluster, p_minus, zero)  # no inf into the gradient
+        negative = torch.where(has_other_class, negative, zero)
+        t1 = torch.where(has_other_cluster, F.relu(g_k + p_plus - p_minus), zero)
+        t2 = torch.where(has_other_cluster, F.relu(g_k + p_minus - p_far), zero)
+        t3 = torch.where(has_other_class, F.relu(g_c + far(same_class) - negative), zero)
+        return torch.stack([t1, t2, t3], dim=1)
+
+    def __call__(self, emb, labels, clusters):
+        return self.terms(emb, labels, clusters).sum(dim=1).mean()

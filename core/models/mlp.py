@@ -26,8 +26,19 @@ from core.device import autocast_for, cpu_threads, select_device
 from core.errors import ModelError
 from core.models.base import TailwiseModel, softmax
 from core.models.calibration import fit_temperature
-from core.models.losses import CrossEntropy, ImbalanceLoss, build_loss
-from core.models.samplers import epoch_indices, item_weights, sampled_class_shares
+from core.models.losses import (
+    CrossEntropy,
+    ImbalanceLoss,
+    QuintupletLoss,
+    build_loss,
+    class_clusters,
+)
+from core.models.samplers import (
+    ClassBalancedBatches,
+    epoch_indices,
+    item_weights,
+    sampled_class_shares,
+)
 from core.models.validation import check_features, check_labels, column_stats
 from core.project import MLPConfig
 
@@ -66,6 +77,47 @@ def _build_network(n_in: int, hidden: list[int], n_out: int, dropout: float):
     net.body = nn.Sequential(*layers)
     net.head = nn.Linear(width, n_out)
     return net
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean length (all-zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class _Quintuplets:
+    """The quintuplet term of a training stage: class-balanced batches of the training items and
+    their clusters within each class, recomputed on the current embedding by ``refresh``."""
+
+    def __init__(self, cfg: MLPConfig, codes: np.ndarray, batch: int, seed: int):
+        self.cfg, self.codes, self.seed = cfg, np.asarray(codes), seed
+        n_classes = len(np.unique(self.codes))
+        self.batches = ClassBalancedBatches(self.codes, per_class=max(2, batch // n_classes))
+        self.criterion = QuintupletLoss(cfg.class_margin, cfg.cluster_margin)
+        self.clusters = None
+        self.refreshes = 0
+
+    def refresh(self, net, X_train) -> None:
+        """k-means within each class on the current (unit-length) embedding of the items."""
+        import torch
+
+        net.eval()
+        with torch.no_grad():
+            emb = unit_rows(net.body(X_train).float().cpu().numpy())
+        ids = class_clusters(emb, self.codes, max_per_class=self.cfg.clusters_per_class,
+                             min_size=self.cfg.min_cluster_size, seed=self.seed + self.refreshes)
+        self.clusters = torch.as_tensor(ids, device=X_train.device)
+        self.refreshes += 1
+
+    def loss(self, net, X_t, y_t, train_t, gen):
+        import torch.nn.functional as F
+
+        pick = self.batches.draw(gen).to(train_t.device)
+        rows = train_t[pick]
+        with autocast_for(X_t.device):
+            emb = net.body(X_t[rows])
+        emb = F.normalize(emb.float(), dim=1)
+        return self.cfg.embedding_weight * self.criterion(emb, y_t[rows], self.clusters[pick])
 
 
 class MLPClassifier(TailwiseModel):
@@ -226,8 +278,13 @@ class MLPClassifier(TailwiseModel):
         batch = min(cfg.batch_size, len(train_idx))
         n_draws = max(len(train_idx), MIN_STEPS_PER_EPOCH * batch)
         val_t = None if val_idx is None else torch.as_tensor(val_idx, device=device)
+        margins = None
+        if cfg.embedding_loss == "quintuplet" and not stage.head_only:
+            margins = _Quintuplets(cfg, codes, batch, self.seed)
         best, best_epoch, best_state, waited = np.inf, 0, None, 0
         for epoch in range(1, max_epochs + 1):
+            if margins is not None and (epoch - 1) % cfg.cluster_refresh == 0:
+                margins.refresh(net, X_t[train_t])
             net.train()
             if stage.head_only:
                 net.body.eval()
@@ -237,6 +294,8 @@ class MLPClassifier(TailwiseModel):
                 with autocast_for(device):
                     logits = net.head(net.body(X_t[rows]))
                 loss = stage.loss(logits, y_t[rows])
+                if margins is not None:
+                    loss = loss + margins.loss(net, X_t, y_t, train_t, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -347,10 +406,13 @@ class MLPClassifier(TailwiseModel):
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
     def embed(self, X) -> np.ndarray:
-        """The penultimate layer (last hidden activations), float32 ``(n, hidden[-1])``."""
+        """The penultimate layer (last hidden activations), float32 ``(n, hidden[-1])``; with
+        ``embedding_loss: quintuplet`` scaled to unit length, the geometry the margins shape."""
+        cfg = self._config()
         outs = self._chunks(X, lambda net, x: net.body(x))
-        width = self._config().hidden[-1] if self._config().hidden else self.n_features_in_
-        return np.concatenate(outs) if outs else np.zeros((0, width), np.float32)
+        width = cfg.hidden[-1] if cfg.hidden else self.n_features_in_
+        emb = np.concatenate(outs) if outs else np.zeros((0, width), np.float32)
+        return unit_rows(emb) if cfg.embedding_loss == "quintuplet" else emb
 
     # ================================================================== persistence
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

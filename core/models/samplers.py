@@ -56,3 +56,22 @@ def epoch_indices(weights: np.ndarray, generator, *, uniform: bool, n_draws: int
         return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])[:n_draws]
     w = torch.as_tensor(weights, dtype=torch.float64)
     return torch.multinomial(w, n_draws, replacement=True, generator=generator)
+
+
+
+class ClassBalancedBatches:
+    """Batches with ``min(per_class, n_c)`` items of every class, drawn without replacement:
+    the class-balanced batches of the quintuplet loss (``draw`` gives indices into ``codes``)."""
+
+    def __init__(self, codes: np.ndarray, per_class: int):
+        import torch
+
+        codes = np.asarray(codes)
+        self.per_class = int(per_class)
+        self.members = [torch.as_tensor(np.flatnonzero(codes == c)) for c in np.unique(codes)]
+
+    def draw(self, generator):
+        import torch
+
+        return torch.cat([m[torch.randperm(len(m), generator=generator)[:self.per_class]]
+                          for m in self.members])

@@ -126,3 +126,61 @@ def test_balanced_losses_beat_cross_entropy_on_the_tail(loss, long_tail, ce_tail
 
 def test_class_balanced_sampler_beats_instance_sampling_on_the_tail(long_tail, ce_tail_recall):
     assert _tail_recall("ce", long_tail, sampler="class_balanced") > ce_tail_recall + 0.05
+
+
+# ---------------------------------------------------------------------------- quintuplet
+def test_quintuplet_terms_by_hand():
+    """1-D embeddings: anchor 0 with a same-cluster item at 1, same-class items of another
+    cluster at 2 and 3, another class at 2.5; squared distances 1, 4, 9 and 6.25."""
+    from core.models.losses import QuintupletLoss
+
+    emb = torch.tensor([[0.0], [1.0], [2.0], [3.0], [2.5]])
+    labels = torch.tensor([0, 0, 0, 0, 1])
+    clusters = torch.tensor([0, 0, 1, 1, 2])
+    loss = QuintupletLoss(class_margin=0.5, cluster_margin=0.25)
+    terms = loss.terms(emb, labels, clusters)
+    # anchor 0: p+ = 1, p- = 4, p-- = 9, farthest of its class = 9, nearest other class = 6.25
+    # -> relu(0.25 + 1 - 4) = 0, relu(0.25 + 4 - 9) = 0, relu(0.5 + 9 - 6.25) = 3.25
+    assert torch.allclose(terms[0], torch.tensor([0.0, 0.0, 3.25]))
+    # anchor 1: p+ = 1, p- = 1 (item 2), p-- = 4, farthest = 4, nearest other = 2.25
+    # -> relu(0.25 + 1 - 1) = 0.25, relu(0.25 + 1 - 4) = 0, relu(0.5 + 4 - 2.25) = 2.25
+    assert torch.allclose(terms[1], torch.tensor([0.25, 0.0, 2.25]))
+    # anchor 4 (alone in its class and cluster): only the class term, D(itself) = 0,
+    # nearest other class at 0.25 -> relu(0.5 + 0 - 0.25) = 0.25
+    assert torch.allclose(terms[4], torch.tensor([0.0, 0.0, 0.25]))
+    assert torch.isclose(loss(emb, labels, clusters), terms.sum(dim=1).mean())
+
+
+def test_quintuplet_is_zero_when_the_margins_hold_and_has_gradients_otherwise():
+    from core.models.losses import QuintupletLoss
+
+    labels, clusters = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1])
+    apart = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.1, 0.0]])
+    assert QuintupletLoss()(apart, labels, clusters).item() == 0.0
+    mixed = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.2, 0.0], [1.1, 0.0]], requires_grad=True)
+    value = QuintupletLoss()(mixed, labels, clusters)
+    value.backward()
+    assert value.item() > 0 and torch.isfinite(mixed.grad).all() and mixed.grad.abs().sum() > 0
+
+
+def test_class_clusters_split_only_populated_classes():
+    from core.models.losses import class_clusters
+
+    rng = np.random.default_rng(0)
+    head = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))])
+    rare = rng.normal(-5, 0.1, (3, 2))
+    emb = np.concatenate([head, rare])
+    codes = np.array([0] * 40 + [1] * 3)
+    ids = class_clusters(emb, codes, max_per_class=2, min_size=8, seed=0)
+    assert len(set(ids[:20])) == 1 and len(set(ids[20:40])) == 1 and ids[0] != ids[20]
+    assert set(ids[40:]) == {2}  # the rare class stays one cluster, numbered after the head's
+    assert np.array_equal(ids, class_clusters(emb, codes, max_per_class=2, min_size=8, seed=0))
+
+
+def test_class_balanced_batches_take_every_class_equally():
+    from core.models.samplers import ClassBalancedBatches
+
+    codes = np.array([0] * 50 + [1] * 5 + [2] * 1)
+    batch = ClassBalancedBatches(codes, per_class=4).draw(torch.Generator().manual_seed(0))
+    assert np.bincount(codes[batch.numpy()]).tolist() == [4, 4, 1]
+    assert len(set(batch.tolist())) == len(batch)  # no item twice
