@@ -35,6 +35,7 @@ MAX_PROJECT_FILE_BYTES = 5 * 1024 * 1024
 EncoderKind = Literal["tabular", "pretrained-image", "self-supervised", "model"]
 Loss = Literal["ce", "class_balanced", "focal", "ldam_drw", "logit_adjusted", "balanced_softmax"]
 Sampler = Literal["instance", "class_balanced", "sqrt", "riws"]
+EmbeddingLoss = Literal["none", "quintuplet"]
 StrategyName = Literal[
     "auto",
     "random",
@@ -52,12 +53,13 @@ StrategyName = Literal[
 ENCODER_KINDS: tuple[str, ...] = get_args(EncoderKind)
 LOSSES: tuple[str, ...] = get_args(Loss)
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
+EMBEDDING_LOSSES: tuple[str, ...] = get_args(EmbeddingLoss)
 STRATEGIES: tuple[str, ...] = get_args(StrategyName)
-# Learners ``model.kind`` can name; ``auto`` chooses among them at every retrain.
 # Cluster methods ``clusters.method`` can name (``core.clusters.CLUSTER_METHODS`` provides them).
 ClusterMethodName = Literal["kmeans", "hdbscan", "linkage"]
 CLUSTER_METHODS: tuple[str, ...] = get_args(ClusterMethodName)
-LearnerName = Literal["mlp", "logistic", "random_forest", "gradient_boosting"]
+# Learners ``model.kind`` can name; ``auto`` chooses among them at every retrain.
+LearnerName = Literal["mlp", "logistic", "random_forest", "gradient_boosting", "cluster_knn"]
 LEARNERS: tuple[str, ...] = get_args(LearnerName)
 MODEL_KINDS: tuple[str, ...] = ("auto", *LEARNERS)
 DEMO_DATASETS = ("digits-lt", "fashion-mnist-lt")
@@ -192,6 +194,24 @@ class MLPConfig(_Strict):
     calibrate: bool = Field(True, description="Temperature scaling on held-out labelled items.")
     pseudo_label: bool = Field(False, description="Class-balanced pseudo-labelling of the pool.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    embedding_loss: EmbeddingLoss = Field(
+        "none",
+        description="Extra loss on the penultimate layer: 'quintuplet' adds LMLE's class- and "
+        "cluster-level margins (class-balanced batches, clusters per class refreshed every "
+        "cluster_refresh epochs) to the classification loss.",
+    )
+    embedding_weight: float = Field(1.0, gt=0, le=100, description="Weight of the embedding loss.")
+    class_margin: float = Field(0.2, ge=0, le=4, description="Quintuplet margin between classes.")
+    cluster_margin: float = Field(
+        0.05, ge=0, le=4, description="Quintuplet margins between clusters of one class."
+    )
+    clusters_per_class: int = Field(4, ge=1, le=64, description="Most k-means clusters per class.")
+    min_cluster_size: int = Field(
+        8, ge=1, le=10_000, description="A class gets one cluster per this many labelled items."
+    )
+    cluster_refresh: int = Field(
+        5, ge=1, le=10_000, description="Epochs between re-clustering the current embedding."
+    )
 
 
 class LogisticConfig(_Strict):
@@ -219,6 +239,32 @@ class GradientBoostingConfig(_Strict):
         None, ge=1, description="Default: scaled with the labels (20 at most, 2 at least)."
     )
     l2_regularization: float = Field(0.0, ge=0)
+
+
+def _quintuplet_mlp() -> MLPConfig:
+    return MLPConfig(embedding_loss="quintuplet")
+
+
+class ClusterKNNConfig(_Strict):
+    """Cluster-wise nearest-neighbour classification (LMLE) on the quintuplet embedding."""
+
+    kind: Literal["cluster_knn"] = "cluster_knn"
+    mlp: MLPConfig = Field(
+        default_factory=_quintuplet_mlp,
+        description="The network whose penultimate layer is the embedding (embedding_loss "
+        "'quintuplet' unless set).",
+    )
+
+    @field_validator("mlp", mode="before")
+    @classmethod
+    def _quintuplet_unless_set(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "embedding_loss" not in value:
+            return {**value, "embedding_loss": "quintuplet"}
+        return value
+
+
+LearnerConfig = (MLPConfig | LogisticConfig | RandomForestConfig | GradientBoostingConfig
+                 | ClusterKNNConfig)
 
 
 class AutoConfig(_Strict):
@@ -255,6 +301,7 @@ class AutoConfig(_Strict):
     gradient_boosting: GradientBoostingConfig = Field(
         default_factory=lambda: GradientBoostingConfig()
     )
+    cluster_knn: ClusterKNNConfig = Field(default_factory=lambda: ClusterKNNConfig())
 
     @field_validator("candidates")
     @classmethod
@@ -263,7 +310,7 @@ class AutoConfig(_Strict):
             raise ValueError(f"candidates: each learner may be named once, got {v}")
         return v
 
-    def learner_config(self, name: str) -> MLPConfig | LogisticConfig | RandomForestConfig | GradientBoostingConfig:
+    def learner_config(self, name: str) -> LearnerConfig:
         """The settings of candidate ``name``."""
         return getattr(self, name)
 
@@ -273,10 +320,11 @@ class AutoConfig(_Strict):
         return self.mlp.device
 
 
-def default_model_config(kind: str) -> AutoConfig | MLPConfig | LogisticConfig | RandomForestConfig | GradientBoostingConfig:
+def default_model_config(kind: str) -> AutoConfig | LearnerConfig:
     """The default settings of model ``kind`` (one of ``MODEL_KINDS``)."""
     configs = {"auto": AutoConfig, "mlp": MLPConfig, "logistic": LogisticConfig,
-               "random_forest": RandomForestConfig, "gradient_boosting": GradientBoostingConfig}
+               "random_forest": RandomForestConfig, "gradient_boosting": GradientBoostingConfig,
+               "cluster_knn": ClusterKNNConfig}
     if kind not in configs:
         raise ConfigError(f"model.kind: unknown model {kind!r}; use one of {', '.join(MODEL_KINDS)}")
     return configs[kind]()
@@ -290,7 +338,7 @@ def _default_model_kind(value: Any) -> Any:
 
 
 ModelConfig = Annotated[
-    AutoConfig | MLPConfig | LogisticConfig | RandomForestConfig | GradientBoostingConfig,
+    AutoConfig | LearnerConfig,
     Field(discriminator="kind"),
     BeforeValidator(_default_model_kind),
 ]

@@ -7,19 +7,13 @@ from core.models.auto import AutoModel
 from core.models.base import TailwiseModel
 from core.models.learners import LEARNERS
 from core.models.selection import ModelChoice
-from core.project import (
-    AutoConfig,
-    GradientBoostingConfig,
-    LogisticConfig,
-    MLPConfig,
-    RandomForestConfig,
-)
+from core.project import AutoConfig, LearnerConfig
 
 MODEL_REGISTRY: dict[str, type[TailwiseModel]] = {AutoModel.kind: AutoModel, **LEARNERS}
 
 CONFIG_CLASSES: dict[str, type] = {cls.kind: cls.config_class for cls in MODEL_REGISTRY.values()}
 
-AnyModelConfig = AutoConfig | MLPConfig | LogisticConfig | RandomForestConfig | GradientBoostingConfig
+AnyModelConfig = AutoConfig | LearnerConfig
 
 
 def build_model(config: AnyModelConfig | None = None, seed: int = 0, *,

@@ -28,7 +28,7 @@ import numpy as np
 from core.project import AutoConfig
 
 BuildLearner = Callable[[str, int], Any]  # (learner name, seed) -> unfitted model
-SERIAL_LEARNERS = frozenset({"mlp"})  # fitted one at a time (torch's global random state)
+SERIAL_LEARNERS = frozenset({"mlp", "cluster_knn"})  # fitted one at a time (torch's global random state)
 
 __all__ = [
     "ModelChoice",

@@ -167,3 +167,19 @@ def test_model_encoder_uses_penultimate_layer(tmp_path):
     model = build_model(MLPConfig(hidden=[16, 8], epochs=10), seed=0).fit(base, y)
     out = encode(ds, cfg, cache_dir=tmp_path, seed=0, model=model)
     assert out.shape == (120, 8) and np.array_equal(out, model.embed(base))
+
+
+def test_model_encoder_shows_the_quintuplet_embedding_of_cluster_knn(tmp_path):
+    from core.project import ClusterKNNConfig
+
+    ds = table()
+    cfg = EncoderConfig(kind="model")
+    base = encode(ds, base_config(cfg), cache_dir=tmp_path, seed=0)
+    y = np.where(base[:, 0] > 0, "hi", "lo").astype(object)
+    mlp = MLPConfig(hidden=[16, 8], epochs=10, embedding_loss="quintuplet")
+    model = build_model(ClusterKNNConfig(mlp=mlp), seed=0).fit(base, y)
+    out = encode(ds, cfg, cache_dir=tmp_path, seed=0, model=model)
+    assert out.shape == (120, 8) and np.array_equal(out, model.embed(base))
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)  # the margins' geometry
+    plain = build_model(MLPConfig(hidden=[16, 8], epochs=10), seed=0).fit(base, y)
+    assert not np.allclose(out, plain.embed(base), atol=1e-3)

@@ -11,6 +11,7 @@ from core.project import (
     LOSSES,
     SAMPLERS,
     AutoConfig,
+    ClusterKNNConfig,
     GradientBoostingConfig,
     LogisticConfig,
     MLPConfig,
@@ -30,6 +31,10 @@ def _configs():
     cases["mlp-posthoc"] = MLPConfig(loss="ce", posthoc_tau=1.0, **SMALL_MLP)
     cases["mlp-pseudo-label"] = MLPConfig(pseudo_label=True, **SMALL_MLP)
     cases["mlp-uncalibrated"] = MLPConfig(calibrate=False, dropout=0.0, **SMALL_MLP)
+    cases["mlp-quintuplet"] = MLPConfig(embedding_loss="quintuplet", **SMALL_MLP)
+    cases["mlp-quintuplet-ldam"] = MLPConfig(embedding_loss="quintuplet", loss="ldam_drw", crt=True,
+                                             **SMALL_MLP)
+    cases["cluster_knn"] = ClusterKNNConfig(mlp=MLPConfig(embedding_loss="quintuplet", **SMALL_MLP))
     cases["logistic"] = LogisticConfig(kind="logistic")
     cases["random_forest"] = RandomForestConfig(kind="random_forest", n_estimators=15)
     cases["gradient_boosting"] = GradientBoostingConfig(max_iter=20)

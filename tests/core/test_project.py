@@ -107,6 +107,20 @@ def test_unknown_loss_names_field_and_choices(write_project) -> None:
     assert "model.loss" in message and "'hinge'" in message and "'focal'" in message
 
 
+def test_embedding_loss_through_the_project_file(write_project) -> None:
+    project = load_project(write_project(DATA, model={"embedding_loss": "quintuplet"}))
+    assert project.model.kind == "mlp" and project.model.embedding_loss == "quintuplet"
+    assert load_project(write_project(DATA, model={"kind": "mlp"})).model.embedding_loss == "none"
+    knn = load_project(write_project(DATA, model={"kind": "cluster_knn", "mlp": {"epochs": 7}}))
+    assert knn.model.mlp.embedding_loss == "quintuplet" and knn.model.mlp.epochs == 7
+
+
+def test_unknown_embedding_loss_names_field_and_choices(write_project) -> None:
+    message = _error(write_project(DATA, model={"kind": "mlp", "embedding_loss": "triplet"}))
+    assert "model.embedding_loss" in message and "'triplet'" in message
+    assert "'quintuplet'" in message and "'none'" in message
+
+
 def test_unknown_model_kind_lists_kinds(write_project) -> None:
     message = _error(write_project(DATA, model={"kind": "svm"}))
     assert "model" in message and "'svm'" in message and "'random_forest'" in message

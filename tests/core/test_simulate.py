@@ -185,7 +185,8 @@ def test_simulate_is_deterministic_and_respects_the_budget():
         simulate(x, demo.labels, strategy="random", batch=0)
 
 
-@pytest.mark.parametrize("model", ["auto", "mlp", "logistic", "random_forest", "gradient_boosting"])
+@pytest.mark.parametrize("model", ["auto", "mlp", "logistic", "random_forest", "gradient_boosting",
+                                   "cluster_knn"])
 def test_cli_simulate_takes_every_learner_and_auto_by_default(digits_csv, tmp_path, model):
     path, n_classes = digits_csv
     out = tmp_path / "run"
