@@ -334,6 +334,17 @@ def _mean_finite(values: list[float], cap: float) -> str:
 
 
 # ---------------------------------------------------------------------------- scale
+def synthetic_long_tail(n_pool: int, rng: np.random.Generator, d: int = 32,
+                        k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, class codes, class names)``: ``k`` Gaussian classes in ``d`` dimensions, class
+    shares proportional to ``0.75 ** c``."""
+    centres = rng.normal(0, 3, (k, d)).astype(np.float32)
+    weights = 0.75 ** np.arange(k)
+    y = rng.choice(k, n_pool, p=weights / weights.sum())
+    x = centres[y] + rng.normal(0, 1, (n_pool, d)).astype(np.float32)
+    return x, y, np.array([f"c{c}" for c in range(k)], dtype=object)
+
+
 def loop_time(n_pool: int, seed: int = 0, d: int = 32, k: int = 10, start: int = 100,
               rounds: int = 12) -> dict:
     """One labelling round with the product defaults on a synthetic pool, timed part by part.
@@ -346,11 +357,7 @@ def loop_time(n_pool: int, seed: int = 0, d: int = 32, k: int = 10, start: int =
     from core.project import AutoConfig
 
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 3, (k, d)).astype(np.float32)
-    weights = 0.75 ** np.arange(k)
-    y = rng.choice(k, n_pool, p=weights / weights.sum())
-    x = centres[y] + rng.normal(0, 1, (n_pool, d)).astype(np.float32)
-    names = np.array([f"c{c}" for c in range(k)], dtype=object)
+    x, y, names = synthetic_long_tail(n_pool, rng, d=d, k=k)
     ids = np.array([f"i{i}" for i in range(n_pool)], dtype=object)
     lab = np.zeros(n_pool, bool)
     first = np.concatenate([rng.choice(np.flatnonzero(y == c), 2, replace=False) for c in range(k)])
