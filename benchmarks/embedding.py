@@ -141,7 +141,7 @@ def run_task(task: tuple) -> dict:
     from core.project import ClusterKNNConfig, MapConfig, MLPConfig
     from core.projection import project_2d
 
-    key, ir, seed, label_counts, map_labels = task
+    key, ir, seed, label_counts, map_labels, class_margin = task
     src = _SOURCES[key.rsplit("-LT", 1)[0]]
     x_pool, y_pool, x_test, y_test = make_split(src, ir, seed)
     y_pool, y_test = y_pool.astype(str), y_test.astype(str)
@@ -163,8 +163,10 @@ def run_task(task: tuple) -> dict:
         if len(set(y.tolist())) < 2:
             continue
         t0 = time.process_time()
-        knn = build_model(ClusterKNNConfig(mlp=MLPConfig(embedding_loss="quintuplet",
-                                                         device="cpu")), seed=seed)
+        quintuplet = MLPConfig(embedding_loss="quintuplet", device="cpu")
+        if class_margin is not None:
+            quintuplet.class_margin = class_margin
+        knn = build_model(ClusterKNNConfig(mlp=quintuplet), seed=seed)
         knn.fit(x_pool[rows], y, X_unlabelled=x_pool)
         t_knn = time.process_time() - t0
         t0 = time.process_time()
@@ -185,9 +187,10 @@ def run_task(task: tuple) -> dict:
 
 
 def run_cached(task: tuple, cache: Path) -> dict:
-    key, _, seed, label_counts, map_labels = task
+    key, _, seed, label_counts, map_labels, class_margin = task
     maps = "-".join(map(str, map_labels)) or "none"
-    path = cache / f"{key}_s{seed}_{'-'.join(map(str, label_counts))}_map{maps}.json"
+    margin = "" if class_margin is None else f"_cm{class_margin:g}"
+    path = cache / f"{key}_s{seed}_{'-'.join(map(str, label_counts))}_map{maps}{margin}.json"
     if path.exists():
         return json.loads(path.read_text())
     result = run_task(task)
@@ -292,6 +295,53 @@ def auto_selection_cost(n_pool: int = 100_000, rounds: int = 12, seed: int = 0, 
     return out
 
 
+def auto_efficiency(task: tuple) -> dict:
+    """One ``strategy: auto`` labelling run with ``model: auto``, default candidates or with
+    ``cluster_knn`` added (the protocol of ``label_efficiency.py``): the test curve."""
+    from core.metrics import learning_curve_auc
+    from core.project import AutoConfig
+    from core.simulate import simulate
+
+    key, ir, seed, budget, extra = task
+    src = _SOURCES[key.rsplit("-LT", 1)[0]]
+    x_pool, y_pool, x_test, y_test = make_split(src, ir, seed)
+    x, y = np.concatenate([x_pool, x_test]), np.concatenate([y_pool, y_test])
+    config = AutoConfig()
+    config.candidates = [*config.candidates, *extra]
+    config.mlp.device = config.cluster_knn.mlp.device = "cpu"
+    res = simulate(x, y, ids=np.array([f"r{i}" for i in range(len(x))], dtype=object),
+                   strategy="auto", budget=budget, batch=10, seed=seed, cold_start=10,
+                   model=config, embedding=x, test_rows=np.arange(len(x_pool), len(x)))
+    curve = res.curve
+    labels, ba = [r["labels"] for r in curve], [r["balanced_accuracy"] for r in curve]
+    return {"auc": learning_curve_auc(labels, ba), "final_ba": ba[-1],
+            "tail": curve[-1]["tail_recall"], "learners": [r["learner"] for r in curve]}
+
+
+def auto_efficiency_report(pools: list[str], seeds: int, budget: int, jobs: int) -> str:
+    """Label efficiency of ``model: auto`` with and without ``cluster_knn`` as a candidate."""
+    tasks = [(pool, float(pool.rsplit("-LT", 1)[1]), seed, budget, extra)
+             for pool in pools for seed in range(seeds) for extra in ([], ["cluster_knn"])]
+    if jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(jobs, _init_worker, (dict(_SOURCES),)) as pool:
+            results = pool.map(auto_efficiency, tasks)
+    else:
+        results = [auto_efficiency(t) for t in tasks]
+    rows = []
+    for pool in pools:
+        by = {name: [r for t, r in zip(tasks, results) if t[0] == pool and bool(t[4]) == with_knn]
+              for name, with_knn in (("default", False), ("with cluster_knn", True))}
+        for name, runs in by.items():
+            chosen = [lrn for r in runs for lrn in r["learners"][1:]]
+            rows.append([pool, name, len(runs), _mean([r["auc"] for r in runs]),
+                         _mean([r["final_ba"] for r in runs]), _mean([r["tail"] for r in runs]),
+                         f"{chosen.count('cluster_knn') / max(len(chosen), 1):.0%}"])
+    return markdown_table(["pool", "auto.candidates", "seeds", f"AUC (BA, {budget} labels)",
+                           "final BA", "final tail recall", "rounds on cluster_knn"], rows)
+
+
 def _command(argv: list[str] | None) -> str:
     return " ".join(["python benchmarks/embedding.py",
                      *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
@@ -307,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--map-labels", default="50",
                     help="label counts whose embeddings also get a 2-D map (UMAP; '' for none)")
     ap.add_argument("--map-irs", default="100", help="imbalance ratios whose pools get maps")
+    ap.add_argument("--class-margin", type=float, default=None,
+                    help="the quintuplet class_margin (default: MLPConfig's)")
+    ap.add_argument("--auto-efficiency", default="",
+                    help="only compare model: auto's label efficiency with and without "
+                         "cluster_knn on these pools (e.g. digits-LT100,penbased-LT100)")
+    ap.add_argument("--budget", type=int, default=150, help="labels of --auto-efficiency runs")
     ap.add_argument("--auto-cost", action="store_true",
                     help="only measure what cluster_knn adds to model: auto's retrain (CPU s)")
     ap.add_argument("--jobs", type=int, default=2)
@@ -335,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                           elapsed_s=time.time() - t_start)
         return 0
     label_counts = [int(v) for v in args.labels.split(",")]
-    budget = max(label_counts)
+    budget = max(label_counts + [args.budget if args.auto_efficiency else 0])
     loaders = {
         "digits": lambda: load_digits_source(budget),
         "fashion-mnist": lambda: load_fashion_source(budget),
@@ -343,12 +399,23 @@ def main(argv: list[str] | None = None) -> int:
         "letter": lambda: load_keel_source("letter", budget, 50, 600),
     }
     datasets = [d for d in args.datasets.split(",") if d]
+    if args.auto_efficiency:
+        pools = [p for p in args.auto_efficiency.split(",") if p]
+        datasets = list(dict.fromkeys(p.rsplit("-LT", 1)[0] for p in pools))
     sources = {d: loaders[d]() for d in datasets}
     _SOURCES.update(sources)
+    if args.auto_efficiency:
+        t_start = time.time()
+        text = auto_efficiency_report(pools, args.seeds, args.budget, args.jobs)
+        print(text)
+        if docs is not None:
+            write_section(docs, SECTION + " — cluster_knn in model: auto", text,
+                          command=_command(argv), elapsed_s=time.time() - t_start)
+        return 0
     map_labels = [int(v) for v in args.map_labels.split(",") if v]
     map_irs = {float(v) for v in args.map_irs.split(",") if v}
     tasks = [(f"{d}-LT{float(ir):g}", float(ir), seed, label_counts,
-              map_labels if float(ir) in map_irs else [])
+              map_labels if float(ir) in map_irs else [], args.class_margin)
              for d in datasets for ir in args.irs.split(",") for seed in range(args.seeds)]
     cache = args.out / "runs"
     cache.mkdir(parents=True, exist_ok=True)
