@@ -136,7 +136,7 @@ def train_round(
     start = time.perf_counter()
     unlabelled = np.setdiff1d(np.arange(len(dataset)), rows, assume_unique=True)
     model = fit_labelled(project, embedding[rows], y, previous=previous,
-                         **_unlabelled_kw(project, embedding, unlabelled))
+                         **_unlabelled_kw(project, embedding, unlabelled, len(rows)))
     seconds = time.perf_counter() - start
     choice = getattr(model, "choice_", None)
     report(1, 3, f"predicting {len(dataset):,} items with {choice.chosen if choice else kind}")
@@ -201,9 +201,22 @@ def _assess(project: ProjectConfig, dataset: Dataset, embedding: np.ndarray, mod
                         unlabelled=np.flatnonzero(~labelled), seed=project.seed)
 
 
-def _unlabelled_kw(project: ProjectConfig, embedding: np.ndarray, unlabelled: np.ndarray) -> dict:
-    if getattr(project.model, "pseudo_label", False) and len(unlabelled):
+SPREADING_ROWS = 3_000  # unlabelled rows label spreading (model: auto, few labels) works on
+
+
+def _unlabelled_kw(project: ProjectConfig, embedding: np.ndarray, unlabelled: np.ndarray,
+                   n_labelled: int = 0) -> dict:
+    """The unlabelled rows a model learns from: every one for the MLP's pseudo-labels, a seeded
+    sample for ``auto``'s label spreading while fewer than ``spreading_labels`` are labelled."""
+    if not len(unlabelled):
+        return {}
+    if getattr(project.model, "pseudo_label", False):
         return {"x_unlabelled": embedding[unlabelled]}
+    if project.model.kind == "auto" and n_labelled < project.model.spreading_labels:
+        rng = np.random.default_rng(project.seed)
+        sample = unlabelled if len(unlabelled) <= SPREADING_ROWS else np.sort(
+            rng.choice(unlabelled, SPREADING_ROWS, replace=False))
+        return {"x_unlabelled": np.asarray(embedding[sample])}
     return {}
 
 

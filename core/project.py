@@ -297,6 +297,14 @@ class AutoConfig(_Strict):
         0.5, ge=0, description="Compare the learners again once the labels grew by this share "
         "since the last comparison; between, the chosen learner is kept.",
     )
+    spreading_labels: int = Field(
+        100, ge=0, description="While fewer items than this are labelled, blend label spreading "
+        "over the kNN graph of the embedding (labelled + unlabelled items) into the learner's "
+        "probabilities; 0 turns it off.",
+    )
+    spreading_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of the label-spreading probabilities in the blend.",
+    )
     mlp: MLPConfig = Field(default_factory=MLPConfig)
     logistic: LogisticConfig = Field(default_factory=lambda: LogisticConfig())
     random_forest: RandomForestConfig = Field(default_factory=lambda: RandomForestConfig())

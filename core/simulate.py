@@ -236,7 +236,10 @@ def simulate(
         lab_classes = sorted(set(answers[lab_rows].tolist()))
         if len(lab_classes) >= 2:
             est = _build_model(model, seed, previous=choice)
-            est.fit(emb[lab_rows], answers[lab_rows].astype(str))
+            # model: auto spreads the few labels over the unlabelled pool (label spreading)
+            unlabelled_kw = ({"X_unlabelled": emb[~labelled]}
+                             if getattr(est, "kind", "") == "auto" else {})
+            est.fit(emb[lab_rows], answers[lab_rows].astype(str), **unlabelled_kw)
             choice = getattr(est, "choice_", choice)
             proba = np.asarray(est.predict_proba(emb), dtype=np.float64)
             model_classes = tuple(str(c) for c in est.classes_)

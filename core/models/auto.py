@@ -21,6 +21,7 @@ from core.models.base import TailwiseModel
 from core.models.calibration import Calibrator, choose_calibrator
 from core.models.learners import LEARNERS
 from core.models.selection import ModelChoice, out_of_fold_predictions, select_learner
+from core.models.spreading import LabelSpreading
 from core.models.validation import check_features, check_labels
 from core.project import AutoConfig
 
@@ -35,7 +36,10 @@ class AutoModel(TailwiseModel):
     calibration, on a stratified subset of at most ``max_rows`` labelled rows, in ``classes_``
     order), ``oof_calibrated_`` (the same rows calibrated by calibrators fitted on the other
     folds), ``calibrator_`` (:class:`~core.models.calibration.Calibrator`), ``temperature_`` and
-    ``selection_seconds_`` (what choosing cost on top of fitting the learner).
+    ``selection_seconds_`` (what choosing cost on top of fitting the learner) and
+    ``spreading_`` (:class:`~core.models.spreading.LabelSpreading` blended into the
+    probabilities, fitted when ``X_unlabelled`` is given and fewer than
+    ``spreading_labels`` items are labelled; else None).
     """
 
     kind = "auto"
@@ -59,8 +63,17 @@ class AutoModel(TailwiseModel):
                                    previous=self.previous)
         self.selection_seconds_ = time.perf_counter() - start
         chosen = selection.choice.chosen
-        learner = self._build_learner(chosen, self.seed).fit(X, names, X_unlabelled=X_unlabelled)
+        # the learner sees unlabelled rows only if its own settings ask for them (pseudo-labels)
+        pseudo = getattr(cfg.learner_config(chosen), "pseudo_label", False)
+        learner = self._build_learner(chosen, self.seed).fit(
+            X, names, X_unlabelled=X_unlabelled if pseudo else None)
         self.learner_ = learner
+        self.spreading_ = None
+        if (X_unlabelled is not None and len(X_unlabelled) and len(X) < cfg.spreading_labels
+                and cfg.spreading_weight > 0):
+            Xu = check_features(X_unlabelled, name="X_unlabelled", n_features=X.shape[1])
+            self.spreading_ = LabelSpreading(seed=self.seed).fit(
+                X, codes, len(classes), Xu)
         self.classes_ = learner.classes_
         self.n_features_in_ = learner.n_features_in_
         rows, oof = selection.rows, selection.oof_proba
@@ -89,9 +102,15 @@ class AutoModel(TailwiseModel):
         return self.choice_.chosen
 
     def predict_proba(self, X) -> np.ndarray:
-        """The chosen learner's probabilities, calibrated."""
+        """The chosen learner's probabilities, calibrated, blended with label spreading's while
+        labels are few (``spreading_labels``)."""
         self._check_fitted()
-        return self.calibrator_.apply(self.learner_.predict_proba(X))
+        proba = self.calibrator_.apply(self.learner_.predict_proba(X))
+        spreading = getattr(self, "spreading_", None)
+        if spreading is None:
+            return proba
+        w = self._config().spreading_weight
+        return (1.0 - w) * proba + w * spreading.predict_proba(check_features(X))
 
     def predict_proba_raw(self, X) -> np.ndarray:
         """The chosen learner's own probabilities, before calibration."""
@@ -107,7 +126,10 @@ class AutoModel(TailwiseModel):
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._check_fitted()
         tensors, meta = self.learner_.state()
-        return ({f"learner.{k}": v for k, v in tensors.items()},
+        tensors = {f"learner.{k}": v for k, v in tensors.items()}
+        if getattr(self, "spreading_", None) is not None:
+            tensors.update({f"spreading.{k}": v for k, v in self.spreading_.state().items()})
+        return (tensors,
                 {"learner": self.chosen, "learner_meta": meta, "temperature": self.temperature_,
                  "calibration": self.calibrator_.to_dict(), "model_choice": self.choice_.to_dict()})
 
@@ -123,6 +145,8 @@ class AutoModel(TailwiseModel):
         model.learner_ = LEARNERS[name].from_state(config.learner_config(name), seed, inner, inner_meta)
         model.classes_ = model.learner_.classes_
         model.n_features_in_ = model.learner_.n_features_in_
+        spread = {k[len("spreading."):]: v for k, v in tensors.items() if k.startswith("spreading.")}
+        model.spreading_ = LabelSpreading.from_state(spread) if spread else None
         model.choice_ = ModelChoice.from_dict(meta["model_choice"])
         model.temperature_ = float(meta.get("temperature", 1.0))
         model.calibrator_ = (Calibrator.from_dict(meta["calibration"]) if "calibration" in meta

@@ -268,3 +268,80 @@ def test_riws_with_a_rebalancing_loss_warns(loss, warns):
         warnings.simplefilter("always")
         build_model(MLPConfig(loss=loss, sampler="riws", **SMALL_MLP)).fit(X, y)
     assert any("corrects the imbalance twice" in str(w.message) for w in caught) == warns
+
+
+def moons(seed: int = 0, n: int = 600):
+    """Two interleaved half-moons: no straight line separates them, the kNN graph does."""
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n_samples=n, noise=0.06, random_state=seed)
+    return X.astype(np.float32), np.where(y == 1, "b", "a").astype(object)
+
+
+def test_label_spreading_labels_each_moon_from_three_labels():
+    from core.models.spreading import LabelSpreading
+
+    X, y = moons()
+    rng = np.random.default_rng(0)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == c), 3, replace=False) for c in "ab"])
+    rest = np.setdiff1d(np.arange(len(y)), lab)
+    codes = (y[lab] == "b").astype(int)
+    spread = LabelSpreading(seed=0).fit(X[lab], codes, 2, X[rest])
+    proba = spread.predict_proba(X[rest])
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert np.mean(np.where(proba.argmax(axis=1) == 1, "b", "a") == y[rest]) > 0.95
+
+
+def test_label_spreading_gives_a_one_label_class_its_cluster():
+    # 40 labels of the head class, one of the rare class: the rare class keeps its cluster
+    from core.models.spreading import LabelSpreading
+
+    rng = np.random.default_rng(1)
+    head = rng.normal(0, 1.0, (400, 2))
+    rare = rng.normal((3.2, 0), 0.5, (30, 2))
+    X = np.concatenate([head, rare]).astype(np.float32)
+    lab = np.concatenate([rng.choice(400, 40, replace=False), [400]])
+    rest = np.setdiff1d(np.arange(len(X)), lab)
+    codes = (lab >= 400).astype(int)
+    proba = LabelSpreading(seed=0).fit(X[lab], codes, 2, X[rest]).predict_proba(X[rest])
+    found_rare = proba[rest >= 400].argmax(axis=1) == 1
+    assert found_rare.mean() > 0.8
+    assert (proba[rest < 400].argmax(axis=1) == 0).mean() > 0.9
+
+
+def test_auto_blends_label_spreading_while_labels_are_few():
+    X, y = moons(seed=2)
+    rng = np.random.default_rng(2)
+    lab = np.concatenate([rng.choice(np.flatnonzero(y == c), 4, replace=False) for c in "ab"])
+    rest = np.setdiff1d(np.arange(len(y)), lab)
+    cfg = AutoConfig(candidates=["logistic"])
+    blended = build_model(cfg, seed=0).fit(X[lab], y[lab], X_unlabelled=X[rest])
+    plain = build_model(cfg, seed=0).fit(X[lab], y[lab])
+    assert blended.spreading_ is not None and plain.spreading_ is None
+    acc = {name: np.mean(m.predict(X[rest]) == y[rest]) for name, m in
+           (("blended", blended), ("plain", plain))}
+    # a straight line gets the moons' tips wrong; the spread labels follow the moons
+    assert acc["blended"] > acc["plain"] + 0.05, acc
+    # off with spreading_labels 0, and past the label threshold
+    off = build_model(AutoConfig(candidates=["logistic"], spreading_labels=0), seed=0)
+    assert off.fit(X[lab], y[lab], X_unlabelled=X[rest]).spreading_ is None
+    many = build_model(AutoConfig(candidates=["logistic"], spreading_labels=5), seed=0)
+    assert many.fit(X[lab], y[lab], X_unlabelled=X[rest]).spreading_ is None
+
+
+def test_retrains_spread_labels_over_a_sample_of_the_pool_while_labels_are_few():
+    # what the dashboard, headless and CLI retrains do (core.pipeline), as simulate does
+    from core.pipeline import SPREADING_ROWS, _unlabelled_kw, fit_labelled
+    from core.project import DataConfig, ProjectConfig
+
+    X, y = moons(seed=3, n=4_000)
+    project = ProjectConfig(data=DataConfig(kind="csv", path="items.csv", label_column="label"),
+                            model=AutoConfig(candidates=["logistic"]))
+    lab = np.arange(10)
+    unlabelled = np.arange(10, len(y))
+    kw = _unlabelled_kw(project, X, unlabelled, len(lab))
+    assert kw["x_unlabelled"].shape == (SPREADING_ROWS, 2)  # a sample, not the whole pool
+    assert fit_labelled(project, X[lab], y[lab], **kw).spreading_ is not None
+    assert _unlabelled_kw(project, X, unlabelled, 100) == {}  # enough labels: learner alone
+    mlp = project.model_copy(update={"model": MLPConfig(**SMALL_MLP)})
+    assert _unlabelled_kw(mlp, X, unlabelled, 10) == {}  # other learners: unchanged
