@@ -38,8 +38,9 @@ class AutoModel(TailwiseModel):
     folds), ``calibrator_`` (:class:`~core.models.calibration.Calibrator`), ``temperature_`` and
     ``selection_seconds_`` (what choosing cost on top of fitting the learner) and
     ``spreading_`` (:class:`~core.models.spreading.LabelSpreading` blended into the
-    probabilities, fitted when ``X_unlabelled`` is given and fewer than
-    ``spreading_labels`` items are labelled; else None).
+    probabilities when ``X_unlabelled`` is given, fewer than ``spreading_labels`` items are
+    labelled and the blend does at least as well as the learner out of fold; else None) with
+    ``spreading_reason_``.
     """
 
     kind = "auto"
@@ -68,12 +69,6 @@ class AutoModel(TailwiseModel):
         learner = self._build_learner(chosen, self.seed).fit(
             X, names, X_unlabelled=X_unlabelled if pseudo else None)
         self.learner_ = learner
-        self.spreading_ = None
-        if (X_unlabelled is not None and len(X_unlabelled) and len(X) < cfg.spreading_labels
-                and cfg.spreading_weight > 0):
-            Xu = check_features(X_unlabelled, name="X_unlabelled", n_features=X.shape[1])
-            self.spreading_ = LabelSpreading(seed=self.seed).fit(
-                X, codes, len(classes), Xu)
         self.classes_ = learner.classes_
         self.n_features_in_ = learner.n_features_in_
         rows, oof = selection.rows, selection.oof_proba
@@ -82,6 +77,13 @@ class AutoModel(TailwiseModel):
                 lambda: self._build_learner(chosen, self.seed), X, names, kind=chosen,
                 folds=cfg.folds, max_rows=cfg.max_rows, seed=self.seed)
         self.oof_rows_, self.oof_proba_ = rows, (oof if len(rows) else None)
+        self.spreading_, self.spreading_reason_ = None, "off"
+        if (X_unlabelled is not None and len(X_unlabelled) and len(X) < cfg.spreading_labels
+                and cfg.spreading_weight > 0):
+            Xu = check_features(X_unlabelled, name="X_unlabelled", n_features=X.shape[1])
+            helps, self.spreading_reason_ = self._spreading_helps(X, codes, len(classes), Xu)
+            if helps:
+                self.spreading_ = LabelSpreading(seed=self.seed).fit(X, codes, len(classes), Xu)
         if len(rows) >= MIN_ROWS_FOR_TEMPERATURE:
             calibration = choose_calibrator(oof, codes[rows], seed=self.seed)
             self.calibrator_ = calibration.calibrator
@@ -95,6 +97,41 @@ class AutoModel(TailwiseModel):
         self.temperature_ = cal.temperature if cal.method == "temperature" else 1.0
         self.choice_ = replace(selection.choice, temperature=self.temperature_)
         return self
+
+    def _spreading_helps(self, X: np.ndarray, codes: np.ndarray, k: int,
+                         Xu: np.ndarray) -> tuple[bool, str]:
+        """Whether blending label spreading in beats the learner alone out of fold.
+
+        The learner's out-of-fold probabilities (``oof_proba_``) are compared with the blend of
+        them and label spreading fitted with the same rows' labels hidden (stratified folds),
+        by balanced accuracy over those rows. Without out-of-fold rows (the fewest labels) the
+        blend is used: that is where the graph helps most.
+        """
+        from core.models.selection import balanced_accuracy_of
+
+        cfg = self._config()
+        rows, oof = self.oof_rows_, self.oof_proba_
+        if oof is None or len(rows) < MIN_ROWS_FOR_TEMPERATURE:
+            return True, "on (too few labels to test it)"
+        ok = np.isfinite(oof).all(axis=1)
+        rows, oof = rows[ok], oof[ok]
+        fold = np.arange(len(rows)) % cfg.folds
+        fold = fold[np.argsort(np.argsort(codes[rows], kind="stable"), kind="stable")]
+        spread = np.zeros_like(oof)
+        for f in range(cfg.folds):
+            held = rows[fold == f]
+            keep = np.setdiff1d(np.arange(len(X)), held)
+            if len(held) == 0 or len(np.unique(codes[keep])) < 2:
+                return True, "on (too few labels to test it)"
+            model = LabelSpreading(seed=self.seed).fit(
+                X[keep], codes[keep], k, np.concatenate([Xu, X[held]]))
+            spread[fold == f] = model.predict_proba(X[held])
+        w = cfg.spreading_weight
+        alone = balanced_accuracy_of(codes[rows], oof.argmax(axis=1))
+        blend = balanced_accuracy_of(codes[rows], ((1 - w) * oof + w * spread).argmax(axis=1))
+        verdict = blend >= alone
+        return verdict, (f"{'on' if verdict else 'off'}: out-of-fold balanced accuracy "
+                         f"{blend:.3f} with label spreading, {alone:.3f} without")
 
     @property
     def chosen(self) -> str:

@@ -345,3 +345,25 @@ def test_retrains_spread_labels_over_a_sample_of_the_pool_while_labels_are_few()
     assert _unlabelled_kw(project, X, unlabelled, 100) == {}  # enough labels: learner alone
     mlp = project.model_copy(update={"model": MLPConfig(**SMALL_MLP)})
     assert _unlabelled_kw(mlp, X, unlabelled, 10) == {}  # other learners: unchanged
+
+
+def test_auto_leaves_label_spreading_out_when_it_does_worse_out_of_fold():
+    # the class is the sign of one low-variance feature; six high-variance noise features decide
+    # who is whose neighbour, so the kNN graph misleads while a linear model finds the feature
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(0, 1, (2000, 1)), rng.normal(0, 4, (2000, 6))], axis=1)
+    X = X.astype(np.float32)
+    y = np.where(X[:, 0] > 0, "b", "a").astype(object)
+    lab = rng.choice(2000, 60, replace=False)
+    rest = np.setdiff1d(np.arange(2000), lab)
+    model = build_model(AutoConfig(candidates=["logistic"]), seed=0).fit(
+        X[lab], y[lab], X_unlabelled=X[rest])
+    assert model.spreading_ is None
+    assert model.spreading_reason_.startswith("off: out-of-fold balanced accuracy")
+    # on the moons the graph wins out of fold and is blended in
+    Xm, ym = moons(seed=1, n=1000)
+    lab = np.random.default_rng(1).choice(1000, 30, replace=False)
+    rest = np.setdiff1d(np.arange(1000), lab)
+    model = build_model(AutoConfig(candidates=["logistic"]), seed=0).fit(
+        Xm[lab], ym[lab], X_unlabelled=Xm[rest])
+    assert model.spreading_ is not None and model.spreading_reason_.startswith("on: ")
