@@ -500,8 +500,7 @@ def target_lines(raw: dict, loops: dict, args: argparse.Namespace) -> list[str]:
                    f"{t['choose_max']:.2f} s at most (limit 1 s): {mark(t['choose_mean'] <= 1.0)}.")
         if "few" in t:
             f = t["few"]
-            out.append(f"- per round at {n:,} items while labels are few (20-90 labels, label "
-                       f"spreading on): median {f['median']:.2f} s wall, {f['cpu_median']:.2f} s "
+            out.append(f"- per round at {n:,} items while labels are few (20-90 labels): median {f['median']:.2f} s wall, {f['cpu_median']:.2f} s "
                        f"CPU (max {f['cpu_max']:.2f} s CPU): {mark(f['cpu_median'] <= 1.0)}.")
     return out
 
@@ -605,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in [int(v) for v in args.loop.split(",") if v]:
         loops[n] = loop_time(n)
         print(f"loop at {n} items: {loops[n]}", flush=True)
-        # the first rounds, while model: auto blends in label spreading (20 to 90 labels)
+        # the first rounds (20 to 90 labels; label spreading when auto.spreading_labels is set)
         loops[n]["few"] = loop_time(n, start=20, rounds=8)
         print(f"loop at {n} items from 20 labels: {loops[n]['few']}", flush=True)
     elapsed = time.time() - t_start
@@ -670,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{n:,} items: median {t['median']:.2f} s, max {t['max']:.2f} s, learner "
                       f"choice {t['choose_mean']:.2f} s mean ({', '.join(t['learners'])})"
                       for n, t in loops.items()) + "; while labels are few (from 20 labels by "
-                  "10 a round over 8 rounds, label spreading blended in below 100 labels): " +
+                  "10 a round over 8 rounds): " +
                   "; ".join(f"{n:,} items: median {t['few']['median']:.2f} s, max "
                             f"{t['few']['max']:.2f} s" for n, t in loops.items() if "few" in t)
                   + "."]

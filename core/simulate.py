@@ -236,9 +236,11 @@ def simulate(
         lab_classes = sorted(set(answers[lab_rows].tolist()))
         if len(lab_classes) >= 2:
             est = _build_model(model, seed, previous=choice)
-            # model: auto spreads the few labels over the unlabelled pool (label spreading)
+            # model: auto may spread the few labels over the unlabelled pool (label spreading)
+            spreading = getattr(getattr(est, "config", None), "spreading_labels", 0) or 0
             unlabelled_kw = ({"X_unlabelled": emb[~labelled]}
-                             if getattr(est, "kind", "") == "auto" else {})
+                             if getattr(est, "kind", "") == "auto" and len(lab_rows) < spreading
+                             else {})
             est.fit(emb[lab_rows], answers[lab_rows].astype(str), **unlabelled_kw)
             choice = getattr(est, "choice_", choice)
             proba = np.asarray(est.predict_proba(emb), dtype=np.float64)
