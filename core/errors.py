@@ -37,3 +37,7 @@ class ExpressionError(ConfigError):
     Nothing is ever evaluated by Python: expressions are parsed by ``core.expr`` into a small tree
     that only knows numbers, column names, + - * / **, log10/abs/sqrt, comparisons and and/or/not.
     """
+
+
+class WorkerError(TailwiseError, RuntimeError):
+    """Work run in a process of its own (a training round) failed or the process died."""

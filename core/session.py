@@ -44,6 +44,7 @@ from core.project import (
 from core.projection import cached_projection, project_2d
 
 Progress = Callable[[int, int, str], None]
+TRAINING = ("inline", "process")
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,14 @@ class Session:
     """Live state of one project. Thread-safe: retraining may run in a worker thread."""
 
     def __init__(self, project: ProjectConfig, dataset: Dataset, store: LabelStore, *,
-                 resume_strategies: bool = True) -> None:
+                 resume_strategies: bool = True, training: str = "inline") -> None:
+        if training not in TRAINING:
+            raise ConfigError(f"training must be one of {', '.join(TRAINING)}, got {training!r}")
         self.project = project
+        # "process": each round runs in a child process (core.worker) so that a server's event
+        # loop never waits behind it; "inline": in this process (scripts, the CLI, tests).
+        self.training = training
+        self._trainer = None  # core.worker.TrainingProcess, made at the first round
         # Learning strategies (auto's bandit) keep their state in the cache folder between
         # restarts; a headless run turns this off so that its output depends on the file alone.
         self.resume_strategies = resume_strategies
@@ -109,8 +116,10 @@ class Session:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, project: ProjectConfig | str | Path, *, allow_outside: bool = False,
-             store: LabelStore | None = None, resume_strategies: bool = True) -> Session:
-        """Validate the project, load its data and open (or create) its label store."""
+             store: LabelStore | None = None, resume_strategies: bool = True,
+             training: str = "inline") -> Session:
+        """Validate the project, load its data and open (or create) its label store.
+        ``training="process"`` trains each round in a child process (see ``Session.training``)."""
         if not isinstance(project, ProjectConfig):
             project = load_project(project, allow_outside=allow_outside)
         opened = store is None
@@ -125,7 +134,8 @@ class Session:
             if opened:
                 store.close()
             raise
-        session = cls(project, dataset, store, resume_strategies=resume_strategies)
+        session = cls(project, dataset, store, resume_strategies=resume_strategies,
+                      training=training)
         if project.labels is not None:
             session.import_report = session._import_file_labels(allow_outside)
         return session
@@ -422,9 +432,9 @@ class Session:
             version = self._version_counter + 1
             event_id = self.store.last_event_id()  # the labels are read after this event
             previous = self._state.model_choice if self._state is not None else None
-            state = train_round(project, self.dataset, embedding, labels,
-                                model_version=version, previous=previous, progress=progress,
-                                test_labels=self.test_labels())
+            state = self._train_round(project, embedding, labels, model_version=version,
+                                      previous=previous, progress=progress,
+                                      test_labels=self.test_labels())
             state = replace(state, stopping=self._stopping(state))
             m = state.metrics
             record = RoundRecord(
@@ -442,6 +452,23 @@ class Session:
             if self.resume_strategies:  # a live project: the new model's clusters, in the background
                 self.refresh_clusters()
             return state
+
+    def _train_round(self, project: ProjectConfig, embedding: np.ndarray, labels: dict[str, str],
+                     **kw) -> ModelState:
+        """One round, here or in the training process (``training``): the same ModelState."""
+        if self.training == "inline":
+            return train_round(project, self.dataset, embedding, labels, **kw)
+        if self._trainer is None:
+            from core.worker import TrainingProcess
+
+            self._trainer = TrainingProcess()
+        return self._trainer.train(project, self.dataset, embedding, labels, **kw)
+
+    def close(self) -> None:
+        """Stop a training process this session started and close the label store."""
+        if self._trainer is not None:
+            self._trainer.close()
+        self.store.close()
 
     def _stopping(self, state: ModelState) -> dict:
         """Stopping guidance of a new round against the one before (``core.quality.stopping``)."""

@@ -99,13 +99,20 @@ def open_shared(path: str | Path, opener: Callable[[str], Any] | None = None) ->
             if opener is None:
                 from core.session import Session
 
-                session = Session.open(key)
+                # Training runs in a process of its own: clicks never wait behind it.
+                session = Session.open(key, training="process")
             else:
                 session = opener(key)
             report = tee(prep.report, logged(f"preparing {Path(key).name}"))
             report(0, 1, "loading embeddings and map")
             # The last saved model (if any) is shown at once; training happens after the pages open.
             session.prepare(progress=report, resume=True, train=False)
+            if getattr(session, "training", "inline") == "process":
+                # The server reads each new model (torch): import it now, not at the first model
+                # while experts are clicking (an import holds the interpreter for seconds).
+                import torch  # noqa: F401
+
+                import core.models.io  # noqa: F401
             report(1, 1, "ready")
             prep.future.set_result(session)
         except BaseException as err:  # noqa: BLE001  (shown on the loading page)
