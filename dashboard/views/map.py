@@ -19,6 +19,8 @@ or the map itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import panel as pn
@@ -34,6 +36,8 @@ MAX_HIGHLIGHTS = 20_000
 CONTINUOUS = ("uncertainty", "score")
 MODEL_COLOURS = ("predicted", "uncertainty", "score", "cluster")  # redrawn when the model changes
 # Point-table columns -> the names HoloViews gives them in the Bokeh data source.
+# Columns of a drawn layer as HoloViews names them in its Bokeh source.
+_LAYER_COLUMNS = {"rare_colour": "color"}
 _PATCHED = {"colour": "color", "line": "line_color", "size": "size", "shown_label": "shown_label"}
 COLOUR_NAMES = {
     "label": "current label", "predicted": "predicted class", "uncertainty": "uncertainty",
@@ -103,6 +107,9 @@ class MapView(pn.viewable.Viewer):
     clims = param.Parameter(default=None, doc="The values the colour map spans (None: the data's).")
     redraw = param.Integer(default=0, doc="Bumped to redraw the points in full.")
     patched = param.Integer(default=0, doc="Points patched in place so far (for scripts/tests).")
+    layers_version = param.Integer(default=0, doc="Bumped to redraw the star and selection "
+                                   "layers through HoloViews (first drawing, a moved map).")
+    layer_updates = param.Integer(default=0, doc="Star/selection layers updated in place so far.")
 
     def __init__(self, state: AppState, options: MapOptions | None = None,
                  raster_threshold: int = 50_000, **params) -> None:
@@ -128,12 +135,22 @@ class MapView(pn.viewable.Viewer):
             state.param.watch(self._on_map_moved, "map_version")
         self.bounds, self.lasso, self.tap = selection_streams(
             base, self._on_bounds, self._on_lasso, self._on_tap)
-        overlay = base * hv.DynamicMap(pn.bind(self._rare, state.param.changes,
-                                               state.param.classes_version, state.param.map_version))
+        # The star and selection layers are drawn by HoloViews once (and when the map moves),
+        # then kept up to date by replacing their Bokeh sources' columns: a refresh of the whole
+        # overlay costs tens of milliseconds per tab, and every label of every tab would ask one.
+        # Stars change only when a changed item is, or was, labelled with a rare class.
+        self._layer_sources: dict[str, Any] = {}
+        self._rare_rows = np.empty(0, dtype=np.int64)  # rows the stars are drawn at
+        self._layers_xy = state.xy
+        state.param.watch(self._rare_changes, "changes")
+        state.param.watch(lambda *_: self._update_layer("rare", self._rare_frame()), "classes_version")
+        state.param.watch(lambda *_: self._update_layer("selected", self._selected_frame()), "selection")
+        state.param.watch(self._layers_moved, "map_version")
+        overlay = base * hv.DynamicMap(pn.bind(self._rare, self.param.layers_version))
         if self.options.highlight_queue:
             overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.queue_ids,
-                                                      state.param.colour_by))
-        overlay = overlay * hv.DynamicMap(pn.bind(self._selected, state.param.selection))
+                                                      state.param.colour_by, self.param.layers_version))
+        overlay = overlay * hv.DynamicMap(pn.bind(self._selected, self.param.layers_version))
         self.plot = overlay.opts(
             hv.opts.Overlay(responsive=True, height=self.options.height, show_legend=False,
                             xaxis=None, yaxis=None, toolbar="above"),
@@ -298,23 +315,66 @@ class MapView(pn.viewable.Viewer):
         if tuple(self.state.frame.columns[column].categories) != known:
             self._shade(column)
 
+    def _rare_frame(self) -> pd.DataFrame:
+        """Stars at the items labelled with a rare class (an even subsample of many), after two
+        undrawn rows (no position) in two colours: HoloViews then always sends the colours as
+        a column, so the layer keeps one shape and can be updated in place."""
+        rows = np.empty(0, dtype=np.int64)
+        if self.options.emphasise_rare:
+            table = self.state.frame
+            rows = table.rows_in("label", self.state.rare_classes)
+            if len(rows) > MAX_HIGHLIGHTS:  # many rare labels are marked by an even subsample
+                rows = rows[np.linspace(0, len(rows) - 1, MAX_HIGHLIGHTS).astype(np.int64)]
+        self._rare_rows = rows
+        colours = self._class_colours()
+        column = self.state.frame.columns["label"]
+        names = np.asarray(column.categories, dtype=object)[column.codes[rows]]
+        return pd.DataFrame({"x": np.r_[np.nan, np.nan, self.state.xy[rows, 0]],
+                             "y": np.r_[np.nan, np.nan, self.state.xy[rows, 1]],
+                             "rare_colour": ["#000000", "#000001",
+                                             *(colours.get(str(n), UNLABELLED) for n in names)]})
+
     def _rare(self, *_):
         hv = holoviews()
 
-        if not self.options.emphasise_rare:
-            return hv.Points([], kdims=["x", "y"])
-        table = self.state.frame
-        rows = table.rows_in("label", self.state.rare_classes)
-        if len(rows) > MAX_HIGHLIGHTS:  # many rare labels are marked by an even subsample
-            rows = rows[np.linspace(0, len(rows) - 1, MAX_HIGHLIGHTS).astype(np.int64)]
-        colours = self._class_colours()
-        column = table.columns["label"]
-        names = np.asarray(column.categories, dtype=object)[column.codes[rows]]
-        frame = pd.DataFrame({"x": self.state.xy[rows, 0], "y": self.state.xy[rows, 1],
-                              "rare_colour": [colours.get(str(n), UNLABELLED) for n in names]})
-        return hv.Points(frame, kdims=["x", "y"], vdims=["rare_colour"]).opts(
+        return hv.Points(self._rare_frame(), kdims=["x", "y"], vdims=["rare_colour"]).opts(
             marker="star", size=self.options.point_size * 2.6, color="rare_colour", line_color="#111111",
-            line_width=1, tools=[])
+            line_width=1, tools=[], hooks=[self._keep_layer("rare")])
+
+    def _keep_layer(self, name: str):
+        """HoloViews hook: keep a layer's Bokeh data source, to update it in place."""
+        def keep(plot, element) -> None:
+            self._layer_sources[name] = plot.handles.get("source")
+        return keep
+
+    def _update_layer(self, name: str, frame: pd.DataFrame) -> None:
+        """Replace the columns of layer ``name``'s Bokeh source (on the document's next tick), or
+        redraw the layers through HoloViews when nothing is drawn yet or the columns differ."""
+        source = self._layer_sources.get(name)
+        data = {_LAYER_COLUMNS.get(c, c): frame[c].to_numpy() for c in frame.columns}
+        if source is None or set(source.data) != set(data):
+            self.layers_version += 1
+            return
+        on_document(source, lambda: setattr(source, "data", data))
+        self.layer_updates += 1
+
+    def _layers_moved(self, *_) -> None:
+        if self.state.xy is not self._layers_xy:  # the map was recomputed: new positions
+            self._layers_xy = self.state.xy
+            self.layers_version += 1
+
+    def _rare_changes(self, *_) -> None:
+        """Update the stars only when one of the changed items is rare now or was drawn as rare."""
+        items = self.state.last_changed
+        if items is not None:
+            dataset = self.state.dataset
+            rows = dataset.positions([i for i in items if dataset.has(i)])
+            column = self.state.frame.columns["label"]
+            names = np.asarray(column.categories, dtype=object)[column.codes[rows]]
+            rare = set(self.state.rare_classes)
+            if not any(str(n) in rare for n in names) and not np.isin(rows, self._rare_rows).any():
+                return
+        self._update_layer("rare", self._rare_frame())
 
     def _queue(self, *_):
         hv = holoviews()
@@ -331,15 +391,18 @@ class MapView(pn.viewable.Viewer):
             marker="circle", size=self.options.point_size * 3, fill_alpha=0, line_color="#ff7f0e",
             line_width=2, line_dash="dashed", tools=[])
 
-    def _selected(self, *_):
-        hv = holoviews()
-
+    def _selected_frame(self) -> pd.DataFrame:
         rows = self.state.selected_rows()
         if len(rows) > MAX_HIGHLIGHTS:  # a huge selection is outlined by an even subsample
             rows = rows[np.linspace(0, len(rows) - 1, MAX_HIGHLIGHTS).astype(np.int64)]
-        return hv.Points(self.state.xy[rows], kdims=["x", "y"]).opts(
+        return pd.DataFrame({"x": self.state.xy[rows, 0], "y": self.state.xy[rows, 1]})
+
+    def _selected(self, *_):
+        hv = holoviews()
+
+        return hv.Points(self._selected_frame(), kdims=["x", "y"]).opts(
             marker="circle", size=self.options.point_size * 2.4, fill_alpha=0, line_color="#d62728",
-            line_width=2.5, tools=[])
+            line_width=2.5, tools=[], hooks=[self._keep_layer("selected")])
 
     # ------------------------------------------------------------------ selection streams
     def _on_bounds(self, bounds=None, **_):

@@ -52,6 +52,40 @@ def test_map_points_colours_and_box_stream(session):
     assert state.selection == []
 
 
+def test_stars_and_selection_follow_labels_in_place_without_redrawing_the_map(session):
+    import holoviews as hv
+
+    from dashboard.views.map import MapView
+
+    state, other = AppState(session, annotator="ann"), AppState(session, annotator="bob")
+    view = MapView(other)  # another tab's map: it catches up from the store
+    plot = hv.renderer("bokeh").get_plot(view.plot)  # drawn once, as the page draws it
+    sources = view._layer_sources
+    stars = lambda: int(np.isfinite(sources["rare"].data["x"]).sum())  # noqa: E731
+    assert stars() == 0 and {"0", "1", "8"} <= set(state.rare_classes) and "2" not in state.rare_classes
+    drawn, updates = view.layers_version, view.layer_updates
+    ids = session.dataset.ids[:3].tolist()
+
+    def label(item: str, cls: str) -> int:
+        before = view.layer_updates
+        state.select([item])
+        state.label_selection(cls)
+        other.refresh()
+        return view.layer_updates - before
+
+    assert label(ids[0], "2") == 0  # a common class: the stars stay as drawn
+    assert label(ids[1], "0") == 1 and stars() == 1  # a rare one: updated in place
+    assert label(ids[2], "3") == 0
+    assert label(ids[1], "3") == 1 and stars() == 0  # a drawn star's item became common
+    label(ids[2], "8")
+    other.select(ids[:2])
+    assert list(sources["selected"].data["x"]) == list(other.xy[:2, 0])
+    assert view.layers_version == drawn and view.layer_updates == updates + 4  # no HoloViews redraw
+    view.redraw += 1  # a full redraw of the points keeps the layers as they are now
+    assert stars() == 1 and len(sources["selected"].data["x"]) == 2
+    assert plot.state is not None
+
+
 def _raster(view):
     """The raster layer as the plot would draw it now (HoloViews' datashade + dynspread)."""
     overlay = view.plot[()]
