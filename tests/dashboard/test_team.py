@@ -315,6 +315,38 @@ def test_every_background_failure_is_shown_on_the_page_that_asked(session, monke
         run_async(state.clusters_async())  # the clusters view shows it (test_views)
 
 
+def test_a_training_process_that_dies_is_shown_on_the_page_that_asked(session):
+    import os
+    import signal
+    import time
+
+    session.training = "process"  # as the server trains: in a child process
+    state, other = AppState(session, annotator="ann"), AppState(session, annotator="bob")
+    for cls in ("0", "2"):
+        rows = np.flatnonzero(session.dataset.ground_truth == cls)[:4]
+        session.label(session.dataset.ids[rows].tolist(), cls, "ann")
+
+    def kill_the_child() -> None:  # polls the engine's state, not a fixed wait
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            trainer = session._trainer
+            if trainer is not None and trainer.process is not None:
+                os.kill(trainer.process.pid, signal.SIGKILL)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_child)
+    killer.start()
+    try:
+        assert run_async(state.retrain_async()) is False
+    finally:
+        killer.join()
+        session.close()
+    assert "training process was killed by signal SIGKILL" in state.error
+    assert "previous model is kept" in state.error and other.error == ""
+    assert session.state is None and state.job == ""
+
+
 def test_panels_login_and_logout_pages_take_their_files_from_this_server(monkeypatch):
     import re
 
