@@ -184,6 +184,13 @@ class MapFrame:
         counts = np.bincount(column.codes.astype(np.int64), minlength=len(column.categories))
         return {c: int(k) for c, k in zip(column.categories, counts) if k}
 
+    def values(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """The categories of ``rows`` in a categorical column (object array, '' for none)."""
+        column = self.columns[name]
+        names = np.asarray(column.categories, dtype=object)
+        names[0] = ""  # UNLABELLED
+        return names[column.codes[np.asarray(rows, dtype=np.int64)]]
+
     def rows_in(self, name: str, categories: Sequence[str]) -> np.ndarray:
         """Rows whose category is one of ``categories``."""
         column = self.columns[name]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.core.property.validation import without_property_validation
 
 from core.layout import COLOUR_BY, MapOptions
 from dashboard.state import AppState, escape
@@ -69,11 +70,11 @@ def _same(value):
 def colour_points(points: pd.DataFrame, colour_by: str, class_colours: dict[str, str]):
     """Colours for every point plus legend entries ``[(name, colour)]`` (or a value range)."""
     if colour_by in CONTINUOUS:
-        values = points[colour_by].to_numpy(dtype=float)
+        values = np.asarray(points[colour_by], dtype=float)
         ok = np.isfinite(values)
         legend = [(f"{values[ok].min():.2f} – {values[ok].max():.2f}", "viridis")] if ok.any() else []
         return _viridis(values), legend
-    column = points[colour_by].astype(str).to_numpy(dtype=object)
+    column = np.asarray(points[colour_by]).astype(str).astype(object)
     if colour_by in ("label", "predicted"):
         mapping = dict(class_colours)
     else:
@@ -167,19 +168,23 @@ class MapView(pn.viewable.Viewer):
 
     def _style(self, table: pd.DataFrame, colour_by: str) -> pd.DataFrame:
         """Add the drawn columns (colour, size, outline, hover text) to a point table."""
-        table["colour"], _ = colour_points(table, colour_by, self._class_colours())
-        unlabelled = table["colour"].to_numpy() == UNLABELLED
-        size = np.full(len(table), float(self.options.point_size))
-        size[unlabelled] *= 0.7
-        if self.options.emphasise_rare:
-            size[table["rare"].to_numpy()] *= 1.6
-        table["size"] = size
-        table["line"] = np.where(table["rare"] & self.options.emphasise_rare, "#222222", table["colour"])
-        table["shown_label"] = table["label"].replace("", "–")
-        table["shown_predicted"] = table["predicted"].replace("", "–")
+        for name, values in self._styled(table, colour_by).items():
+            table[name] = values
         if len(table) > 1:
             _never_constant(table)
         return table
+
+    def _styled(self, table, colour_by: str) -> dict[str, np.ndarray]:
+        """The drawn columns of a point table (or of a mapping with its ``label``, ``predicted``
+        and ``rare`` columns, which is how a few changed points are restyled without pandas)."""
+        colour, _ = colour_points(table, colour_by, self._class_colours())
+        rare = np.asarray(table["rare"], dtype=bool) & self.options.emphasise_rare
+        size = np.full(len(colour), float(self.options.point_size))
+        size[colour == UNLABELLED] *= 0.7
+        size[rare] *= 1.6
+        dash = lambda values: np.where(np.asarray(values) == "", "–", values).astype(object)  # noqa: E731
+        return {"colour": colour, "size": size, "line": np.where(rare, "#222222", colour).astype(object),
+                "shown_label": dash(table["label"]), "shown_predicted": dash(table["predicted"])}
 
     def _points(self, colour_by, *_):
         hv = holoviews()
@@ -214,7 +219,14 @@ class MapView(pn.viewable.Viewer):
         rows = dataset.positions([i for i in items if dataset.has(i)])
         if not len(rows):
             return
-        table = self._style(self.state.points(rows=rows), "label")
+        # From the shared map table (already up to date), not a point table: a few rows of it
+        # cost microseconds, and every tab restyles the points every label of every tab changes.
+        frame = self.state.frame
+        label, predicted = frame.values("label", rows), frame.values("predicted", rows)
+        rare = set(self.state.rare_classes)
+        shown = np.where(label != "", label, predicted)
+        table = self._styled({"label": label, "predicted": predicted,
+                              "rare": np.fromiter((s in rare for s in shown), bool, len(rows))}, "label")
         data = self._source.data
         if any(key not in data for key in ("color", "line_color", "size")):
             self.redraw += 1  # a column that was constant is a scalar, not a column: redraw
@@ -222,7 +234,9 @@ class MapView(pn.viewable.Viewer):
         patch = {key: [(int(r), v) for r, v in zip(rows, table[column].tolist())]
                  for column, key in _PATCHED.items() if key in data}
         source = self._source
-        on_document(source, lambda: source.patch(patch))
+        # Bokeh would validate the whole data source (every point) after each patch: the patch
+        # holds our own colours and sizes, so it is applied unvalidated.
+        on_document(source, without_property_validation(lambda: source.patch(patch)))
         self.patched += len(rows)
 
     def _on_summary(self, *_):
@@ -355,7 +369,7 @@ class MapView(pn.viewable.Viewer):
         if source is None or set(source.data) != set(data):
             self.layers_version += 1
             return
-        on_document(source, lambda: setattr(source, "data", data))
+        on_document(source, without_property_validation(lambda: setattr(source, "data", data)))
         self.layer_updates += 1
 
     def _layers_moved(self, *_) -> None:
@@ -369,9 +383,8 @@ class MapView(pn.viewable.Viewer):
         if items is not None:
             dataset = self.state.dataset
             rows = dataset.positions([i for i in items if dataset.has(i)])
-            column = self.state.frame.columns["label"]
-            names = np.asarray(column.categories, dtype=object)[column.codes[rows]]
             rare = set(self.state.rare_classes)
+            names = self.state.frame.values("label", rows)
             if not any(str(n) in rare for n in names) and not np.isin(rows, self._rare_rows).any():
                 return
         self._update_layer("rare", self._rare_frame())
