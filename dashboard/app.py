@@ -184,6 +184,10 @@ class App(pn.viewable.Viewer):
             header=[ConnectionWatch(height=0, width=0, margin=0),
                     TableResync(height=0, width=0, margin=0)],
             accent=ACCENT, sidebar_width=SIDEBAR_WIDTH, main_layout=None, theme_toggle=False,
-            design=offline_design(), font=SYSTEM_FONT)
+            design=offline_design(), font=SYSTEM_FONT,
+            # Panel's busy spinner follows every callback of every tab on the server (one global
+            # flag): with a team, each tab's refresh re-sent every other tab's spinner. Each page
+            # shows its own jobs instead (status, progress bars).
+            busy_indicator=None)
         pn.state.onload(self.start)
         return template
