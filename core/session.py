@@ -461,7 +461,9 @@ class Session:
         if self._trainer is None:
             from core.worker import TrainingProcess
 
-            self._trainer = TrainingProcess()
+            # Its scratch folder (the pool's embedding, each round's files) lives in the cache.
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self._trainer = TrainingProcess(scratch=self.cache_dir)
         return self._trainer.train(project, self.dataset, embedding, labels, **kw)
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,7 @@ from core.errors import TailwiseError, WorkerError
 from core.jsonable import jsonable
 
 Progress = Callable[[int, int, str], None]
+log = logging.getLogger("tailwise")
 
 __all__ = ["TrainingProcess", "WorkerError", "state_from_folder", "state_to_folder"]
 
@@ -121,10 +124,13 @@ class TrainingProcess:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
                "PYTHONPATH": os.pathsep.join(filter(None, [core_parent, os.environ.get("PYTHONPATH")])),
                "PYTHONUNBUFFERED": "1"}
+        started = time.monotonic()
         with open(run / "stderr.txt", "wb") as stderr:
             self.process = process = subprocess.Popen(
                 [sys.executable, "-m", "core.worker", str(run)], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
+            log.info("training process %d started (nice %d, %d thread(s))", process.pid, self.nice,
+                     self.threads)
             try:
                 for line in process.stdout:
                     _report(line, progress)
@@ -136,6 +142,8 @@ class TrainingProcess:
                     process.kill()
                     process.wait()
                 self.process = None
+        log.info("training process %d ended with code %d after %.1f s", process.pid, code,
+                 time.monotonic() - started)
         if code == 0:
             return
         failure = run / "error.json"

@@ -879,6 +879,7 @@ class AppState(param.Parameterized):
         try:
             await asyncio.wrap_future(self.session.request_retrain(progress))
         except Exception as err:  # noqa: BLE001
+            log.warning("retrain asked by %r failed: %s", self.identity, describe(err))
             self._fail(err)
             return False
         finally:
