@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, Server
 
 WAIT_MS = 120_000
+# A retrain runs in a process of its own at a lower priority: on a busy machine it waits long.
+RETRAIN_WAIT_MS = 900_000
 
 # Installed in every page before its scripts run. The [data-saved] element lives in a shadow root;
 # the search caches that root and polls (every 5 ms) only while a label waits for its "saved".
@@ -151,12 +153,20 @@ async def label_items(page, run: UserRun, n: int, choose: Callable[[str, int], s
 async def retrain_loop(page, run: UserRun, stop: Callable[[], bool], pause_s: float = 0.5) -> None:
     """Press Retrain, wait until the model version changes or the page shows why not (too few
     labels at first), repeat until ``stop()``. ``run.retrains`` counts the new models."""
+    from playwright.async_api import expect
+
     version = page.locator(".tw-model-version")
     button = page.locator(".tw-retrain button")
     while not stop():
         before = await version.get_attribute("data-version")
+        # A retrain asked earlier may still run (its failure shown before this click was seen, or
+        # a slow start of the training process): wait for it to end, counting its model.
+        await expect(button).to_be_enabled(timeout=RETRAIN_WAIT_MS)
+        if await version.get_attribute("data-version") != before:
+            run.retrains += 1
+            continue
         await button.click()
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + RETRAIN_WAIT_MS / 1000
         while True:  # polling page state: a new version, or the retrain ended with an error
             if await version.get_attribute("data-version") != before:
                 run.retrains += 1
@@ -164,7 +174,8 @@ async def retrain_loop(page, run: UserRun, stop: Callable[[], bool], pause_s: fl
             if await button.is_enabled() and await page.locator(".tw-error").count():
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError("a retrain neither finished nor failed within 300 s")
+                raise TimeoutError(f"a retrain neither finished nor failed within "
+                                   f"{RETRAIN_WAIT_MS // 1000} s")
             await asyncio.sleep(0.1)
         await asyncio.sleep(pause_s)
 
