@@ -52,6 +52,7 @@ _ERRORS = {cls.__name__: cls for cls in (errors.ModelError, errors.ConfigError, 
                                          errors.EmptyPoolError, errors.LabelStoreError,
                                          errors.TailwiseError)}
 STDERR_TAIL = 2_000
+SCRATCH_PREFIX = "tailwise-train-"  # + the server's pid: leftovers of dead servers are removed
 
 
 # ---------------------------------------------------------------------- the parent's side
@@ -65,7 +66,10 @@ class TrainingProcess:
     def __init__(self, *, nice: int = 10, threads: int = 1, scratch: str | Path | None = None) -> None:
         self.nice = int(nice)
         self.threads = max(int(threads), 1)
-        self._scratch = tempfile.TemporaryDirectory(prefix="tailwise-train-", dir=scratch)
+        if scratch is not None:
+            remove_leftovers(Path(scratch))
+        self._scratch = tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-",
+                                                    dir=scratch)
         self.folder = Path(self._scratch.name)
         self._pool: tuple[int, int, Path] | None = None  # (id of the embedding, rows, folder)
         self.process: subprocess.Popen | None = None
@@ -155,6 +159,28 @@ class TrainingProcess:
         raise WorkerError(f"the training process {how} before it finished (out of memory, or "
                           f"stopped from outside?); the previous model is kept"
                           + (f". Its last output: {tail}" if tail else ""))
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete scratch folders of servers that are gone (killed before they could clean up: each
+    holds a copy of the pool's embedding). Returns the folders removed."""
+    removed = []
+    for path in folder.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _report(line: str, progress: Progress | None) -> None:

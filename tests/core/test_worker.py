@@ -137,3 +137,23 @@ def test_unknown_training_modes_are_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="training must be one of inline, process"):
         open_session(tmp_path, "thread")
+
+
+def test_scratch_folders_of_servers_that_are_gone_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from core.worker import SCRATCH_PREFIX, TrainingProcess
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f"{SCRATCH_PREFIX}{gone.stdout.strip()}-abc"
+    (dead / "pool-0").mkdir(parents=True)
+    alive = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-def"  # this process: still running
+    alive.mkdir()
+    trainer = TrainingProcess(scratch=tmp_path)
+    try:
+        assert not dead.exists() and alive.exists() and trainer.folder.exists()
+    finally:
+        trainer.close()
+    assert not trainer.folder.exists()
