@@ -93,6 +93,19 @@ def check_trainable(y: np.ndarray) -> None:
         raise ModelError(f"cannot train: {have}; label items of at least two classes first")
 
 
+def check_round(dataset: Dataset, labels: dict[str, str],
+                test_labels: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows and classes of a round, or a ModelError saying why there can be none
+    (fewer than two classes, an item in both splits): cheap, so callers can refuse a round
+    before starting anything."""
+    if test_labels and not set(test_labels).isdisjoint(labels):
+        both = sorted(set(test_labels) & set(labels))
+        raise ModelError(f"items {both[:5]} are in both the training and the test labels")
+    rows, y = training_rows(dataset, labels)
+    check_trainable(y)
+    return rows, y
+
+
 def tail_classes(project: ProjectConfig, y: np.ndarray) -> list[str]:
     """Classes flagged rare in the project, else the least frequent third of the labelled ones."""
     rare = [c for c in project.rare_classes]
@@ -125,11 +138,7 @@ def train_round(
     from core.scoring import predict_rows
 
     report = progress or (lambda done, total, msg: None)
-    if test_labels and not set(test_labels).isdisjoint(labels):
-        both = sorted(set(test_labels) & set(labels))
-        raise ModelError(f"items {both[:5]} are in both the training and the test labels")
-    rows, y = training_rows(dataset, labels)
-    check_trainable(y)
+    rows, y = check_round(dataset, labels, test_labels)
     kind = project.model.kind
     what = "choosing the learner and training" if kind == "auto" else f"training {kind}"
     report(0, 3, f"{what} on {len(rows):,} labels")

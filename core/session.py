@@ -32,7 +32,7 @@ from core.data.base import Dataset
 from core.errors import ConfigError, EmptyPoolError, TailwiseError
 from core.jobs import RetrainScheduler
 from core.labels import LabelEvent, LabelStore
-from core.pipeline import ModelState, check_features, train_round
+from core.pipeline import ModelState, check_features, check_round, train_round
 from core.project import (
     ClassConfig,
     ModelConfig,
@@ -458,6 +458,7 @@ class Session:
         """One round, here or in the training process (``training``): the same ModelState."""
         if self.training == "inline":
             return train_round(project, self.dataset, embedding, labels, **kw)
+        check_round(self.dataset, labels, kw.get("test_labels"))  # refused here, at once
         if self._trainer is None:
             from core.worker import TrainingProcess
 

@@ -14,6 +14,7 @@ from core.errors import ModelError, WorkerError
 from core.jsonable import jsonable
 from core.project import load_project
 from core.session import Session
+from core.worker import TrainingProcess
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # the child trains on one thread too
 
@@ -85,9 +86,22 @@ def test_an_error_in_the_child_comes_back_with_its_type_and_message(tmp_path):
     session = open_session(tmp_path, "process")
     try:
         session.label(session.dataset.ids[:3].tolist(), "0", "ann")
+        trainer = TrainingProcess(scratch=tmp_path)  # asked directly: the session refuses earlier
         with pytest.raises(ModelError, match="only class '0' is labelled"):
-            session._train_round(session.training_project(), session.base_embedding_(),
-                                 session.store.current(), model_version=1)
+            trainer.train(session.training_project(), session.dataset, session.base_embedding_(),
+                          session.store.current(), model_version=1)
+        trainer.close()
+    finally:
+        session.close()
+
+
+def test_a_round_that_cannot_train_is_refused_before_a_process_starts(tmp_path):
+    session = open_session(tmp_path, "process")
+    try:
+        session.label(session.dataset.ids[:3].tolist(), "0", "ann")
+        with pytest.raises(ModelError, match="only class '0' is labelled"):
+            session.retrain()
+        assert session._trainer is None  # no process was started for it
     finally:
         session.close()
 
