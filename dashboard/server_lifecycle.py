@@ -24,6 +24,26 @@ def show_progress_in_log() -> None:
         ours.setLevel(logging.getLogger("bokeh").getEffectiveLevel())
 
 
+def quiet_closed_connections(loop=None) -> None:
+    """A browser that closes its tab while the server writes to it is no server error: say so in
+    one log line instead of the "Task exception was never retrieved" traceback tornado leaves
+    (with a team, tabs close while other tabs' labels are being sent to them)."""
+    from tornado.ioloop import IOLoop
+    from tornado.iostream import StreamClosedError
+    from tornado.websocket import WebSocketClosedError
+
+    loop = loop or IOLoop.current().asyncio_loop  # the loop the Bokeh server runs on
+
+    def handle(loop, context) -> None:
+        if isinstance(context.get("exception"), (StreamClosedError, WebSocketClosedError)):
+            logging.getLogger("tailwise").info("a browser closed its connection while the server "
+                                               "was sending to it")
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
 def on_server_loaded(server_context) -> None:
     from core.serve import where_it_lives
     from dashboard.app import resolve_project
@@ -32,6 +52,7 @@ def on_server_loaded(server_context) -> None:
 
     offline_auth_pages()  # Panel's login page would fetch its logo from a CDN
     show_progress_in_log()
+    quiet_closed_connections()
     try:
         project = resolve_project(_ARGV)
         # Say where the project and its label store are: the quick start writes them for you.

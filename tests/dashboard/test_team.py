@@ -408,3 +408,25 @@ def test_labelling_an_item_of_a_queue_a_new_model_replaced_moves_on_to_the_new_b
     assert item not in b.queue_ids and b.selection == [item]  # the expert's item stays
     b.label_selection(str(gt[session.dataset.positions([item])[0]]))
     assert b.selection == b.queue_ids[:1] and b.selection != [item]
+
+
+def test_a_tab_closed_while_the_server_writes_to_it_is_one_log_line_not_a_traceback(caplog):
+    import asyncio
+
+    from tornado.iostream import StreamClosedError
+
+    from dashboard.server_lifecycle import quiet_closed_connections
+
+    loop = asyncio.new_event_loop()
+    try:
+        quiet_closed_connections(loop)
+        with caplog.at_level("INFO"):
+            loop.call_exception_handler({"message": "Task exception was never retrieved",
+                                         "exception": StreamClosedError()})
+            assert "closed its connection" in caplog.text and "Traceback" not in caplog.text
+            loop.call_exception_handler({"message": "Task exception was never retrieved",
+                                         "exception": RuntimeError("a real failure")})
+    finally:
+        loop.close()
+    assert "a real failure" in caplog.text  # anything else is still reported in full
+    assert any(r.levelname == "ERROR" for r in caplog.records)
