@@ -3,7 +3,8 @@
 A layout names views from :data:`VIEW_NAMES` and places them in a sidebar and in rows of the main
 area; a cell of a row is a view name or a group of tabs. Options per view (colour-by default,
 strategy, emphasis of rare classes, ...) are validated here so a bad file fails with a message
-naming the field. Built-in layouts ship inside the package (``core/layouts/``, read through
+naming the field. Built-in layouts live in the repository's top-level ``layouts/``
+and ship inside the package as ``core/layouts/`` (a link to it, read through
 ``importlib.resources`` so a plain ``pip install`` has them); a project names one by its stem
 (``layout: rare-hunt``) or a path to a YAML/JSON file, and the project folder's own
 ``layouts/`` come first.
