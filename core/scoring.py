@@ -196,6 +196,8 @@ def score_part(part: dict, payload: ScoringPayload) -> dict:
             shown = loaded.model.embed(emb) if payload.map_from_model else emb
             xy = loaded.projector.transform(shown)
             columns["x"], columns["y"] = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
+        # Clusters need the whole pool at once: not computed part by part on a cluster (missing).
+        columns["cluster"] = pd.array([None] * len(rows.ids), dtype="Int64")
         columns["query_score"] = score.astype(np.float64)
         columns["query_rank"] = pd.array([None] * len(rows.ids), dtype="Int64")  # set for the
         columns["query_reason"] = pd.array([None] * len(rows.ids), dtype="string")  # merged top-k
