@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -36,6 +37,13 @@ def clusters_server(tmp_path_factory):
         for cls in ("0", "1", "2", "3"):
             store.record_many(ids[truth == cls][:3].tolist(), cls, "seed", origin="expert")
     with serve_dashboard(project_path) as server:
+        # The seeded labels make the server train once after it starts; opening a page while
+        # that run imports its modules can hit Panel's module recorder (a 500 naming a module),
+        # so the test starts once the log says the model is ready.
+        deadline = time.monotonic() + 300
+        while "model v1 ready" not in server.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, server.log.read_text(errors="replace")[-2000:]
+            time.sleep(0.25)  # polling the server's log, not test synchronisation
         yield server
 
 
