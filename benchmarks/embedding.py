@@ -186,11 +186,15 @@ def run_task(task: tuple) -> dict:
     return out
 
 
-def run_cached(task: tuple, cache: Path) -> dict:
+def cache_path(task: tuple, cache: Path) -> Path:
     key, _, seed, label_counts, map_labels, class_margin = task
     maps = "-".join(map(str, map_labels)) or "none"
     margin = "" if class_margin is None else f"_cm{class_margin:g}"
-    path = cache / f"{key}_s{seed}_{'-'.join(map(str, label_counts))}_map{maps}{margin}.json"
+    return cache / f"{key}_s{seed}_{'-'.join(map(str, label_counts))}_map{maps}{margin}.json"
+
+
+def run_cached(task: tuple, cache: Path) -> dict:
+    path = cache_path(task, cache)
     if path.exists():
         return json.loads(path.read_text())
     result = run_task(task)
@@ -357,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--map-labels", default="50",
                     help="label counts whose embeddings also get a 2-D map (UMAP; '' for none)")
     ap.add_argument("--map-irs", default="100", help="imbalance ratios whose pools get maps")
+    ap.add_argument("--section", default=SECTION, help="the docs section to (re)write")
+    ap.add_argument("--from-cache", action="store_true",
+                    help="report only the runs already kept under --out/runs (an unfinished run)")
     ap.add_argument("--class-margin", type=float, default=None,
                     help="the quintuplet class_margin (default: MLPConfig's)")
     ap.add_argument("--auto-efficiency", default="",
@@ -419,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
              for d in datasets for ir in args.irs.split(",") for seed in range(args.seeds)]
     cache = args.out / "runs"
     cache.mkdir(parents=True, exist_ok=True)
+    if args.from_cache:
+        tasks = [t for t in tasks if cache_path(t, cache).exists()]
     t_start = time.time()
     if args.jobs > 1:
         import multiprocessing as mp
@@ -441,8 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       indent=1))
     print(text)
     if docs is not None:
-        write_section(docs, SECTION, text, command=_command(argv),
-                      elapsed_s=time.time() - t_start)
+        write_section(docs, args.section, text, command=_command(argv),
+                      elapsed_s=None if args.from_cache else time.time() - t_start)
     return 0
 
 
