@@ -73,7 +73,9 @@ class TableResync(JSComponent):
     const resync = (view) => {
       if (view._initializing || view._building || view.tabulator == null) return;
       const wanted = view.model.source.get_length() ?? 0;
-      if (wanted !== view.tabulator.getDataCount()) void view.setData();
+      // A table removed meanwhile (a view rebuilt) has nothing left to show: never an error.
+      if (!view.el.isConnected || view.tabulator.rowManager?.renderer == null) return;
+      if (wanted !== view.tabulator.getDataCount()) view.setData().catch(() => {});
     };
     function* walk(view) {
       yield view;

@@ -1,11 +1,10 @@
-"""A Tabulator whose new data always reaches the page.
+"""A Tabulator view helper: one table, its click handler, and whole-value or per-cell updates.
 
 Panel 1.9's Tabulator ignores a new ``value`` that reaches the browser while the table is still
-being built there (its ``setData`` returns early while ``_initializing``/``_building``). A view
-whose data arrives right after the page is built — the first batch on a server whose project is
-already prepared, the suspects read on the work pool — then shows an empty table for good. So a
-new value here builds a new Tabulator with the data in it (cheap for the few rows these tables
-show), which the browser draws from its initial data.
+being built there (its ``setData`` returns early while ``_initializing``/``_building``);
+:class:`dashboard.client.TableResync` makes every table show such data once it is built. Tables are
+updated in place: building a new Tabulator per value destroyed tables the browser was still
+drawing (page errors such as "Cannot read properties of null (reading 'verticalFillMode')").
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ import panel as pn
 
 
 class RebuiltTable(pn.viewable.Viewer):
-    """``table``: the current ``pn.widgets.Tabulator``; setting ``value`` replaces it with one
-    built on the new frame (same settings, same click handler)."""
+    """``table``: the ``pn.widgets.Tabulator``; setting ``value`` updates it in place."""
 
     def __init__(self, frame: pd.DataFrame, *, on_click: Callable[[Any], None] | None = None,
                  **table_params: Any) -> None:
@@ -41,8 +39,7 @@ class RebuiltTable(pn.viewable.Viewer):
 
     @value.setter
     def value(self, frame: pd.DataFrame) -> None:
-        self.table = self._build(frame)
-        self._holder.objects = [self.table]
+        self.table.value = frame
 
     def patch(self, patch_value: dict) -> None:
         """Change a few cells in place (``Tabulator.patch``)."""

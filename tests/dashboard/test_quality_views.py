@@ -257,7 +257,7 @@ def test_calibration_view_before_any_model_says_so(session):
     assert len(view.prevalence.object) == 0 and "after the first retrain" in stopping_html(state)
 
 
-def test_a_new_table_value_builds_a_new_tabulator_holding_it():
+def test_a_new_table_value_updates_the_same_tabulator():
     import pandas as pd
 
     from dashboard.tables import RebuiltTable
@@ -267,7 +267,7 @@ def test_a_new_table_value_builds_a_new_tabulator_holding_it():
                          css_classes=["tw-x"])
     first = table.table
     table.value = pd.DataFrame({"item": ["a", "b"]})
-    assert table.table is not first and list(table.value["item"]) == ["a", "b"]
+    assert table.table is first and list(table.table.value["item"]) == ["a", "b"]
     assert table.__panel__().objects == [table.table] and "tw-x" in table.table.css_classes
     table.table._process_event(type("E", (), {"event_name": "cell-click", "column": "item",
                                               "row": 1, "value": "b", "model": None})())
