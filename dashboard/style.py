@@ -40,6 +40,18 @@ def html_pane(obj, **params) -> pn.pane.HTML:
     return pn.pane.HTML(obj, stylesheets=[stylesheet()], **params)
 
 
+def class_select(state, *, none: str | None = None, **params) -> pn.widgets.Select:
+    """A picker of the project's classes that follows schema edits (``state.classes_version``);
+    ``none`` names an extra first option whose value is ``""``."""
+    def options():
+        names = {c.name: c.name for c in state.classes}
+        return {none: ""} | names if none else list(names)
+
+    select = pn.widgets.Select(options=options(), **params)
+    state.param.watch(lambda *_: setattr(select, "options", options()), "classes_version")
+    return select
+
+
 def holoviews():
     """HoloViews with its Bokeh backend loaded (once per process)."""
     import holoviews as hv

@@ -19,8 +19,7 @@ import pandas as pd
 import panel as pn
 
 from dashboard.state import AppState, escape
-from dashboard.style import html_pane
-from dashboard.tables import RebuiltTable
+from dashboard.style import class_select, html_pane
 from dashboard.views.review import OffLoopView
 
 CONFLICT_COLUMNS = ["item", "labels", "current"]
@@ -108,23 +107,19 @@ class AgreementView(OffLoopView):
         self.per_class = pn.pane.DataFrame(agreement_frame(None), index=False, escape=True,
                                            sizing_mode="stretch_width",
                                            css_classes=["tw-agreement-table"])
-        self.table = RebuiltTable(
-            conflicts_frame([]), on_click=self._on_click, show_index=False, disabled=True, selectable=False, height=220,
+        self.table = pn.widgets.Tabulator(
+            conflicts_frame([]), show_index=False, disabled=True, selectable=False, height=220,
             sizing_mode="stretch_width", layout="fit_columns", widths={"item": 100, "current": 80},
             css_classes=["tw-conflicts"])
+        self.table.on_click(self._on_click)
         self.chosen_text = html_pane("", css_classes=["tw-conflict-chosen"])
-        self.settle_as = pn.widgets.Select(label="Settle as", options=self._classes(), width=140,
-                                           css_classes=["tw-settle-class"])
+        self.settle_as = class_select(state, label="Settle as", width=140,
+                                      css_classes=["tw-settle-class"])
         self.resolve_button = pn.widgets.Button(label="Resolve", color="primary", width=110,
                                                 css_classes=["tw-resolve"],
                                                 disabled=not state.offers("resolve"))
         self.resolve_button.on_click(lambda _e: self.resolve())
-        state.param.watch(lambda *_: setattr(self.settle_as, "options", self._classes()),
-                          "classes_version")
         self._stale()
-
-    def _classes(self) -> list[str]:
-        return [c.name for c in self.state.classes]
 
     def _read(self) -> tuple[list[dict], dict | None]:
         return shared_agreement(self.state.session)

@@ -8,8 +8,7 @@ import panel as pn
 
 from core.layout import QueueOptions
 from dashboard.state import AppState
-from dashboard.style import html_pane
-from dashboard.tables import RebuiltTable
+from dashboard.style import class_select, html_pane
 
 
 def shown_label(state: AppState, item: str, label: str) -> str:
@@ -47,12 +46,13 @@ class QueueView(pn.viewable.Viewer):
         if self.options.target_class:
             state.target_class = self.options.target_class
         # Reasons are the point of the queue: their column takes the free width and wraps.
-        self.table = RebuiltTable(
-            queue_frame(state), on_click=self._on_click, show_index=False, disabled=True, selectable=False, height=300,
+        self.table = pn.widgets.Tabulator(
+            queue_frame(state), show_index=False, disabled=True, selectable=False, height=300,
             sizing_mode="stretch_width", layout="fit_columns",
             widths={"item": 100, "score": 75, "label": 80},
             formatters={"reason": {"type": "textarea"}},
             hidden_columns=[] if self.options.show_reasons else ["reason"], css_classes=["tw-queue"])
+        self.table.on_click(self._on_click)
         state.param.watch(self._refresh, "queue_ids")  # labels: patched cell by cell below
         state.param.watch(self._on_changes, "changes")
 
@@ -83,18 +83,14 @@ class QueueView(pn.viewable.Viewer):
     async def _next(self, _event) -> None:
         await self.state.next_batch_async()
 
-    def _targets(self, *_):
-        return {"(none)": ""} | {c.name: c.name for c in self.state.classes}
-
     def __panel__(self):
         s = self.state
         strategy = pn.widgets.Select.from_param(s.param.strategy, label="Strategy", css_classes=["tw-strategy"],
                                                 sizing_mode="stretch_width")
         batch = pn.widgets.IntInput.from_param(s.param.batch_size, label="Batch size", width=100)
-        target = pn.widgets.Select(label="Target class", options=self._targets(), value=s.target_class or "",
-                                   css_classes=["tw-target-class"], sizing_mode="stretch_width")
+        target = class_select(s, none="(none)", label="Target class", value=s.target_class or "",
+                              css_classes=["tw-target-class"], sizing_mode="stretch_width")
         target.param.watch(lambda e: setattr(s, "target_class", e.new or None), "value")
-        s.param.watch(lambda *_: setattr(target, "options", self._targets()), "classes_version")
         button = pn.widgets.Button(label="▶ Next batch", color="success", css_classes=["tw-next-batch"],
                                    sizing_mode="stretch_width", disabled=s.param.job.rx() == "queue")
         button.on_click(self._next)

@@ -15,8 +15,7 @@ import pandas as pd
 import panel as pn
 
 from dashboard.state import AppState, escape
-from dashboard.style import html_pane
-from dashboard.tables import RebuiltTable
+from dashboard.style import class_select, html_pane
 
 SUSPECT_COLUMNS = ["item", "label", "suggested", "score", "annotator", "reason"]
 
@@ -95,13 +94,14 @@ class ReviewView(OffLoopView):
         super().__init__(state, **params)
         self.suspects: list[dict] = []
         self.header = html_pane("", css_classes=["tw-review-header"])
-        self.table = RebuiltTable(
-            suspects_frame([]), on_click=self._on_click, show_index=False, disabled=True, selectable=False, height=280,
+        self.table = pn.widgets.Tabulator(
+            suspects_frame([]), show_index=False, disabled=True, selectable=False, height=280,
             sizing_mode="stretch_width", layout="fit_columns",
             widths={"item": 90, "label": 70, "suggested": 85, "score": 65, "annotator": 90},
             formatters={"reason": {"type": "textarea"}}, css_classes=["tw-suspects"])
-        self.relabel_as = pn.widgets.Select(label="Relabel as", options=self._classes(),
-                                            css_classes=["tw-relabel-class"], width=140)
+        self.table.on_click(self._on_click)
+        self.relabel_as = class_select(state, label="Relabel as", css_classes=["tw-relabel-class"],
+                                       width=140)
         allowed = state.offers("label")
         self.relabel_button = pn.widgets.Button(label="Relabel", css_classes=["tw-relabel"],
                                                 disabled=not allowed, width=100)
@@ -114,12 +114,7 @@ class ReviewView(OffLoopView):
         self.relabel_button.on_click(lambda _e: self.relabel())
         self.confirm_button.on_click(lambda _e: self.confirm())
         self.retract_button.on_click(lambda _e: self.retract())
-        state.param.watch(lambda *_: setattr(self.relabel_as, "options", self._classes()),
-                          "classes_version")
         self._stale()
-
-    def _classes(self) -> list[str]:
-        return [c.name for c in self.state.classes]
 
     def _relevant(self, events) -> bool:
         """A label changes the list only when it touches a listed suspect (every tab's labels

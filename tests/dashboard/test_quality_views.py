@@ -257,21 +257,16 @@ def test_calibration_view_before_any_model_says_so(session):
     assert len(view.prevalence.object) == 0 and "after the first retrain" in stopping_html(state)
 
 
-def test_a_new_table_value_updates_the_same_tabulator():
-    import pandas as pd
+def test_class_pickers_follow_class_edits(session):
+    from dashboard.state import AppState
+    from dashboard.views.agreement import AgreementView
+    from dashboard.views.review import ReviewView
 
-    from dashboard.tables import RebuiltTable
-
-    clicked = []
-    table = RebuiltTable(pd.DataFrame({"item": []}), on_click=clicked.append, height=100,
-                         css_classes=["tw-x"])
-    first = table.table
-    table.value = pd.DataFrame({"item": ["a", "b"]})
-    assert table.table is first and list(table.table.value["item"]) == ["a", "b"]
-    assert table.__panel__().objects == [table.table] and "tw-x" in table.table.css_classes
-    table.table._process_event(type("E", (), {"event_name": "cell-click", "column": "item",
-                                              "row": 1, "value": "b", "model": None})())
-    assert clicked and clicked[0].row == 1
+    state = AppState(session, annotator="bob")
+    review, agreement = ReviewView(state), AgreementView(state)
+    assert review.relabel_as.options == [c.name for c in state.classes]
+    state.add_class("merger", rare=True)
+    assert review.relabel_as.options[-1] == "merger" and agreement.settle_as.options[-1] == "merger"
 
 
 def test_labels_away_from_the_suspects_do_not_reread_them_and_tabs_share_agreement(reviewed):
