@@ -133,6 +133,8 @@ class MapOptions(_Strict):
     colour_by: Literal[COLOUR_BY] = "label"  # type: ignore[valid-type]
     emphasise_rare: bool = Field(True, description="Draw rare classes larger, with an outline.")
     highlight_queue: bool = True
+    outline_clusters: bool = Field(False, description="Outline the predicted clusters (the "
+                                   "project's cluster method) on the map.")
     point_size: int = Field(6, ge=1, le=40)
     height: int = Field(560, ge=200, le=4000)
 

@@ -693,6 +693,11 @@ class AppState(param.Parameterized):
                                    f"resolved {item_id} as {label!r}", [str(item_id)])
 
     # ------------------------------------------------------------------ clusters
+    @property
+    def shown_clusters(self):
+        """The clusters this tab computed for its current model (None until asked for)."""
+        return self._clusters
+
     def clusters(self):
         """Predicted clusters by the project's cluster method (computed by the engine; cached per
         model version and method)."""

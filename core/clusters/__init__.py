@@ -2,12 +2,14 @@
 
 ``cluster_items(embedding, method, labels, seed=...)`` runs a registered method
 (:data:`CLUSTER_METHODS`: ``kmeans``, ``hdbscan``, ``linkage``) and returns a
-:class:`ClusterResult`; :func:`summarise_clusters` describes a clustering against the labels.
+:class:`ClusterResult`; :func:`summarise_clusters` describes a clustering against the labels;
+:func:`cluster_outlines` gives each cluster's outline on the 2-D map.
 ``cluster_embedding`` (k-means ids) keeps its old import path.
 """
 
 from core.clusters.base import ClusterMethod, ClusterResult
 from core.clusters.kmeans import cluster_embedding
+from core.clusters.outlines import Outline, cluster_outlines
 from core.clusters.registry import (
     CLUSTER_METHOD_NAMES,
     CLUSTER_METHODS,
@@ -18,5 +20,5 @@ from core.clusters.registry import (
 from core.clusters.summary import Clusters, default_cluster_count, summarise_clusters
 
 __all__ = ["CLUSTER_METHODS", "CLUSTER_METHOD_NAMES", "ClusterMethod", "ClusterResult", "Clusters",
-           "cluster_embedding", "cluster_items", "config_params", "default_cluster_count",
-           "get_cluster_method", "summarise_clusters"]
+           "Outline", "cluster_embedding", "cluster_items", "cluster_outlines", "config_params",
+           "default_cluster_count", "get_cluster_method", "summarise_clusters"]

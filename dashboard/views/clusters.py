@@ -63,8 +63,8 @@ class ClustersView(pn.viewable.Viewer):
         elif s.cluster_state.startswith("failed"):
             text = (f"<div class='tw-clusters-error' role='alert' style='color:#b00020'>"
                     f"Clustering by <b>{method}</b> {html.escape(s.cluster_state)}</div>")
-        elif s.cluster_state == "ready" and s._clusters is not None:
-            c = s._clusters
+        elif s.cluster_state == "ready" and s.shown_clusters is not None:
+            c = s.shown_clusters
             text = (f"<b>{len(c.summary)}</b> clusters by <b>{method}</b> "
                     f"({html.escape(METHOD_HELP.get(c.used, c.used))})")
             if c.note:

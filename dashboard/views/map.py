@@ -7,8 +7,8 @@ rewrites only the changed rows' codes in that one table and bumps its version, a
 only when the version it drew is stale (the periodic refresh costs nothing otherwise; the queue
 and the selection are overlays and never re-send the raster). Box, lasso and tap selections arrive
 as geometry (``BoundsXY``/``Lasso``/``Tap`` streams) and are mapped to item ids on the server by
-the grid index in ``core.geometry``; the selection, the queue and labelled rare items are drawn as
-overlays on top.
+the grid index in ``core.geometry``; the selection, the queue, labelled rare items and (when asked)
+the predicted clusters' outlines are drawn as overlays on top.
 
 While experts label, the Bokeh points are not redrawn: the points whose labels changed (in this tab
 or another) are patched in the browser's data source (a few values per click instead of the whole
@@ -27,6 +27,7 @@ import panel as pn
 import param
 from bokeh.core.property.validation import without_property_validation
 
+from core.clusters import cluster_outlines
 from core.layout import COLOUR_BY, MapOptions
 from dashboard.state import AppState, escape
 from dashboard.streams import selection_streams
@@ -111,6 +112,10 @@ class MapView(pn.viewable.Viewer):
     layers_version = param.Integer(default=0, doc="Bumped to redraw the star and selection "
                                    "layers through HoloViews (first drawing, a moved map).")
     layer_updates = param.Integer(default=0, doc="Star/selection layers updated in place so far.")
+    outline = param.Boolean(default=False, doc="Outline the predicted clusters (computed on "
+                            "demand by the project's cluster method, again for each new model).")
+    outlines_version = param.Integer(default=0, doc="Bumped to redraw the outlines.")
+    outlines_drawn = param.Integer(default=0, doc="Outlines in the layer drawn last (for scripts/tests).")
 
     def __init__(self, state: AppState, options: MapOptions | None = None,
                  raster_threshold: int = 50_000, **params) -> None:
@@ -147,7 +152,15 @@ class MapView(pn.viewable.Viewer):
         state.param.watch(lambda *_: self._update_layer("rare", self._rare_frame()), "classes_version")
         state.param.watch(lambda *_: self._update_layer("selected", self._selected_frame()), "selection")
         state.param.watch(self._layers_moved, "map_version")
-        overlay = base * hv.DynamicMap(pn.bind(self._rare, self.param.layers_version))
+        self.outline = self.options.outline_clusters
+        self._outlines_asked = self._outline_inputs()  # what the outline layer was last asked to show
+        self.param.watch(self._want_outlines, "outline")
+        state.param.watch(self._want_outlines, "model_version")
+        state.param.watch(self._outlines_changed, ["cluster_state", "map_version"])
+        if self.outline and pn.state.curdoc is not None:  # a layout that shows them from the start
+            pn.state.onload(self._want_outlines)
+        overlay = base * hv.DynamicMap(pn.bind(self._outlines, self.param.outlines_version))
+        overlay = overlay * hv.DynamicMap(pn.bind(self._rare, self.param.layers_version))
         if self.options.highlight_queue:
             overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.queue_ids,
                                                       state.param.colour_by, self.param.layers_version))
@@ -389,6 +402,38 @@ class MapView(pn.viewable.Viewer):
                 return
         self._update_layer("rare", self._rare_frame())
 
+    # ------------------------------------------------------------------ cluster outlines
+    def _outline_inputs(self) -> tuple:
+        clusters = self.state.shown_clusters if self.outline else None
+        return (self.outline, id(self.state.xy), None if clusters is None else id(clusters.assignment))
+
+    def _outlines_changed(self, *_) -> None:
+        """Redraw the outlines only when what they show changed: the toggle, the clusters or the
+        map's positions (the map table's version also moves with every label)."""
+        inputs = self._outline_inputs()
+        if inputs != self._outlines_asked:
+            self._outlines_asked = inputs
+            self.outlines_version += 1
+
+    async def _want_outlines(self, *_) -> None:
+        """Outlines asked for (or a new model while they are shown): compute the clusters on the
+        work pool first when this tab has none for its model."""
+        if self.outline and self.state.shown_clusters is None and self.state.cluster_state != "computing":
+            try:
+                await self.state.clusters_async()
+            except Exception as err:  # noqa: BLE001  (cluster_state and the error say why)
+                self.state.error = f"clustering failed: {err}"
+        self._outlines_changed()
+
+    def _outlines(self, *_):
+        hv = holoviews()
+
+        clusters = self.state.shown_clusters if self.outline else None
+        rings = [] if clusters is None else cluster_outlines(self.state.xy, clusters.assignment)
+        self.outlines_drawn = len(rings)
+        return hv.Path([{"x": o.polygon[:, 0], "y": o.polygon[:, 1]} for o in rings]).opts(
+            color="#333333", line_width=1.5, line_dash="dashed", alpha=0.8, tools=[])
+
     def _queue(self, *_):
         hv = holoviews()
 
@@ -493,8 +538,11 @@ class MapView(pn.viewable.Viewer):
             description="Project the current embedding again (the map otherwise stays put)",
             disabled=self.state.param.job.rx() != "")
         recompute.on_click(self._recompute)
+        outline = pn.widgets.Checkbox.from_param(self.param.outline, name="Outline clusters",
+                                                 css_classes=["tw-outline-clusters"], width=140,
+                                                 align="center")
         return pn.Column(
-            pn.Row(colour, html_pane(selection, width=160), pn.HSpacer(), recompute,
+            pn.Row(colour, html_pane(selection, width=160), pn.HSpacer(), outline, recompute,
                    align="center", sizing_mode="stretch_width"),
             pn.Column(self.pane, css_classes=["tw-map"], sizing_mode="stretch_width"),
             legend,
@@ -502,5 +550,7 @@ class MapView(pn.viewable.Viewer):
                 lambda c, v: (f'<span class="tw-map-rendered" data-colour-by="{escape(c)}" '
                               f'data-version="{int(v)}" hidden></span>'),
                 self.param.rendered, self.param.rendered_version), height=0, margin=0),
+            html_pane(pn.bind(lambda n: f'<span class="tw-map-outlines" data-count="{int(n)}" hidden></span>',
+                              self.param.outlines_drawn), height=0, margin=0),
             sizing_mode="stretch_width",
         )

@@ -74,5 +74,10 @@ def test_switch_the_cluster_method_and_label_one_cluster(page: Page, clusters_se
             "AND label = '5'").fetchone()
     assert labelled == size  # the whole cluster, labelled in one action
 
+    page.locator(".tw-outline-clusters input").check()  # the map outlines the linkage clusters
+    expect(page.locator(".tw-map-outlines")).not_to_have_attribute("data-count", "0", timeout=WAIT_MS)
+    assert int(page.locator(".tw-map-outlines").get_attribute("data-count")) <= min(shown, 200)
+    page.screenshot(path=screenshots / "clusters-outlined.png", full_page=True)
+
     page.locator(".tw-cluster-method select").select_option("hdbscan")  # and back to density
     expect(status).to_contain_text(re.compile(r"\d+ clusters by hdbscan"), timeout=WAIT_MS)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import param
 import pytest
+from matplotlib.path import Path as MplPath
 
 from core.layout import available_layouts, load_layout
 from dashboard.state import AppState
@@ -259,3 +261,30 @@ def test_clusters_view_escapes_a_failure_and_says_so(session, monkeypatch):
     run_async(view._compute())
     assert state.cluster_state.startswith("failed") and "clustering failed" in state.error
     assert "&lt;b&gt;no&lt;/b&gt; clusters" in view.note.object and "role='alert'" in view.note.object
+
+
+def test_map_outlines_the_predicted_clusters_on_demand(session):
+    from async_support import run_async
+
+    from dashboard.views.map import MapView
+
+    state = AppState(session, annotator="ann")
+    view = MapView(state)
+    assert view._outlines().data == [] and view.outlines_drawn == 0  # off by default
+    drawn = view.outlines_version
+    with param.parameterized.discard_events(view):
+        view.outline = True  # what the checkbox sets; its watcher is the coroutine run here
+    run_async(view._want_outlines())
+    assert state.cluster_state == "ready" and view.outlines_version > drawn
+    drawn = view.outlines_version
+    rings = view._outlines().split()
+    assert len(rings) == view.outlines_drawn > 0
+    biggest = state.shown_clusters.assignment == np.bincount(state.shown_clusters.assignment).argmax()
+    ring = rings[0].array([0, 1])
+    inside = MplPath(ring).contains_points(state.xy, radius=1e-9)
+    assert inside[biggest].mean() >= 0.85  # the largest cluster's outline holds its core
+    state.select(session.dataset.ids[:5].tolist())
+    state.label_selection("1")  # the map table moves on with a label: the outlines stay drawn
+    assert view.outlines_version == drawn
+    view.outline = False
+    assert view.outlines_version == drawn + 1 and view._outlines().data == []
