@@ -230,6 +230,23 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def time_lines(timings: dict) -> list[str]:
+    """One line per timed pool size, each method's time against the issue's limit."""
+    limits = {100_000: 5.0, 1_000_000: 60.0}
+    lines = []
+    for n, t in timings.items():
+        t = dict(t)
+        load = t.pop("load", float("nan"))
+        parts = [f"{m} {w:.1f} s wall / {c:.1f} s CPU ({k} clusters)" for m, (w, c, k) in t.items()]
+        verdict = "; ".join(f"{m}: {mark(c <= limits[int(n)])}" for m, (_, c, _) in t.items())
+        lines.append(f"- time at {int(n):,} items (synthetic 32-d, 20 classes, IR 100, 5 labels "
+                     f"per class, 2 threads; limit {limits[int(n)]:.0f} s, judged on CPU seconds "
+                     f"of both threads together, an upper bound of the wall time on two idle "
+                     f"cores, because the machine was shared; load average {load:.0f} at the end): "
+                     f"{', '.join(parts)} — {verdict}.")
+    return lines
+
+
 def report(cluster_results: list[dict], discovery: list[dict], timings: dict, args) -> str:
     keys = list(dict.fromkeys(f"{r['task'][0]}-LT{r['task'][1]:g}" for r in cluster_results))
     lines = [
@@ -267,17 +284,7 @@ def report(cluster_results: list[dict], discovery: list[dict], timings: dict, ar
     km_all = np.mean([mean_of(cluster_results, k, 50, "kmeans", "tail_recall") for k in keys if k.endswith("LT100")])
     lines.append(f"- all IR 100 pools, 50 labels: linkage {lk_all:.3f} vs kmeans {km_all:.3f} + 0.15 "
                  f"= {km_all + 0.15:.3f}: {mark(lk_all >= km_all + 0.15)}.")
-    limits = {100_000: 5.0, 1_000_000: 60.0}
-    for n, t in timings.items():
-        t = dict(t)
-        load = t.pop("load", float("nan"))
-        parts = [f"{m} {w:.1f} s wall / {c:.1f} s CPU ({k} clusters)" for m, (w, c, k) in t.items()]
-        verdict = "; ".join(f"{m}: {mark(c <= limits[int(n)])}" for m, (_, c, _) in t.items())
-        lines.append(f"- time at {int(n):,} items (synthetic 32-d, 20 classes, IR 100, 5 labels "
-                     f"per class, 2 threads; limit {limits[int(n)]:.0f} s, judged on CPU seconds "
-                     f"of both threads together, an upper bound of the wall time on two idle "
-                     f"cores, because the machine was shared; load average {load:.0f} at the end): "
-                     f"{', '.join(parts)} — {verdict}.")
+    lines += time_lines(timings)
     if discovery:
         lines += ["", "Discovery: classes found within 10 x C labels by `auto` (logistic learner) "
                   "when its cluster-based arms (discovery; the TypiClust cold start) use each "
@@ -297,6 +304,47 @@ def report(cluster_results: list[dict], discovery: list[dict], timings: dict, ar
     return "\n".join(lines)
 
 
+def timed(args) -> dict:
+    """Times of ``--sizes`` (kept under ``--out``: a later run without sizes reports them again)."""
+    saved = args.out / "timings.json"
+    timings = json.loads(saved.read_text()) if saved.exists() else {}
+    for n in [int(v) for v in args.sizes.split(",") if v]:
+        timings[str(n)] = time_methods(n) | {"load": os.getloadavg()[0]}
+        print(f"time at {n}: {timings[str(n)]}", flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(timings, indent=1))
+    return timings
+
+
+def outline_lines(sizes: list[int], clusters: int = 250) -> list[str]:
+    """Time of the map's cluster outlines (``core.clusters.cluster_outlines``) at each size."""
+    from core.clusters import cluster_outlines
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for n in sizes:
+        xy, assignment = rng.normal(size=(n, 2)), rng.integers(0, clusters, n)
+        t0 = time.perf_counter()
+        drawn = len(cluster_outlines(xy, assignment))
+        lines.append(f"- map outlines ('Outline clusters') of {clusters} clusters at {n:,} items: "
+                     f"{time.perf_counter() - t0:.2f} s for the {drawn} largest (once per tab per "
+                     "new clustering or map).")
+    return lines
+
+
+def time_only(args, docs, argv, t_start: float) -> int:
+    machine = machine_summary()
+    sizes = [int(v) for v in args.sizes.split(",") if v]
+    body = "\n".join(["Synthetic pools timed in a process of their own with two threads.", "",
+                      *time_lines(timed(args)), *outline_lines(sizes)])
+    print(body)
+    if docs is not None:
+        command = "python benchmarks/clusters.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        write_section(docs, SECTION + ": time", body, command=command.strip(),
+                      elapsed_s=time.time() - t_start, machine=machine)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="digits and penbased, 2 seeds, 10^5 only")
@@ -307,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--discovery-seeds", type=int, default=5)
     ap.add_argument("--sizes", default="100000,1000000",
                     help="pool sizes timed ('' for none: the times kept under --out are reported)")
+    ap.add_argument("--times-only", action="store_true",
+                    help="only time the methods (--sizes) and write the 'Cluster methods: time' "
+                         "section (run it at high priority on a shared machine)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "clusters")
     ap.add_argument("--docs", type=Path, default=None)
@@ -322,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         "letter": lambda: load_keel_source("letter", 100, 50, 600),
     }
     t_start = time.time()
+    if args.times_only:
+        return time_only(args, docs, argv, t_start)
     datasets = [d for d in args.datasets.split(",") if d]
     for ds in datasets:
         _SOURCES[ds] = loaders[ds]()
@@ -340,13 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{done}/{len(items)}] {item[0]} {item[1]} ({time.time() - t_start:.0f} s)",
                   flush=True)
     machine = machine_summary()
-    saved = args.out / "timings.json"  # kept: a later run without --sizes reports them again
-    timings = json.loads(saved.read_text()) if saved.exists() else {}
-    for n in [int(v) for v in args.sizes.split(",") if v]:
-        timings[str(n)] = time_methods(n) | {"load": os.getloadavg()[0]}
-        print(f"time at {n}: {timings[str(n)]}", flush=True)
-        args.out.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(timings, indent=1))
+    timings = timed(args)
     body = report(cluster_results, discovery, timings, args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
