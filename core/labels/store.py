@@ -28,6 +28,7 @@ An undo restores the split the item had before the reverted event.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +41,7 @@ from core.labels.classes import ClassSchema, require
 from core.labels.database import DEFAULT_TIMEOUT_S, Database
 from core.labels.records import (
     MAX_NOTE,
+    MAX_TEXT,
     ImportReport,
     LabelEvent,
     check_model_version,
@@ -143,8 +145,7 @@ class LabelStore:
         if not isinstance(labels, Mapping):
             raise LabelStoreError(f"record_labels takes a mapping of item id -> label, "
                                   f"got {type(labels).__name__}")
-        pairs = [(check_text(item, "item_id"), None if lab is None else check_text(lab, "label"))
-                 for item, lab in labels.items()]
+        pairs = _checked_pairs(labels)
         annotator = check_text(annotator, "annotator")
         origin = check_text(origin, "origin")
         note = check_text(note, "note", allow_none=True, limit=MAX_NOTE)
@@ -534,26 +535,47 @@ def _refuse_if_covered(conn: sqlite3.Connection, action: int, annotator: str) ->
         "undo never changes a label someone else set since")
 
 
-BULK_ROWS = 5_000  # actions of at least this many items go through a temporary table
+BULK_ROWS = 5_000  # actions of at least this many items go in as one INSERT ... SELECT
+
+
+def _checked_pairs(labels: Mapping[str, str | None]) -> list[tuple[str, str | None]]:
+    """``(item id, label or None)`` pairs, each a checked plain string: ``check_text`` per row
+    only when the fast pass over plain, short, non-empty strings finds something else (so a
+    bulk action of 10^5 items costs one pass, and a bad value is still named)."""
+    items, values = list(labels.keys()), list(labels.values())
+    if not all(type(i) is str and 0 < len(i) <= MAX_TEXT for i in items):
+        items = [check_text(i, "item_id") for i in items]
+    if not all(v is None or (type(v) is str and 0 < len(v) <= MAX_TEXT) for v in values):
+        values = [None if v is None else check_text(v, "label") for v in values]
+    return list(zip(items, values))
 
 
 def _insert_bulk(conn: sqlite3.Connection, action_id: int, pairs: list[tuple[str, str | None]],
                  common: tuple, split: str | None) -> list[int]:
-    """One action's events through a temporary table and a single ``INSERT ... SELECT``: the
-    items' splits (kept when ``split`` is None) are looked up in SQL, not one query per chunk."""
+    """One action's events in a single ``INSERT ... SELECT`` over a JSON array of the items
+    (``json_each``; the label is one parameter when the action gives every item the same one):
+    the items' splits (kept when ``split`` is None) are looked up in SQL, no row is sent alone."""
     annotator, when, origin, model_version, note = common
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS pending_labels "
-                 "(seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL, label TEXT)")
-    conn.execute("DELETE FROM pending_labels")
-    conn.executemany("INSERT INTO pending_labels(item_id, label) VALUES (?, ?)", pairs)
-    kept = ("COALESCE((SELECT e.split FROM events AS e WHERE e.item_id = p.item_id "
+    distinct = {lab for _, lab in pairs}
+    if len(distinct) == 1:  # record_many, a retraction: one label for all
+        payload, item, label = json.dumps([i for i, _ in pairs], ensure_ascii=False), "j.value", "?"
+        label_param: tuple = (distinct.pop(),)
+    else:
+        payload, item, label = json.dumps(pairs, ensure_ascii=False), "j.value ->> 0", "j.value ->> 1"
+        label_param = ()
+    kept = (f"COALESCE((SELECT e.split FROM events AS e WHERE e.item_id = {item} "
             "ORDER BY e.event_id DESC LIMIT 1), 'train')")
-    conn.execute(
+    cursor = conn.execute(
         "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, undoes, "
-        f"action_id, split) SELECT p.item_id, p.label, ?, ?, ?, ?, ?, NULL, ?, {'?' if split else kept} "
-        "FROM pending_labels AS p ORDER BY p.seq",
-        (annotator, when, origin, model_version, note, action_id, *((split,) if split else ())))
-    conn.execute("DELETE FROM pending_labels")
+        f"action_id, split) SELECT {item}, {label}, ?, ?, ?, ?, ?, NULL, ?, {'?' if split else kept} "
+        "FROM json_each(?) AS j ORDER BY j.key",
+        (*label_param, annotator, when, origin, model_version, note, action_id,
+         *((split,) if split else ()), payload))
+    count = int(cursor.rowcount)
+    first, last, n = conn.execute("SELECT MIN(event_id), MAX(event_id), COUNT(*) FROM events "
+                                  "WHERE action_id = ?", (action_id,)).fetchone()
+    if n == count and last - first + 1 == count:  # one statement under the write lock: consecutive
+        return list(range(first, last + 1))
     return [int(r[0]) for r in conn.execute(
         "SELECT event_id FROM events WHERE action_id = ? ORDER BY event_id", (action_id,))]
 

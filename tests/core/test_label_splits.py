@@ -123,3 +123,24 @@ def test_bulk_actions_keep_each_items_split_like_small_ones(store):
     assert set(store.current(split="test")) == set(ids[:300])
     moved = store.record_many(ids, "qso", "carol", split="test")
     assert len(moved) == len(ids) and len(store.current(split="test")) == len(ids)
+
+
+def test_bulk_action_of_mixed_labels_matches_the_small_path(store):
+    """A bulk ``record_labels`` with different labels and retractions per item stores exactly what
+    it was given, in order, with consecutive event ids; a bad id or label in it is named and
+    nothing is written."""
+    from core.labels import store as store_module
+
+    n = store_module.BULK_ROWS + 10
+    labels = {f"ï✓-{k}": ("star", "qso", None)[k % 3] for k in range(n)}  # not only ASCII
+    before = store.last_event_id()
+    with pytest.raises(LabelStoreError, match="label"):
+        store.record_labels({**labels, "ï✓-2": ""}, "bob")
+    with pytest.raises(LabelStoreError, match="item_id"):
+        store.record_labels({**labels, "": "star"}, "bob")
+    assert store.last_event_id() == before  # nothing written
+    events = store.record_labels(labels, "bob")
+    assert events == list(range(events[0], events[0] + n))
+    written = store.action(store.event(events[0]).action_id)
+    assert [(e.item_id, e.label) for e in written] == list(labels.items())
+    assert store.current() == {i: lab for i, lab in labels.items() if lab is not None}
