@@ -82,7 +82,10 @@ class TailwiseModel(ClassifierMixin, BaseEstimator):
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64, returned as float64 rows summing to one."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    # Classes first: the max and the sum then run over whole contiguous rows of n items (several
+    # times faster than reducing each item's handful of columns), the result C-ordered again.
+    z = np.ascontiguousarray(np.asarray(logits, dtype=np.float64).T)
+    z -= z.max(axis=0)
+    np.exp(z, out=z)
+    z /= z.sum(axis=0)
+    return np.ascontiguousarray(z.T)

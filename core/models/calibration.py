@@ -81,15 +81,16 @@ class Calibrator:
     bias: tuple[float, ...] = ()
     scores: dict[str, float] = field(default_factory=dict)  # method -> cross-validated log loss
 
-    def apply(self, proba: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (float64 rows summing to one)."""
+    def apply(self, proba: np.ndarray, logs: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities (float64 rows summing to one); ``logs``, when given, is
+        ``log_proba(proba)`` computed once for several calibrators."""
         from core.models.base import softmax
 
-        if self.method == "none":
+        if self.method == "none" or (self.method == "temperature" and self.temperature == 1.0):
             return np.asarray(proba, dtype=np.float64)
+        z = log_proba(proba) if logs is None else logs
         if self.method == "temperature":
-            return temper(proba, self.temperature)
-        z = log_proba(proba)
+            return softmax(z / self.temperature)
         if z.shape[1] != len(self.scale):
             raise ValueError(f"calibrator fitted on {len(self.scale)} classes, got {z.shape[1]}")
         return softmax(z * np.asarray(self.scale) + np.asarray(self.bias))

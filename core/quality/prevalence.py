@@ -39,7 +39,7 @@ def correct(q: np.ndarray, prior: np.ndarray, method: str = "labelled") -> np.nd
     q = np.asarray(q, dtype=np.float64)
     prior = np.asarray(prior, dtype=np.float64)
     p = q * prior
-    p /= np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+    p /= np.maximum(p @ np.ones(p.shape[1]), 1e-300)[:, None]  # row sums (a matrix product: fast)
     if method == "labelled":
         return p
     if method == "em":
@@ -135,15 +135,23 @@ def calibration_resampler(oof_raw: np.ndarray, codes: np.ndarray, method: str
     class-stratified bootstrap resample of out-of-fold predictions ``oof_raw`` with true
     ``codes``. A project whose learner needed no calibration still has its probabilities
     estimated from these labels: its resamples use one temperature."""
-    from core.models.calibration import fit_calibrator
+    from core.models.calibration import fit_calibrator, log_proba
 
     oof_raw = np.asarray(oof_raw, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
     groups = [np.flatnonzero(codes == c) for c in np.unique(codes)]
     fit_method = method if method != "none" else "temperature"
 
+    logs: list = [None, None]  # the last raw probabilities asked for and their logs
+
+    def log_of(raw: np.ndarray) -> np.ndarray:  # the pool sample's logs, once for every resample
+        if logs[0] is not raw:
+            logs[:] = [raw, log_proba(raw)]
+        return logs[1]
+
     def resample(rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
         pick = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
-        return fit_calibrator(fit_method, oof_raw[pick], codes[pick]).apply
+        calibrator = fit_calibrator(fit_method, oof_raw[pick], codes[pick])
+        return lambda raw: calibrator.apply(raw, logs=log_of(raw))
 
     return resample
