@@ -20,7 +20,7 @@ import numpy as np
 
 from core.data.base import Dataset
 from core.errors import ModelError
-from core.models.selection import ModelChoice, balanced_subset
+from core.models.selection import EarlierOOF, ModelChoice, balanced_subset, positions_in
 from core.project import AutoConfig, ProjectConfig
 
 Progress = Callable[[int, int, str], None]
@@ -48,6 +48,7 @@ class ModelState:
     # Out-of-fold probabilities of (a bounded subset of) the labelled items: ids and (m, k) rows.
     oof_ids: np.ndarray | None = None
     oof_proba: np.ndarray | None = None
+    oof_at: int = 0  # the label count they were computed at (model.kind auto reuses them a while)
     # Trust report (core.quality): suspect labels (most suspicious first), calibration before and
     # after on held-out labels, prevalence of each class in the unlabelled pool, stopping guidance.
     suspects: list[dict[str, Any]] = field(default_factory=list)
@@ -67,18 +68,22 @@ def training_rows(dataset: Dataset, labels: dict[str, str]) -> tuple[np.ndarray,
 
 
 def fit_labelled(project: ProjectConfig, x: np.ndarray, y: np.ndarray,
-                 x_unlabelled: np.ndarray | None = None, previous: ModelChoice | None = None):
+                 x_unlabelled: np.ndarray | None = None, previous: ModelChoice | None = None,
+                 earlier_oof: EarlierOOF | None = None):
     """A fresh model of the project's kind fitted on labelled rows ``x, y`` (head classes
     subsampled by :func:`balanced_subset` when labels are plentiful): what every retrain does,
     in the dashboard, headless and on a cluster. ``previous`` is the last round's learner choice
-    (``model.kind: auto``), which keeps it stable; the out-of-fold rows of an ``auto`` model
-    index ``x``."""
+    (``model.kind: auto``), which keeps it stable, and ``earlier_oof`` out-of-fold predictions
+    (rows into ``x``) it may reuse; the out-of-fold rows of an ``auto`` model index ``x``."""
     from core.models import build_model  # torch is heavy: import on first use
 
     keep = balanced_subset(y, project.seed)
-    model = build_model(project.model, seed=project.seed, previous=previous)
-    kw = {} if x_unlabelled is None or not len(x_unlabelled) else {"X_unlabelled": x_unlabelled}
     subset = len(keep) < len(y)
+    if earlier_oof is not None and subset:
+        earlier_oof = earlier_oof.subset(keep)
+    model = build_model(project.model, seed=project.seed, previous=previous,
+                        earlier_oof=earlier_oof)
+    kw = {} if x_unlabelled is None or not len(x_unlabelled) else {"X_unlabelled": x_unlabelled}
     model.fit(x[keep] if subset else x, y[keep] if subset else y, **kw)
     if subset and getattr(model, "oof_rows_", None) is not None:
         model.oof_rows_ = keep[model.oof_rows_]
@@ -127,6 +132,7 @@ def train_round(
     progress: Progress | None = None,
     test_labels: dict[str, str] | None = None,
     learned_embedding: bool | None = None,
+    earlier: ModelState | None = None,
 ) -> ModelState:
     """Fit a fresh model on the labelled rows and predict the whole pool (float32, in chunks).
 
@@ -134,6 +140,8 @@ def train_round(
     fitted: an item in both is refused. ``previous`` is the last round's learner choice
     (``model.kind: auto``). The model's penultimate layer over the pool (``learned_embedding``)
     is computed only when something shows it: by default when the encoder is ``model``.
+    ``earlier`` (the last round's state, same settings) lends its out-of-fold predictions to an
+    ``auto`` model while the labels grew by less than ``oof_growth``.
     """
     from core.scoring import predict_rows
 
@@ -145,6 +153,7 @@ def train_round(
     start = time.perf_counter()
     unlabelled = np.setdiff1d(np.arange(len(dataset)), rows, assume_unique=True)
     model = fit_labelled(project, embedding[rows], y, previous=previous,
+                         earlier_oof=earlier_oof(project, dataset, rows, earlier),
                          **_unlabelled_kw(project, embedding, unlabelled, len(rows)))
     seconds = time.perf_counter() - start
     choice = getattr(model, "choice_", None)
@@ -187,11 +196,29 @@ def train_round(
         cv_metrics=cv,
         oof_ids=None if oof_rows is None else dataset.ids[rows[oof_rows]],
         oof_proba=oof_proba,
+        oof_at=int(getattr(model, "oof_at_", len(rows))),
         suspects=quality.suspects,
         calibration=quality.calibration,
         prevalence=quality.prevalence,
         prevalence_details=quality.prevalence_details,
     )
+
+
+def earlier_oof(project: ProjectConfig, dataset: Dataset, rows: np.ndarray,
+                earlier: ModelState | None) -> EarlierOOF | None:
+    """The out-of-fold predictions of ``earlier`` (a round of the same model settings) on the
+    items still labelled, with rows into this round's labelled ``rows``; None when there are
+    none to lend (another model kind or settings, no predictions)."""
+    choice = None if earlier is None else earlier.model_choice
+    if (choice is None or earlier.oof_ids is None or earlier.oof_proba is None
+            or not earlier.oof_at or getattr(earlier.model, "config", None) != project.model):
+        return None
+    index = dataset._index
+    at = np.fromiter((index.get(str(i), -1) for i in earlier.oof_ids.tolist()), dtype=np.int64,
+                     count=len(earlier.oof_ids))
+    where, ok = positions_in(rows, at)
+    return EarlierOOF(choice.chosen, tuple(earlier.classes), where[ok],
+                      np.asarray(earlier.oof_proba)[ok], int(earlier.oof_at))
 
 
 def _assess(project: ProjectConfig, dataset: Dataset, embedding: np.ndarray, model: Any,
@@ -241,9 +268,13 @@ def ground_truth_metrics(dataset: Dataset, rows: np.ndarray, y: np.ndarray, pred
     held_out &= dataset.ground_truth != None
     if not held_out.any():
         return None
-    truth = dataset.ground_truth[held_out].astype(str)
-    classes = sorted(set(truth.tolist()) | set(y.astype(str).tolist()))
-    metrics = evaluate(truth, predicted[held_out].astype(str), classes, tail_classes=tails)
+    import pandas as pd
+
+    # Object arrays of names as they are (evaluate hashes them): no copies as fixed-width strings,
+    # which cost half a second per retrain at 10^6 items.
+    truth = dataset.ground_truth[held_out]
+    names = {str(c) for c in pd.unique(truth)} | {str(c) for c in pd.unique(y)}
+    metrics = evaluate(truth, predicted[held_out], sorted(names), tail_classes=tails)
     metrics.update(source="ground_truth", n_evaluated=int(held_out.sum()))
     return metrics
 

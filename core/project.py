@@ -297,6 +297,12 @@ class AutoConfig(_Strict):
         0.5, ge=0, description="Compare the learners again once the labels grew by this share "
         "since the last comparison; between, the chosen learner is kept.",
     )
+    oof_growth: float = Field(
+        0.25, ge=0, description="Between comparisons, cross-validate the chosen learner again "
+        "(out-of-fold predictions for calibration, suspect labels and prevalence) once the labels "
+        "grew by this share since the last time, or a class appeared; between, the last "
+        "out-of-fold predictions are reused. 0: every retrain.",
+    )
     spreading_labels: int = Field(
         0, ge=0, description="While fewer items than this are labelled (e.g. 100), blend label "
         "spreading over the kNN graph of the embedding (labelled + unlabelled items) into the "

@@ -432,9 +432,10 @@ class Session:
             version = self._version_counter + 1
             event_id = self.store.last_event_id()  # the labels are read after this event
             previous = self._state.model_choice if self._state is not None else None
+            kw = {"earlier": self._state} if self.training == "inline" else {}
             state = self._train_round(project, embedding, labels, model_version=version,
                                       previous=previous, progress=progress,
-                                      test_labels=self.test_labels())
+                                      test_labels=self.test_labels(), **kw)
             state = replace(state, stopping=self._stopping(state))
             m = state.metrics
             record = RoundRecord(

@@ -23,6 +23,7 @@ import numpy as np
 
 from core.errors import ConfigError, DataError
 from core.metrics import evaluate, labels_to_reach, learning_curve_auc
+from core.models.selection import EarlierOOF
 
 Progress = Callable[[int, int, str], None]
 CURVE_COLUMNS = (
@@ -95,12 +96,12 @@ def default_embedding(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _build_model(model_config, seed: int, previous=None):
+def _build_model(model_config, seed: int, previous=None, earlier_oof=None):
     if callable(model_config) and not hasattr(model_config, "kind"):
         return model_config(seed)
     from core.models import build_model
 
-    return build_model(model_config, seed=seed, previous=previous)
+    return build_model(model_config, seed=seed, previous=previous, earlier_oof=earlier_oof)
 
 
 def simulate(
@@ -225,6 +226,7 @@ def simulate(
     curve: list[dict[str, Any]] = []
     last_eval: dict[str, Any] = {}
     choice = None  # the auto learner's last choice, carried so it stays stable
+    earlier = None  # (labelled rows, model) of the last round: auto reuses its out-of-fold rows
     # the classes the stopping guidance counts: the rare ones named, else the pool's tail
     watched = [c for c in rare_classes if c in pool_counts] or tail
     guidance: list[dict[str, Any]] = []
@@ -235,7 +237,8 @@ def simulate(
         lab_rows = np.flatnonzero(labelled)
         lab_classes = sorted(set(answers[lab_rows].tolist()))
         if len(lab_classes) >= 2:
-            est = _build_model(model, seed, previous=choice)
+            lent = EarlierOOF.lent(*earlier, lab_rows) if earlier else None
+            est = _build_model(model, seed, previous=choice, earlier_oof=lent)
             # model: auto may spread the few labels over the unlabelled pool (label spreading)
             spreading = getattr(getattr(est, "config", None), "spreading_labels", 0) or 0
             unlabelled_kw = ({"X_unlabelled": emb[~labelled]}
@@ -243,6 +246,7 @@ def simulate(
                              else {})
             est.fit(emb[lab_rows], answers[lab_rows].astype(str), **unlabelled_kw)
             choice = getattr(est, "choice_", choice)
+            earlier = (lab_rows, est)
             proba = np.asarray(est.predict_proba(emb), dtype=np.float64)
             model_classes = tuple(str(c) for c in est.classes_)
             test_pred = np.asarray(model_classes, dtype=object)[

@@ -4,9 +4,10 @@
 every label and serves its probabilities, calibrated by the calibrator (none, one temperature or
 class-wise vector scaling) that scores best on its out-of-fold predictions
 (:func:`core.models.calibration.choose_calibrator`). Out-of-fold predictions of the chosen learner
-are computed every round (at comparisons they come for free), since suspect labels, calibration
-and prevalence estimates all rest on them. Pass the previous round's ``choice_`` as ``previous``
-so the choice stays put unless a challenger is clearly better.
+are computed at every comparison (where they come for free) and otherwise once the labels grew by
+``oof_growth`` since the last ones (``earlier_oof``; suspect labels, calibration and prevalence
+estimates all rest on them), so most retrains fit the learner once. Pass the previous round's
+``choice_`` as ``previous`` so the choice stays put unless a challenger is clearly better.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ import numpy as np
 from core.models.base import TailwiseModel
 from core.models.calibration import Calibrator, choose_calibrator
 from core.models.learners import LEARNERS
-from core.models.selection import ModelChoice, out_of_fold_predictions, select_learner
+from core.models.selection import (
+    EarlierOOF,
+    ModelChoice,
+    out_of_fold_predictions,
+    select_learner,
+)
 from core.models.spreading import LabelSpreading
 from core.models.validation import check_features, check_labels
 from core.project import AutoConfig
@@ -37,6 +43,8 @@ class AutoModel(TailwiseModel):
     order), ``oof_calibrated_`` (the same rows calibrated by calibrators fitted on the other
     folds), ``calibrator_`` (:class:`~core.models.calibration.Calibrator`), ``temperature_`` and
     ``selection_seconds_`` (what choosing cost on top of fitting the learner) and
+    ``oof_at_`` (the label count the out-of-fold predictions were computed at: earlier than
+    ``len(X)`` when ``earlier_oof`` was reused) and
     ``spreading_`` (:class:`~core.models.spreading.LabelSpreading` blended into the
     probabilities when ``X_unlabelled`` is given, fewer than ``spreading_labels`` items are
     labelled and the blend does at least as well as the learner out of fold; else None) with
@@ -46,9 +54,11 @@ class AutoModel(TailwiseModel):
     kind = "auto"
     config_class = AutoConfig
 
-    def __init__(self, config=None, seed: int = 0, previous: ModelChoice | None = None):
+    def __init__(self, config=None, seed: int = 0, previous: ModelChoice | None = None,
+                 earlier_oof: EarlierOOF | None = None):
         super().__init__(config=config, seed=seed)
         self.previous = previous
+        self.earlier_oof = earlier_oof
 
     def _build_learner(self, name: str, seed: int) -> TailwiseModel:
         return LEARNERS[name](config=self._config().learner_config(name), seed=seed)
@@ -72,7 +82,11 @@ class AutoModel(TailwiseModel):
         self.classes_ = learner.classes_
         self.n_features_in_ = learner.n_features_in_
         rows, oof = selection.rows, selection.oof_proba
-        if oof is None:  # no comparison this round: cross-validate the chosen learner alone
+        self.oof_at_ = len(X)
+        earlier = self._reusable(self.earlier_oof, chosen, tuple(classes), len(X), cfg.oof_growth)
+        if oof is None and earlier is not None:  # labels grew little: keep the last ones
+            rows, oof, self.oof_at_ = earlier.rows, earlier.proba, earlier.labels
+        elif oof is None:  # no comparison this round: cross-validate the chosen learner alone
             rows, oof, _ = out_of_fold_predictions(
                 lambda: self._build_learner(chosen, self.seed), X, names, kind=chosen,
                 folds=cfg.folds, max_rows=cfg.max_rows, seed=self.seed)
@@ -97,6 +111,17 @@ class AutoModel(TailwiseModel):
         self.temperature_ = cal.temperature if cal.method == "temperature" else 1.0
         self.choice_ = replace(selection.choice, temperature=self.temperature_)
         return self
+
+    @staticmethod
+    def _reusable(earlier: EarlierOOF | None, chosen: str, classes: tuple[str, ...], n: int,
+                  growth: float) -> EarlierOOF | None:
+        """``earlier`` if it may stand for this round's out-of-fold predictions: the same learner
+        and classes, enough rows, and fewer than ``labels * (1 + growth)`` labels now."""
+        if (earlier is None or growth <= 0 or earlier.learner != chosen
+                or tuple(earlier.classes) != classes or len(earlier.rows) < MIN_ROWS_FOR_TEMPERATURE
+                or n >= int(np.ceil(earlier.labels * (1.0 + growth)))):
+            return None
+        return earlier
 
     def _spreading_helps(self, X: np.ndarray, codes: np.ndarray, k: int,
                          Xu: np.ndarray) -> tuple[bool, str]:

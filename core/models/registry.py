@@ -6,7 +6,7 @@ from core.errors import ModelError
 from core.models.auto import AutoModel
 from core.models.base import TailwiseModel
 from core.models.learners import LEARNERS
-from core.models.selection import ModelChoice
+from core.models.selection import EarlierOOF, ModelChoice
 from core.project import AutoConfig, LearnerConfig
 
 MODEL_REGISTRY: dict[str, type[TailwiseModel]] = {AutoModel.kind: AutoModel, **LEARNERS}
@@ -17,10 +17,12 @@ AnyModelConfig = AutoConfig | LearnerConfig
 
 
 def build_model(config: AnyModelConfig | None = None, seed: int = 0, *,
-                previous: ModelChoice | None = None) -> TailwiseModel:
+                previous: ModelChoice | None = None,
+                earlier_oof: EarlierOOF | None = None) -> TailwiseModel:
     """A fresh, unfitted model for ``config`` (default: ``AutoConfig()``).
 
-    ``previous`` (``auto`` only) is the last round's choice, which keeps the learner stable.
+    ``previous`` (``auto`` only) is the last round's choice, which keeps the learner stable;
+    ``earlier_oof`` (``auto`` only) out-of-fold predictions it may reuse (``oof_growth``).
     """
     config = AutoConfig() if config is None else config
     kind = getattr(config, "kind", None)
@@ -31,5 +33,5 @@ def build_model(config: AnyModelConfig | None = None, seed: int = 0, *,
             f"model.kind: unknown model {kind!r}; use one of {', '.join(MODEL_REGISTRY)}"
         ) from None
     if cls is AutoModel:
-        return AutoModel(config=config, seed=seed, previous=previous)
+        return AutoModel(config=config, seed=seed, previous=previous, earlier_oof=earlier_oof)
     return cls(config=config, seed=seed)

@@ -31,6 +31,7 @@ BuildLearner = Callable[[str, int], Any]  # (learner name, seed) -> unfitted mod
 SERIAL_LEARNERS = frozenset({"mlp", "cluster_knn"})  # fitted one at a time (torch's global random state)
 
 __all__ = [
+    "EarlierOOF",
     "ModelChoice",
     "Selection",
     "balanced_accuracy_of",
@@ -89,6 +90,48 @@ class Selection:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # into X
     oof_proba: np.ndarray | None = None  # (len(rows), k) in ``classes`` order; NaN = not tested
     classes: tuple[str, ...] = ()
+
+
+def positions_in(sorted_rows: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(where, found)``: the index of each of ``at`` in ``sorted_rows`` and whether it is there
+    (``-1`` in ``at`` is never found)."""
+    where = np.minimum(np.searchsorted(sorted_rows, at), max(len(sorted_rows) - 1, 0))
+    if not len(sorted_rows):
+        return where, np.zeros(len(at), dtype=bool)
+    return where, (np.asarray(at) >= 0) & (sorted_rows[where] == at)
+
+
+@dataclass(frozen=True)
+class EarlierOOF:
+    """Out-of-fold probabilities of the chosen learner from an earlier round, for ``auto`` to
+    reuse while the labels grew by less than ``oof_growth``: ``rows`` index this round's labelled
+    ``X`` (items still labelled), ``proba`` their rows in ``classes`` order, ``labels`` the label
+    count they were computed at."""
+
+    learner: str
+    classes: tuple[str, ...]
+    rows: np.ndarray
+    proba: np.ndarray
+    labels: int
+
+    @classmethod
+    def lent(cls, rows: np.ndarray, model: Any, now: np.ndarray) -> EarlierOOF | None:
+        """What a fitted ``auto`` ``model`` (trained on pool ``rows``) lends to a round on pool
+        ``now`` (both sorted), or None when it has no out-of-fold predictions."""
+        oof = getattr(model, "oof_proba_", None)
+        choice = getattr(model, "choice_", None)
+        if oof is None or choice is None:
+            return None
+        where, ok = positions_in(now, np.asarray(rows)[model.oof_rows_])
+        return cls(choice.chosen, tuple(str(c) for c in model.classes_), where[ok], oof[ok],
+                   int(model.oof_at_))
+
+    def subset(self, keep: np.ndarray) -> EarlierOOF:
+        """The same predictions with ``rows`` into ``X[keep]`` (rows outside ``keep`` dropped)."""
+        where = np.searchsorted(keep, self.rows)
+        ok = where < len(keep)
+        ok[ok] = keep[where[ok]] == self.rows[ok]
+        return replace(self, rows=where[ok], proba=self.proba[ok])
 
 
 def fold_assignment(codes: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:

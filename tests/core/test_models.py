@@ -1,6 +1,7 @@
 """One contract test over every registered model (and the MLP with every loss and sampler)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -373,3 +374,53 @@ def test_auto_leaves_label_spreading_out_when_it_does_worse_out_of_fold():
     model = build_model(AutoConfig(candidates=["logistic"], spreading_labels=100), seed=0).fit(
         Xm[lab], ym[lab], X_unlabelled=Xm[rest])
     assert model.spreading_ is not None and model.spreading_reason_.startswith("on: ")
+
+
+def test_auto_reuses_earlier_out_of_fold_predictions_until_the_labels_grew_by_oof_growth():
+    from core.models.selection import EarlierOOF
+
+    X, y = moons(seed=4, n=400)
+    config = AutoConfig(candidates=["logistic"], oof_growth=0.25)
+    first = build_model(config, seed=0).fit(X[:60], y[:60])
+    assert first.oof_at_ == 60 and len(first.oof_rows_) > 10
+    earlier = EarlierOOF("logistic", tuple(first.classes_), first.oof_rows_, first.oof_proba_, 60)
+    kept = build_model(config, seed=0, earlier_oof=earlier).fit(X[:70], y[:70])
+    assert kept.oof_at_ == 60 and np.array_equal(kept.oof_proba_, first.oof_proba_)
+    assert np.array_equal(kept.oof_rows_, first.oof_rows_)
+    fresh = build_model(config, seed=0).fit(X[:70], y[:70])
+    assert fresh.oof_at_ == 70 and len(fresh.oof_rows_) > len(first.oof_rows_)
+    # grown by 25 % (75 labels), another learner, or oof_growth 0: computed again
+    for model in (build_model(config, seed=0, earlier_oof=earlier).fit(X[:75], y[:75]),
+                  build_model(config, seed=0, earlier_oof=replace(earlier, learner="mlp")).fit(
+                      X[:70], y[:70]),
+                  build_model(config.model_copy(update={"oof_growth": 0.0}), seed=0,
+                              earlier_oof=earlier).fit(X[:70], y[:70])):
+        assert model.oof_at_ in (70, 75) and not np.array_equal(model.oof_rows_, first.oof_rows_)
+
+
+def test_a_retrain_lends_its_out_of_fold_predictions_to_the_next_by_item():
+    # core.pipeline maps the last round's out-of-fold items onto the new labelled rows
+    from core.data.base import Dataset
+    from core.pipeline import train_round
+    from core.project import DataConfig, ProjectConfig
+
+    X, y = moons(seed=5, n=600)
+    ids = np.array([f"m{i}" for i in range(len(y))], dtype=object)
+    data = Dataset(ids=ids, features=X, feature_names=["a", "b"])
+    project = ProjectConfig(data=DataConfig(kind="csv", path="items.csv", label_column="label"),
+                            model=AutoConfig(candidates=["logistic"]))
+    rng = np.random.default_rng(0)
+    first_rows = rng.choice(len(y), 80, replace=False)
+    labels = {ids[r]: y[r] for r in first_rows}
+    one = train_round(project, data, X, labels, model_version=1)
+    assert one.oof_at == 80
+    more = rng.choice(np.setdiff1d(np.arange(len(y)), first_rows), 8, replace=False)
+    gone = one.oof_ids[0]  # a retracted label drops out of the lent predictions
+    labels2 = {**{i: v for i, v in labels.items() if i != gone}, **{ids[r]: y[r] for r in more}}
+    two = train_round(project, data, X, labels2, model_version=2, earlier=one)
+    assert two.oof_at == 80 and gone not in set(two.oof_ids)
+    before = dict(zip(one.oof_ids.tolist(), map(tuple, one.oof_proba)))
+    assert all(before[i] == tuple(p) for i, p in zip(two.oof_ids.tolist(), two.oof_proba))
+    assert len(two.oof_ids) == len(one.oof_ids) - 1
+    three = train_round(project, data, X, labels2, model_version=3)  # nothing to lend: computed
+    assert three.oof_at == 87
