@@ -29,6 +29,7 @@ import numpy as np
 LEVEL = 0.90
 BOOTSTRAP = 100
 POOL_SAMPLE = 20_000
+CHUNK = 65_536  # pool rows corrected at a time
 METHODS = ("labelled", "em")
 
 __all__ = ["METHODS", "correct", "em_prior", "estimate_prevalence", "prevalence_text"]
@@ -88,24 +89,30 @@ def estimate_prevalence(
     items (asked once, for a sample of at most ``POOL_SAMPLE``); without them only the count's
     own randomness makes the interval.
     """
-    q_pool = np.asarray(q_pool, dtype=np.float64)
+    q_pool = np.asarray(q_pool)
     n = len(q_pool)
     k = len(classes)
     if n == 0:
         return {c: {"estimate": 0.0, "low": 0.0, "high": 0.0} for c in classes}
     rng = np.random.default_rng(seed)
-    p = correct(q_pool, prior, method)
-    estimate = p.sum(axis=0)
+    if method == "em":  # the pool's prior is re-estimated from every row at once
+        p = correct(q_pool, prior, method)
+        estimate = p.sum(axis=0)
+    else:  # row by row: summed in chunks, no pool-sized float64 temporaries
+        p = None
+        estimate = sum((correct(q_pool[i:i + CHUNK], prior, method).sum(axis=0)
+                        for i in range(0, n, CHUNK)), np.zeros(k))
     sample = rng.choice(n, POOL_SAMPLE, replace=False) if n > POOL_SAMPLE else np.arange(n)
     scale = n / len(sample)
     draws = np.empty((boot, k))
-    base_mean = p[sample].sum(axis=0) * scale
+    p_sample = p[sample] if p is not None else correct(q_pool[sample], prior, method)
+    base_mean = p_sample.sum(axis=0) * scale
     raw = None if resample is None or raw_pool is None else np.asarray(raw_pool(sample))
     for b in range(boot):
         if raw is not None:
             pb = correct(resample(rng)(raw), prior, method)
         else:
-            pb = p[sample]
+            pb = p_sample
         mean = estimate + (pb.sum(axis=0) * scale - base_mean)
         var = (pb * (1.0 - pb)).sum(axis=0) * scale
         draws[b] = mean + rng.normal(size=k) * np.sqrt(var)
