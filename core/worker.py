@@ -2,21 +2,25 @@
 
 Training holds the GIL for long stretches and would take both cores of a small machine: in the
 dashboard's process every click of every expert would wait behind it. :class:`TrainingProcess`
-runs :func:`core.pipeline.train_round` in a fresh Python (``python -m core.worker FOLDER``, never
-a fork of the threaded server) at a lower priority (``os.nice``) with few torch threads, and gives
-back the same :class:`~core.pipeline.ModelState` the round would have returned in-process.
+runs :func:`core.pipeline.train_round` in a Python of its own (``python -m core.worker --serve``,
+never a fork of the threaded server) at a lower priority (``os.nice``) with few torch threads, and
+gives back the same :class:`~core.pipeline.ModelState` the round would have returned in-process.
+The child is started once and kept warm between rounds (torch imported, the pool read): a Retrain
+then pays neither an interpreter start nor a torch import, seconds each on a busy machine.
 
 Nothing crosses the process boundary as pickle: the request is JSON plus the embedding as ``.npy``
 (written once per pool), the result is the model's ``model.safetensors`` + ``model.json``, the
 arrays in one safetensors file and the rest as JSON. Progress comes back as JSON lines on stdout.
 An error in the round comes back with its type and message (a ``ModelError`` stays a
 ``ModelError``); a process that dies (killed, out of memory) raises :class:`WorkerError` saying
-so. The child exits when its parent does (its stdin closes).
+so, and the next round starts a fresh child. The child exits when its parent does (its stdin
+closes).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -60,7 +64,10 @@ class TrainingProcess:
     """Runs training rounds in a child process, one at a time (the caller serialises them).
 
     ``nice`` lowers the child's priority (the server's clicks come first); ``threads`` bounds its
-    torch/BLAS threads. ``process`` is the running child (None between rounds).
+    torch/BLAS threads. The child stays between rounds, idle on its stdin (a round then costs no
+    interpreter start and no torch import: seconds each on a busy machine); one that died is
+    replaced at the next round. ``process`` is that child (None before the first round and after
+    one that died).
     """
 
     def __init__(self, *, nice: int = 10, threads: int = 1, scratch: str | Path | None = None) -> None:
@@ -73,13 +80,17 @@ class TrainingProcess:
         self.folder = Path(self._scratch.name)
         self._pool: tuple[int, int, Path] | None = None  # (id of the embedding, rows, folder)
         self.process: subprocess.Popen | None = None
+        self._started = 0  # children started so far (each has its own stderr file)
+        self._stderr_path = self.folder / "stderr-0.txt"
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Stop a running child and delete the scratch folder."""
+        """Stop the child (idle or in a round) and delete the scratch folder."""
         process = self.process
-        if process is not None and process.poll() is None:
-            process.kill()
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            self._discard(process)
         self._scratch.cleanup()
 
     def _pool_folder(self, dataset, embedding: np.ndarray) -> Path:
@@ -115,50 +126,86 @@ class TrainingProcess:
                     "labels": labels, "test_labels": test_labels or {},
                     "model_version": int(model_version), "learned_embedding": learned_embedding,
                     "previous": None if previous is None else jsonable(dataclasses.asdict(previous)),
-                    "nice": self.nice, "threads": self.threads,
                 }
                 (run / "request.json").write_text(json.dumps(request), encoding="utf-8")
                 self._run(run, progress)
-                return state_from_folder(run / "result", dataset)
+                started = time.monotonic()
+                state = state_from_folder(run / "result", dataset)
+                log.info("training result read back in %.2f s", time.monotonic() - started)
+                return state
             finally:
                 shutil.rmtree(run, ignore_errors=True)
 
-    def _run(self, run: Path, progress: Progress | None) -> None:
+    def _start(self) -> subprocess.Popen:
+        """A fresh child, torch and the engine imported before its first round."""
         core_parent = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
                "PYTHONPATH": os.pathsep.join(filter(None, [core_parent, os.environ.get("PYTHONPATH")])),
                "PYTHONUNBUFFERED": "1"}
+        self._started += 1
+        self._stderr_path = self.folder / f"stderr-{self._started}.txt"
+        with open(self._stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.worker", "--serve", "--nice", str(self.nice),
+                 "--threads", str(self.threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=stderr, env=env, text=True)
+        log.info("training process %d started (nice %d, %d thread(s)); it stays for the next rounds",
+                 process.pid, self.nice, self.threads)
+        return process
+
+    def _run(self, run: Path, progress: Progress | None) -> None:
+        process = self.process
+        if process is not None and process.poll() is not None:  # died between rounds: replace it
+            log.warning("training process %d had exited (code %s) between rounds; starting another",
+                        process.pid, process.returncode)
+            self._discard(process)
+            process = None
+        if process is None:
+            process = self.process = self._start()
         started = time.monotonic()
-        with open(run / "stderr.txt", "wb") as stderr:
-            self.process = process = subprocess.Popen(
-                [sys.executable, "-m", "core.worker", str(run)], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
-            log.info("training process %d started (nice %d, %d thread(s))", process.pid, self.nice,
-                     self.threads)
-            try:
-                for line in process.stdout:
-                    _report(line, progress)
-                code = process.wait()
-            finally:
-                process.stdout.close()
-                process.stdin.close()  # the child exits when this closes, if it has not yet
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-                self.process = None
-        log.info("training process %d ended with code %d after %.1f s", process.pid, code,
+        code = None
+        try:
+            process.stdin.write(f"{run}\n")
+            process.stdin.flush()
+        except (OSError, ValueError):
+            pass  # the child is gone: its exit code says how, below
+        else:
+            for line in process.stdout:
+                code = _report(line, progress)
+                if code is not None:
+                    break
+        if code is None:  # its output ended without an answer: the process is gone
+            code = self._discard(process)
+            tail = self._stderr_path.read_text(encoding="utf-8", errors="replace")[-STDERR_TAIL:].strip()
+            how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+                   else f"exited with code {code}")
+            raise WorkerError(f"the training process {how} before it finished (out of memory, or "
+                              f"stopped from outside?); the previous model is kept"
+                              + (f". Its last output: {tail}" if tail else ""))
+        log.info("training round in process %d ended with code %d after %.1f s", process.pid, code,
                  time.monotonic() - started)
         if code == 0:
             return
         failure = run / "error.json"
         if failure.is_file():
             raise _error_from(json.loads(failure.read_text(encoding="utf-8")))
-        tail = (run / "stderr.txt").read_text(encoding="utf-8", errors="replace")[-STDERR_TAIL:].strip()
-        how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
-               else f"exited with code {code}")
-        raise WorkerError(f"the training process {how} before it finished (out of memory, or "
-                          f"stopped from outside?); the previous model is kept"
-                          + (f". Its last output: {tail}" if tail else ""))
+        raise WorkerError(f"the training process answered code {code} without saying why")
+
+    def _discard(self, process: subprocess.Popen) -> int:
+        """Stop ``process`` (if it still runs) and forget it; returns its exit code."""
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()  # the child exits when its stdin closes, if it has not yet
+            except OSError:
+                pass
+        try:
+            code = process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        if self.process is process:
+            self.process = None
+        return code
 
 
 def remove_leftovers(folder: Path) -> list[Path]:
@@ -183,14 +230,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _report(line: str, progress: Progress | None) -> None:
+def _report(line: str, progress: Progress | None) -> int | None:
+    """Handle one line of the child's output; the round's exit code once it says it is done."""
     try:
         message = json.loads(line)
+        if "done" in message:
+            return int(message["done"])
+        if "timing" in message:
+            log.info("training process: %s", ", ".join(f"{k} {v:.2f} s" for k, v in message["timing"].items()))
+            return None
         done, total, text = message["progress"]
     except (ValueError, KeyError, TypeError):
-        return  # a stray print of a library: not a progress line
+        return None  # a stray print of a library: not a progress line
     if progress is not None:
         progress(int(done), int(total), str(text))
+    return None
 
 
 def _error_from(data: dict) -> Exception:
@@ -253,56 +307,92 @@ def state_from_folder(folder: Path, dataset):
 
 
 # ---------------------------------------------------------------------- the child's side
-def _exit_with_parent() -> None:
-    """Leave at once when the parent goes (its end of our stdin closes): no orphan training."""
-    def watch() -> None:
+def serve(nice: int, threads: int) -> int:
+    """The child's loop: import the engine once, then run each round whose folder arrives as a
+    line on stdin, answering ``{"done": code}`` on stdout. It leaves at once when the parent goes
+    (its end of our stdin closes), even in the middle of a round: no orphan training."""
+    import queue
+
+    try:
+        os.nice(nice)
+    except OSError:
+        pass  # lowering one's own priority is always allowed; a platform without it just runs
+    runs: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
         try:
-            sys.stdin.read()
+            for line in sys.stdin:
+                runs.put(line.strip())
         finally:
             os._exit(70)
 
-    threading.Thread(target=watch, name="tailwise-parent-watch", daemon=True).start()
+    threading.Thread(target=read, name="tailwise-parent-watch", daemon=True).start()
+    started = time.monotonic()
+    import torch
+
+    torch.set_num_threads(threads)
+    import core.models.io  # noqa: F401
+    import core.pipeline  # noqa: F401
+
+    log_imports = {"imports": time.monotonic() - started}
+    while True:
+        run = Path(runs.get())
+        code = child_main(run, log_imports)
+        log_imports = {}
+        print(json.dumps({"done": code}), flush=True)
+        gc.collect()  # the round's pool-sized temporaries, freed while the child idles
 
 
-def child_main(run: Path) -> int:
+def child_main(run: Path, timing: dict | None = None) -> int:
     """Run the round ``run/request.json`` describes; write ``run/result`` or ``run/error.json``."""
-    request = json.loads((run / "request.json").read_text(encoding="utf-8"))
-    _exit_with_parent()
     try:
-        os.nice(int(request.get("nice", 0)))
-    except OSError:
-        pass  # lowering one's own priority is always allowed; a platform without it just runs
-    try:
-        import torch
-
-        torch.set_num_threads(int(request.get("threads", 1)))
+        request = json.loads((run / "request.json").read_text(encoding="utf-8"))
+        started = time.monotonic()
         state, dataset = _train(request)
+        trained = time.monotonic()
         state_to_folder(state, dataset, run / "result")
+        del state
+        print(json.dumps({"timing": {**(timing or {}), "round": trained - started,
+                                     "write": time.monotonic() - trained}}), flush=True)
     except Exception as err:  # noqa: BLE001  (reported to the parent with its type)
         (run / "error.json").write_text(json.dumps({
             "type": type(err).__name__, "message": str(err),
             "traceback": traceback.format_exc()}), encoding="utf-8")
-        print(traceback.format_exc(), file=sys.stderr)
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
         return 1
     return 0
 
 
-def _train(request: dict):
+_POOL: dict[str, Any] = {}  # the last pool read (folder -> (dataset, embedding)): rounds reuse it
+
+
+def _pool(folder: Path):
+    """The pool's ids, ground truth and embedding as a round reads them, read once per folder."""
     from core.data.base import Dataset
+
+    key = str(folder)
+    if key not in _POOL:
+        _POOL.clear()
+        meta = json.loads((folder / "pool.json").read_text(encoding="utf-8"))
+        embedding = np.load(folder / "embedding.npy", mmap_mode="r", allow_pickle=False)
+        truth = meta["ground_truth"]
+        dataset = Dataset(ids=np.asarray(meta["ids"], dtype=object),
+                          features=np.empty((len(meta["ids"]), 0), dtype=np.float32),
+                          feature_names=[],
+                          ground_truth=None if truth is None else np.asarray(truth, dtype=object),
+                          name=meta["name"])
+        _POOL[key] = (dataset, embedding)
+    return _POOL[key]
+
+
+def _train(request: dict):
     from core.models.selection import ModelChoice
     from core.pipeline import train_round
     from core.project import ProjectConfig
 
     project = ProjectConfig.model_validate(request["project"])
     project._base_dir = Path(request["base_dir"])
-    pool = Path(request["pool"])
-    meta = json.loads((pool / "pool.json").read_text(encoding="utf-8"))
-    embedding = np.load(pool / "embedding.npy", mmap_mode="r", allow_pickle=False)
-    truth = meta["ground_truth"]
-    dataset = Dataset(ids=np.asarray(meta["ids"], dtype=object),
-                      features=np.empty((len(meta["ids"]), 0), dtype=np.float32), feature_names=[],
-                      ground_truth=None if truth is None else np.asarray(truth, dtype=object),
-                      name=meta["name"])
+    dataset, embedding = _pool(Path(request["pool"]))
     previous = request.get("previous")
     if previous is not None:
         previous = ModelChoice(**{**previous, "classes": tuple(previous.get("classes", ()))})
@@ -317,5 +407,18 @@ def _train(request: dict):
     return state, dataset
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m core.worker",
+                                     description="Tailwise's training process (started by the server).")
+    parser.add_argument("--serve", action="store_true", required=True,
+                        help="run the rounds whose folders arrive on stdin")
+    parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    return serve(args.nice, max(args.threads, 1))
+
+
 if __name__ == "__main__":
-    raise SystemExit(child_main(Path(sys.argv[1])))
+    raise SystemExit(main())

@@ -171,3 +171,24 @@ def test_scratch_folders_of_servers_that_are_gone_are_removed(tmp_path):
     finally:
         trainer.close()
     assert not trainer.folder.exists()
+
+
+def test_the_child_stays_warm_between_rounds_and_one_that_died_idle_is_replaced(tmp_path):
+    session = open_session(tmp_path, "process")
+    try:
+        label_some(session, 3)
+        session.retrain()
+        child = session._trainer.process
+        assert child is not None and child.poll() is None  # idle, waiting for the next round
+        label_some(session, 1, start=3)
+        assert session.retrain().model_version == 2
+        assert session._trainer.process is child  # the same process: no start, no torch import
+        os.kill(child.pid, signal.SIGKILL)  # dies while idle (killed, out of memory elsewhere)
+        child.wait(timeout=30)
+        label_some(session, 1, start=4)
+        assert session.retrain().model_version == 3  # a fresh child, no error for the user
+        fresh = session._trainer.process
+        assert fresh is not child and fresh.poll() is None
+    finally:
+        session.close()
+    assert fresh.poll() is not None  # closing the session stops the idle child
