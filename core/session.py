@@ -15,6 +15,7 @@ training, metrics and strategies read the store's rare flags.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import warnings
@@ -45,6 +46,12 @@ from core.projection import cached_projection, project_2d
 
 Progress = Callable[[int, int, str], None]
 TRAINING = ("inline", "process")
+# The new model's clusters are computed in the background after a retrain, but only this long
+# after it: the pages first show the model, recolour the map and ask it for their batches (on a
+# small machine a clustering beside them costs every page its share of the cores).
+CLUSTERS_AFTER_RETRAIN_S = 4.0
+
+log = logging.getLogger("tailwise")
 
 
 @dataclass(frozen=True)
@@ -433,9 +440,11 @@ class Session:
             event_id = self.store.last_event_id()  # the labels are read after this event
             previous = self._state.model_choice if self._state is not None else None
             kw = {"earlier": self._state} if self.training == "inline" else {}
+            started = time.perf_counter()
             state = self._train_round(project, embedding, labels, model_version=version,
                                       previous=previous, progress=progress,
                                       test_labels=self.test_labels(), **kw)
+            trained = time.perf_counter()
             state = replace(state, stopping=self._stopping(state))
             m = state.metrics
             record = RoundRecord(
@@ -449,9 +458,13 @@ class Session:
                 self._state = state
                 self._history.append(record)
                 self._snapshot_event = event_id
+            swapped = time.perf_counter()
             self._save_snapshot(state, event_id)
+            saved = time.perf_counter()
             if self.resume_strategies:  # a live project: the new model's clusters, in the background
-                self.refresh_clusters()
+                self.refresh_clusters(delay_s=CLUSTERS_AFTER_RETRAIN_S)
+            log.info("model v%d: round %.2f s, stopping+swap %.2f s, snapshot %.2f s", version,
+                     trained - started, swapped - trained, saved - swapped)
             return state
 
     def _train_round(self, project: ProjectConfig, embedding: np.ndarray, labels: dict[str, str],
@@ -689,10 +702,18 @@ class Session:
         ``ready``, ``computing``, ``failed: ...`` or not asked for yet (``none``)."""
         return self._clusters.status(self._cluster_job(None, method)[0])
 
-    def refresh_clusters(self):
-        """Start computing the current model's clusters in the background (after a retrain);
-        returns the ``Future`` of the ``ClusterResult``."""
-        return self._clusters.start(*self._cluster_job(None, None))
+    def refresh_clusters(self, delay_s: float = 0.0):
+        """Start computing the current model's clusters in the background (after a retrain),
+        ``delay_s`` seconds from now; returns the ``Future`` of the ``ClusterResult`` (asking for
+        the same clusters meanwhile waits for it)."""
+        key, compute = self._cluster_job(None, None)
+        if delay_s > 0:
+            now = compute
+
+            def compute():
+                time.sleep(delay_s)  # on the cluster thread: nothing else waits for it
+                return now()
+        return self._clusters.start(key, compute)
 
     def _cluster_job(self, n_clusters: int | None, method: str | None):
         """The cache key of a clustering of the current model and the function computing it."""
