@@ -55,9 +55,9 @@ STORE_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailwise-st
 # Items: a larger action shows as a job while it is written, and views redraw in full after it
 # instead of patching item by item.
 LARGE_ACTION = 2_000
-# Summaries of every label (legend, counts, history) and other tabs' models are redrawn once
-# labelling pauses for SUMMARY_QUIET_S, at least every SUMMARY_MAX_WAIT_S while it goes on, and
-# at most every SUMMARY_MIN_INTERVAL_S.
+# Summaries of every label (legend, counts, history) are redrawn once labelling pauses for
+# SUMMARY_QUIET_S, at least every SUMMARY_MAX_WAIT_S while it goes on, and at most every
+# SUMMARY_MIN_INTERVAL_S. A new model is shown in every tab at once (retrains are rare next to labels).
 SUMMARY_QUIET_S, SUMMARY_MAX_WAIT_S, SUMMARY_MIN_INTERVAL_S = 2.0, 10.0, 10.0
 
 
@@ -507,13 +507,19 @@ class AppState(param.Parameterized):
         if not self._can_label():
             return 0
         self.job, self.job_message = "undo", "undoing your last action"
+        started = time.perf_counter()
+        log.info("undo asked by %r", self.identity)
         try:
             async with self._writing:
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     STORE_WRITER, self._write_and_sync, self.session.undo_count, self.identity)
         finally:
             self.job, self.job_message = "", ""
-        return self._undone(*outcome)
+        written = time.perf_counter()
+        reverted = self._undone(*outcome)
+        log.info("undo by %r: %s events, store + map table %.2f s, page %.2f s", self.identity,
+                 reverted, written - started, time.perf_counter() - written)
+        return reverted
 
     def _undone(self, reverted, err: Exception | None) -> int:
         if err is not None:
@@ -566,10 +572,15 @@ class AppState(param.Parameterized):
     def _bump_summary(self) -> None:
         state = self.session.state
         if state is not None and state.model_version != self.model_version:
-            self._clusters = None
-            self._sync_model()  # another tab's new model, adopted at the summaries' pace
-            self._sync_frame()
+            self._adopt_model()
         self.labels_version += 1
+
+    def _adopt_model(self) -> None:
+        """Show the engine's current model (another tab's retrain, or one after the start)."""
+        self._clusters = None
+        self._sync_model()
+        self._sync_frame()
+        log.info("tab %r shows model v%s", self.identity, self.model_version)
 
     def _sync_frame(self) -> None:
         """Bring the shared map table up to date (only changed rows); note when it moved on."""
@@ -815,8 +826,11 @@ class AppState(param.Parameterized):
         self.job, self.job_message = "queue", "choosing the next batch"
         try:
             version = self._engine_model()
+            started = time.perf_counter()
             result = await asyncio.get_running_loop().run_in_executor(_WORK, self._query)
             self._apply_queue(result, select_first=select_first, model_version=version)
+            log.info("queue for %r from model v%s in %.2f s", self.identity, version,
+                     time.perf_counter() - started)
         except Exception as err:  # noqa: BLE001  (every failure is shown on this page)
             self._fail(err)
         finally:
@@ -881,6 +895,8 @@ class AppState(param.Parameterized):
             log_progress(done, total, message)
             loop.call_soon_threadsafe(self._progress, done, total, message)
 
+        asked = time.perf_counter()
+        log.info("round trip: Retrain pressed by %r", self.identity)
         try:
             await asyncio.wrap_future(self.session.request_retrain(progress))
         except Exception as err:  # noqa: BLE001
@@ -889,10 +905,14 @@ class AppState(param.Parameterized):
             return False
         finally:
             self.job, self.job_progress, self.job_message = "", 0.0, ""
+        got = time.perf_counter()
         self._retrained()
+        shown = time.perf_counter()
         if self.queue_ids:  # the queue was chosen by the old model: ask the new one
             await self.next_batch_async()
             self.status = f"model v{self.model_version} trained; queue refreshed"
+        log.info("round trip for %r: model v%s after %.2f s, shown %.2f s, queue %.2f s",
+                 self.identity, self.model_version, got - asked, shown - got, time.perf_counter() - shown)
         return True
 
     async def recompute_map_async(self) -> bool:
@@ -960,7 +980,11 @@ class AppState(param.Parameterized):
             changed = True
         state = self.session.state
         if state is not None and state.model_version != self.model_version:
-            self._summary.poke()  # adopted with the next summaries (a model redraws charts)
+            # Another tab's new model: shown at once (its version, the map's colours: only the
+            # rows whose prediction changed; the queue below), like in the tab that asked for it.
+            # The summaries of every label follow at their own pace.
+            self._adopt_model()
+            self._summary.poke()
             changed = True
         if state is not None and self._queue_outdated(state.model_version):
             # The queue was chosen by an older model: ask the new one now (on the work pool),
