@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 import panel as pn
@@ -41,6 +43,19 @@ SOURCE_NAMES = {"ground_truth": "held-out ground truth", "test_split": "expert-l
                 "cross_validated": "cross-validation on expert labels"}
 
 
+_COUNTED: list = [None, {}]  # [weak reference to a model state, its predicted counts]
+
+
+def predicted_counts(model_state) -> dict[str, int]:
+    """Items per predicted class of a model, counted once per model for every page (at 10^6
+    items a count per page and per summary cost each page half a second after a retrain)."""
+    seen = _COUNTED[0]() if _COUNTED[0] is not None else None
+    if seen is not model_state:
+        counts = pd.Series(model_state.predicted, copy=False).value_counts(sort=False)
+        _COUNTED[:] = [weakref.ref(model_state), {str(k): int(v) for k, v in counts.items()}]
+    return _COUNTED[1]
+
+
 def class_table(state: AppState) -> pd.DataFrame:
     """Per class: training and test labels, predicted count, recall, precision and support of the
     headline measurement. Text cells: unknown values are '–', never NaN."""
@@ -49,8 +64,7 @@ def class_table(state: AppState) -> pd.DataFrame:
     test = state.session.store.label_counts(split="test")
     predicted, per_class = {}, {}
     if session_state is not None:
-        names, counts = np.unique(session_state.predicted.astype(str), return_counts=True)
-        predicted = dict(zip(names.tolist(), counts.tolist()))
+        predicted = predicted_counts(session_state)
         chosen = measurements(state)
         source = chosen["headline"]["source"]
         per_class = (chosen.get(source) or {}).get("per_class", {}) if source else {}

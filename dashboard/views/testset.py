@@ -63,9 +63,9 @@ class TestSetView(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ choices
     def _refresh_choices(self) -> None:
-        from core.search import item_columns
+        from core.search import item_column_names
 
-        self._columns = list(item_columns(self.state.session))
+        self._columns = item_column_names(self.state.session)
         self.column.options = self._columns
         if self.column.value not in self._columns and self._columns:
             numeric = self.state.dataset.numeric_columns()

@@ -150,11 +150,13 @@ def test_the_example_plugin_is_found_asks_for_its_columns_and_links_selection(sk
 
 
 def test_test_set_view_builds_criteria_refuses_hostile_ones_and_labels_into_the_test_split(sky):
-    from core.search import find_items
+    from core.search import find_items, item_columns
     from dashboard.views.testset import TestSetView
 
     view = TestSetView(sky)
     assert "g_r" in view.column.options and view.column.value in view.column.options
+    # The choices are every searchable column, named without building the columns.
+    assert view.column.options == list(item_columns(sky.session))
     view.column.value, view.operator.value, view.value.value = "g_r", "<", "-0.1"
     view.add_condition()
     view.column.value, view.operator.value, view.value.value = "name", "!=", "J1000"
