@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--part", nargs="+", choices=PARTS, default=list(PARTS),
                     help="which parts to run (default: all)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None,
-                    help="numbers of items for the engine part (default 100000 1000000; --quick: "
+                    help="numbers of items for the engine and dashboard parts (default 100000 1000000; --quick: "
                          "20000 100000)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes (10^4-10^5), 3 repeats, no docs unless --docs")
@@ -408,7 +408,10 @@ def main(argv: list[str] | None = None) -> None:
             title, body = SECTION, report(res, repeats)
         else:
             module = __import__(f"benchmarks.scale_{part}", fromlist=["run", "report"])
-            res = module.run(**_quick_kwargs(part) if args.quick else {})
+            kwargs = _quick_kwargs(part) if args.quick else {}
+            if part == "dashboard" and args.sizes:
+                kwargs = {"sizes": tuple(sorted(args.sizes))}
+            res = module.run(**kwargs)
             title, body = SECTIONS[part], module.report(res)
         raw[part] = res
         print(body, flush=True)

@@ -18,6 +18,7 @@ and the websocket, on the same shared 2-core machine as the server.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -91,7 +92,9 @@ def run_size(n: int, browser, folder: Path, bulk: bool) -> dict:
             store.record_many(group["id"].iloc[:12].tolist(), str(cls), "seed")
     out: dict = {"n": n, "tabs": TABS}
     t_start = time.perf_counter()
-    with serve_dashboard(project) as server:
+    keep = os.environ.get("TAILWISE_SERVER_LOGS")  # a folder to keep the server's log in
+    log = Path(keep) / f"server-{n}-{time.strftime('%H%M%S')}.log" if keep else None
+    with serve_dashboard(project, log=log) as server:
         out["server_up_s"] = time.perf_counter() - t_start
         pages, counters = [], []
         for k in range(TABS):
