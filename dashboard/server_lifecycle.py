@@ -53,6 +53,11 @@ def on_server_loaded(server_context) -> None:
     offline_auth_pages()  # Panel's login page would fetch its logo from a CDN
     show_progress_in_log()
     quiet_closed_connections()
+    from tornado.ioloop import IOLoop
+
+    from dashboard.loopwatch import start_from_environment
+
+    start_from_environment(IOLoop.current().asyncio_loop)  # TAILWISE_LOOP_WATCH: diagnostics
     try:
         project = resolve_project(_ARGV)
         # Say where the project and its label store are: the quick start writes them for you.
