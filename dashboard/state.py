@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -572,14 +573,18 @@ class AppState(param.Parameterized):
     def _bump_summary(self) -> None:
         state = self.session.state
         if state is not None and state.model_version != self.model_version:
-            self._adopt_model()
+            # Another tab's new model, adopted at the summaries' pace: one update with the
+            # summaries, so a view following both redraws once.
+            self._adopt_model(labels_version=self.labels_version + 1)
+            return
         self.labels_version += 1
 
-    def _adopt_model(self) -> None:
-        """Show the engine's current model (another tab's retrain, or one after the start)."""
+    def _adopt_model(self, **more: Any) -> None:
+        """Show the engine's current model (another tab's retrain, or one after the start);
+        ``more`` parameters change in the same update."""
         self._clusters = None
-        self._sync_model()
         self._sync_frame()
+        self._sync_model(**more)
         log.info("tab %r shows model v%s", self.identity, self.model_version)
 
     def _sync_frame(self) -> None:
@@ -837,6 +842,19 @@ class AppState(param.Parameterized):
             self.job, self.job_message = "", ""
         return self.queue_ids
 
+    async def _renew_queue_async(self) -> None:
+        """The new model's batch for a tab whose queue an older model chose, asked in the
+        background. One tab at a time on the server: every tab renews its queue within half a
+        second of a new model, and each batch redraws that tab's queue on the event loop every
+        tab shares; all at once they would hold everyone's clicks behind them for a second."""
+        async with _renewal_lock():
+            if self.queue_model == self._engine_model():
+                return  # renewed meanwhile
+            if self.job:  # busy with its own action: the next refresh after it asks again
+                self._queue_asked_for = None
+                return
+            await self.next_batch_async(select_first=False)
+
     async def first_batch_async(self) -> list[str]:
         """The batch asked for when the page opens: selects its first item only if the expert has
         not selected anything meanwhile."""
@@ -848,7 +866,8 @@ class AppState(param.Parameterized):
         return ids
 
     # ------------------------------------------------------------------ retraining
-    def _sync_model(self) -> None:
+    def _sync_model(self, **more: Any) -> None:
+        """Adopt the engine's model; ``more`` parameters change in the same update."""
         state = self.session.state
         choice = None if state is None else state.model_choice
         # One update, so no view ever sees a new version with the old (or no) training time.
@@ -856,15 +875,13 @@ class AppState(param.Parameterized):
                           trained_at=None if state is None else float(state.trained_at),
                           learner=choice.chosen if choice else (
                               "" if state is None else self.session.project.model.kind),
-                          learner_reason=choice.reason if choice else "")
+                          learner_reason=choice.reason if choice else "", **more)
 
     def _retrained(self) -> None:
         self._clusters = None
-        self._sync_model()
         self._sync_frame()
-        self.error = ""
+        self._sync_model(error="", labels_version=self.labels_version + 1)
         self.status = f"model v{self.model_version} trained"
-        self.labels_version += 1
 
     def retrain(self) -> bool:
         """Retrain now (blocking). On failure the error is shown and the old model kept."""
@@ -909,7 +926,8 @@ class AppState(param.Parameterized):
         self._retrained()
         shown = time.perf_counter()
         if self.queue_ids:  # the queue was chosen by the old model: ask the new one
-            await self.next_batch_async()
+            async with _renewal_lock():  # taking turns with the other tabs' renewals
+                await self.next_batch_async()
             self.status = f"model v{self.model_version} trained; queue refreshed"
         log.info("round trip for %r: model v%s after %.2f s, shown %.2f s, queue %.2f s",
                  self.identity, self.model_version, got - asked, shown - got, time.perf_counter() - shown)
@@ -990,7 +1008,7 @@ class AppState(param.Parameterized):
             # The queue was chosen by an older model: ask the new one now (on the work pool),
             # while the charts adopt the model at the summaries' pace.
             self._queue_asked_for = state.model_version
-            asyncio.ensure_future(self.next_batch_async(select_first=False))
+            asyncio.ensure_future(self._renew_queue_async())
             changed = True
         if now:
             self._summary.flush()
@@ -1005,6 +1023,19 @@ def _attempt(call, *args):
         return call(*args), None
     except Exception as err:  # noqa: BLE001
         return None, err
+
+
+_RENEWALS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _renewal_lock() -> asyncio.Lock:
+    """The lock queue renewals take turns on, one per event loop (a served page's, a test's)."""
+    loop = asyncio.get_running_loop()
+    lock = _RENEWALS.get(loop)
+    if lock is None:
+        lock = _RENEWALS[loop] = asyncio.Lock()
+    return lock
 
 
 def _running_loop():

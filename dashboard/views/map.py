@@ -39,7 +39,7 @@ CONTINUOUS = ("uncertainty", "score")
 MODEL_COLOURS = ("predicted", "uncertainty", "score", "cluster")  # redrawn when the model changes
 # Point-table columns -> the names HoloViews gives them in the Bokeh data source.
 # Columns of a drawn layer as HoloViews names them in its Bokeh source.
-_LAYER_COLUMNS = {"rare_colour": "color"}
+_LAYER_COLUMNS = {"rare_colour": "color", "score_colour": "color"}
 _PATCHED = {"colour": "color", "line": "line_color", "size": "size", "shown_label": "shown_label"}
 COLOUR_NAMES = {
     "label": "current label", "predicted": "predicted class", "uncertainty": "uncertainty",
@@ -151,6 +151,8 @@ class MapView(pn.viewable.Viewer):
         state.param.watch(self._rare_changes, "changes")
         state.param.watch(lambda *_: self._update_layer("rare", self._rare_frame()), "classes_version")
         state.param.watch(lambda *_: self._update_layer("selected", self._selected_frame()), "selection")
+        if self.options.highlight_queue:  # every tab's queue changes with every new model
+            state.param.watch(lambda *_: self._update_layer("queue", self._queue_frame()), "queue_ids")
         state.param.watch(self._layers_moved, "map_version")
         self.outline = self.options.outline_clusters
         self._outlines_asked = self._outline_inputs()  # what the outline layer was last asked to show
@@ -162,8 +164,8 @@ class MapView(pn.viewable.Viewer):
         overlay = base * hv.DynamicMap(pn.bind(self._outlines, self.param.outlines_version))
         overlay = overlay * hv.DynamicMap(pn.bind(self._rare, self.param.layers_version))
         if self.options.highlight_queue:
-            overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.queue_ids,
-                                                      state.param.colour_by, self.param.layers_version))
+            overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.colour_by,
+                                                      self.param.layers_version))
         overlay = overlay * hv.DynamicMap(pn.bind(self._selected, self.param.layers_version))
         self.plot = overlay.opts(
             hv.opts.Overlay(responsive=True, height=self.options.height, show_legend=False,
@@ -434,20 +436,28 @@ class MapView(pn.viewable.Viewer):
         return hv.Path([{"x": o.polygon[:, 0], "y": o.polygon[:, 1]} for o in rings]).opts(
             color="#333333", line_width=1.5, line_dash="dashed", alpha=0.8, tools=[])
 
-    def _queue(self, *_):
-        hv = holoviews()
-
+    def _queue_frame(self) -> pd.DataFrame:
+        """The queued items' positions (and, on a raster coloured by score, their colours)."""
         rows = self.state.queue_rows()
         frame = pd.DataFrame({"x": self.state.xy[rows, 0], "y": self.state.xy[rows, 1]})
-        if self.rasterised and self.state.colour_by == "score" and len(rows):
+        if self.rasterised and self.state.colour_by == "score":
             # The raster is grey then: the queued items carry the query-score colours.
             frame["score_colour"] = _viridis(np.asarray(self.state.queue_scores, dtype=float))
+        return frame
+
+    def _queue(self, *_):
+        """The queue's rings, drawn by HoloViews once (and when the colouring or the map
+        changes); a new batch replaces their source's columns in place."""
+        hv = holoviews()
+
+        frame = self._queue_frame()
+        if "score_colour" in frame:
             return hv.Points(frame, kdims=["x", "y"], vdims=["score_colour"]).opts(
                 marker="circle", size=self.options.point_size * 3, color="score_colour",
-                line_color="#ff7f0e", line_width=2, tools=[])
+                line_color="#ff7f0e", line_width=2, tools=[], hooks=[self._keep_layer("queue")])
         return hv.Points(frame, kdims=["x", "y"]).opts(
             marker="circle", size=self.options.point_size * 3, fill_alpha=0, line_color="#ff7f0e",
-            line_width=2, line_dash="dashed", tools=[])
+            line_width=2, line_dash="dashed", tools=[], hooks=[self._keep_layer("queue")])
 
     def _selected_frame(self) -> pd.DataFrame:
         rows = self.state.selected_rows()

@@ -308,6 +308,46 @@ def test_a_new_model_refreshes_the_queue_of_every_tab(session):
     assert b.model_version == first + 1 and len(b.queue_ids) == b.batch_size
 
 
+def test_tabs_renew_their_queues_for_a_new_model_one_at_a_time(session, monkeypatch):
+    """Every tab asks a new model for its batch at its next refresh; the batches are chosen and
+    shown one tab at a time, so the clicks of every tab get the event loop between them."""
+    import asyncio
+    import threading
+    import time
+
+    tabs = [AppState(session, annotator=f"a{i}") for i in range(3)]
+    label_truth(tabs[0], 3, ["0", "1", "2"])
+    assert tabs[0].retrain()
+    for tab in tabs:
+        tab.refresh()
+        tab.next_batch()
+    label_truth(tabs[0], 4, ["3"])
+    assert tabs[0].retrain()
+    real, lock, inside, most = session.next_batch, threading.Lock(), [0], [0]
+
+    def counted(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.05)  # long enough for a second tab's query to overlap, were it allowed
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(session, "next_batch", counted)
+
+    async def renew():
+        for tab in tabs:
+            tab.refresh()
+        while any(t.queue_model != session.state.model_version for t in tabs):
+            await asyncio.sleep(0.01)
+
+    run_async(asyncio.wait_for(renew(), 60))
+    assert most[0] == 1 and all(len(t.queue_ids) == t.batch_size for t in tabs)
+
+
 def test_a_tab_busy_when_a_new_model_arrives_asks_it_for_a_queue_once_free(session):
     """A tab in the middle of its own action when another tab's retrain lands keeps no stale
     queue: the first refresh after the action asks the new model."""

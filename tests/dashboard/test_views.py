@@ -88,6 +88,25 @@ def test_stars_and_selection_follow_labels_in_place_without_redrawing_the_map(se
     assert plot.state is not None
 
 
+def test_a_new_batch_moves_the_queue_rings_in_place(session):
+    """Every tab's queue changes with every new model: the rings' source is updated in place,
+    not redrawn through HoloViews."""
+    import holoviews as hv
+
+    from dashboard.views.map import MapView
+
+    state = AppState(session, annotator="ann")
+    view = MapView(state)
+    hv.renderer("bokeh").get_plot(view.plot)  # drawn once, as the page draws it
+    drawn = view.layers_version
+    for first in (0, 5):
+        ids = session.dataset.ids[first:first + 3].tolist()
+        state.queue_ids = ids
+        rings = view._layer_sources["queue"].data
+        assert list(rings["x"]) == list(state.xy[session.positions(ids), 0])
+    assert view.layers_version == drawn and view.layer_updates == 2
+
+
 def _raster(view):
     """The raster layer as the plot would draw it now (HoloViews' datashade + dynspread)."""
     overlay = view.plot[()]
