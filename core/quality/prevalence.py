@@ -13,15 +13,23 @@ posteriors ``q`` into posteriors for the pool before their sum (probabilistic cl
     the labelled and the pool differ in their class mix only (prior shift): the pool's prior is
     re-estimated by EM (Saerens, Latinne & Decaestecker 2002), starting from the labelled one.
 
-The interval combines what is uncertain: the calibration (refitted on bootstrap resamples of the
-out-of-fold predictions it was fitted on, applied to a sample of the pool) and the count itself
-given its probabilities (a sum of Bernoulli variables: normal with variance sum p (1 - p)).
+Without held-out labels the interval is the count's own randomness given its probabilities (a
+sum of Bernoulli variables: normal with variance sum p (1 - p)), which takes the probabilities
+as right. With held-out labels (the out-of-fold predictions of the labelled items) the counts
+are instead *checked by the labels* (:func:`adjusted_prevalence`, a Bayesian adjusted classify-and-count): the
+pool is split into cells by predicted class and confidence band, and the class mix of every cell
+is a Dirichlet posterior: the prediction itself as prior mean, with a strength chosen by how well
+predictions matched the held-out labels (empirical Bayes) plus one phantom label spread over all
+classes (a confusion no label has shown yet stays possible), updated by the labelled items whose
+out-of-fold prediction falls in that cell. Active learning picks items for their uncertainty, so
+comparing labelled and pool items of the same confidence band is the correction for the
+non-random labelled sample; the interval carries the uncertainty of every cell's
+misclassification rates (few labels: wide) and of the count itself (multinomial draws).
 ``docs/benchmarks.md`` ("Label quality") measures how often the true count falls inside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,7 +40,8 @@ POOL_SAMPLE = 20_000
 CHUNK = 65_536  # pool rows corrected at a time
 METHODS = ("labelled", "em")
 
-__all__ = ["METHODS", "correct", "em_prior", "estimate_prevalence", "prevalence_text"]
+__all__ = ["METHODS", "adjusted_prevalence", "correct", "em_prior", "estimate_prevalence",
+           "prevalence_text"]
 
 
 def correct(q: np.ndarray, prior: np.ndarray, method: str = "labelled") -> np.ndarray:
@@ -72,8 +81,6 @@ def estimate_prevalence(
     classes: tuple[str, ...] | list[str],
     prior: np.ndarray,
     *,
-    resample: Callable[[np.random.Generator], Callable[[np.ndarray], np.ndarray]] | None = None,
-    raw_pool: Callable[[np.ndarray], np.ndarray] | None = None,
     method: str = "labelled",
     level: float = LEVEL,
     boot: int = BOOTSTRAP,
@@ -81,13 +88,10 @@ def estimate_prevalence(
 ) -> dict[str, dict[str, float]]:
     """``{class: {"estimate", "low", "high"}}``: expected counts of each class among the
     unlabelled items whose calibrated balanced posteriors are ``q_pool``, with a ``level``
-    interval.
+    interval from the count's own randomness only (the probabilities taken as right).
 
-    ``prior`` is the labelled class mix (columns = ``classes``). ``resample(rng)`` returns a
-    calibrator refitted on a bootstrap resample (a function raw probabilities -> balanced
-    posteriors) and ``raw_pool(rows)`` the learner's own probabilities of those rows of the
-    items (asked once, for a sample of at most ``POOL_SAMPLE``); without them only the count's
-    own randomness makes the interval.
+    ``prior`` is the labelled class mix (columns = ``classes``). Where held-out labels exist,
+    :func:`adjusted_prevalence` also carries the uncertainty of the probabilities themselves.
     """
     q_pool = np.asarray(q_pool)
     n = len(q_pool)
@@ -103,19 +107,9 @@ def estimate_prevalence(
         estimate = sum((correct(q_pool[i:i + CHUNK], prior, method).sum(axis=0)
                         for i in range(0, n, CHUNK)), np.zeros(k))
     sample = rng.choice(n, POOL_SAMPLE, replace=False) if n > POOL_SAMPLE else np.arange(n)
-    scale = n / len(sample)
-    draws = np.empty((boot, k))
     p_sample = p[sample] if p is not None else correct(q_pool[sample], prior, method)
-    base_mean = p_sample.sum(axis=0) * scale
-    raw = None if resample is None or raw_pool is None else np.asarray(raw_pool(sample))
-    for b in range(boot):
-        if raw is not None:
-            pb = correct(resample(rng)(raw), prior, method)
-        else:
-            pb = p_sample
-        mean = estimate + (pb.sum(axis=0) * scale - base_mean)
-        var = (pb * (1.0 - pb)).sum(axis=0) * scale
-        draws[b] = mean + rng.normal(size=k) * np.sqrt(var)
+    var = (p_sample * (1.0 - p_sample)).sum(axis=0) * (n / len(sample))
+    draws = estimate + rng.normal(size=(boot, k)) * np.sqrt(var)
     tail = (1.0 - level) / 2.0
     low = np.clip(np.quantile(draws, tail, axis=0), 0.0, n)
     high = np.clip(np.quantile(draws, 1.0 - tail, axis=0), 0.0, n)
@@ -130,35 +124,103 @@ def prevalence_text(name: str, values: dict[str, float], level: float = LEVEL) -
 
 
 def prevalence_report(estimates: dict[str, dict[str, float]], *, method: str, n_pool: int,
-                      level: float = LEVEL) -> dict[str, Any]:
+                      level: float = LEVEL, **extra: Any) -> dict[str, Any]:
     """What the estimates rest on, for metrics.json (``prevalence_details``)."""
-    return {"method": method, "level": level, "unlabelled_items": int(n_pool),
+    return {"method": method, "level": level, "unlabelled_items": int(n_pool), **extra,
             "text": {c: prevalence_text(c, v, level) for c, v in estimates.items()}}
 
 
-def calibration_resampler(oof_raw: np.ndarray, codes: np.ndarray, method: str
-                          ) -> Callable[[np.random.Generator], Callable[[np.ndarray], np.ndarray]]:
-    """``resample(rng)`` for :func:`estimate_prevalence`: a calibrator of ``method`` refitted on a
-    class-stratified bootstrap resample of out-of-fold predictions ``oof_raw`` with true
-    ``codes``. A project whose learner needed no calibration still has its probabilities
-    estimated from these labels: its resamples use one temperature."""
-    from core.models.calibration import fit_calibrator, log_proba
+# ---------------------------------------------------------------------------- checked by the labels
+CONFIDENCE_EDGES = (0.6, 0.9)  # a cell: predicted class x confidence band (max posterior)
+STRENGTHS = np.geomspace(0.3, 3000.0, 41)  # prior strengths (in labels) empirical Bayes picks from
+OTHER_CLASSES = 1e-3  # prior share of each class but the predicted one in a cell
+UNSEEN = 1.0  # one phantom label per cell, spread over all classes: unseen confusions can be
+DRAWS = 400
 
-    oof_raw = np.asarray(oof_raw, dtype=np.float64)
+
+def confidence_cells(p: np.ndarray, edges: tuple[float, ...] = CONFIDENCE_EDGES) -> np.ndarray:
+    """The cell of every row of posteriors ``p``: ``predicted class * (bands) + band``."""
+    band = np.searchsorted(np.asarray(edges), p.max(axis=1), side="right")
+    return p.argmax(axis=1) * (len(edges) + 1) + band
+
+
+def _log_evidence(counts: np.ndarray, mean: np.ndarray, strength: float) -> float:
+    """Log-likelihood of the cells' label ``counts`` under Dirichlet-multinomials with the cells'
+    prior ``mean`` and ``strength`` (the multinomial coefficients cancel between strengths)."""
+    from scipy.special import gammaln
+
+    a = strength * mean
+    return float(np.sum(gammaln(strength) - gammaln(strength + counts.sum(axis=1)))
+                 + np.sum(gammaln(a + counts) - gammaln(a)))
+
+
+def prior_strength(counts: np.ndarray, mean: np.ndarray) -> float:
+    """How many labels the predictions are worth as a prior: the Dirichlet strength under which
+    the held-out label ``counts`` of the cells (rows) are most likely given the cells' predicted
+    class mix ``mean`` (empirical Bayes; the largest strength when no cell has labels)."""
+    used = counts.sum(axis=1) > 0
+    if not used.any():
+        return float(STRENGTHS[-1])
+    evidence = [_log_evidence(counts[used], mean[used], m) for m in STRENGTHS]
+    return float(STRENGTHS[int(np.argmax(evidence))])
+
+
+def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *,
+                    level: float = LEVEL, draws: int = DRAWS, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(estimate, low, high, strength)`` per class: the counts among pool items with posteriors
+    ``p_pool``, checked by labelled items with held-out posteriors ``p_held`` and true ``codes``.
+
+    Every cell's class mix is ``Dirichlet(strength * predicted class + UNSEEN / k + label
+    counts)``, the strength fitted to the labels (:func:`prior_strength`); the interval is the
+    ``level`` range of counts drawn from those mixes (integers: a count is whole)."""
+    p_pool = np.asarray(p_pool, dtype=np.float64)
+    p_held = np.asarray(p_held, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
-    groups = [np.flatnonzero(codes == c) for c in np.unique(codes)]
-    fit_method = method if method != "none" else "temperature"
+    k = p_pool.shape[1]
+    bands = len(CONFIDENCE_EDGES) + 1
+    n_cells = k * bands
+    pool_cell = confidence_cells(p_pool)
+    n_pool = np.bincount(pool_cell, minlength=n_cells)
+    counts = np.zeros((n_cells, k))
+    np.add.at(counts, (confidence_cells(p_held), codes), 1.0)
+    mean = np.full((n_cells, k), OTHER_CLASSES)
+    mean[np.arange(n_cells), np.arange(n_cells) // bands] = 1.0
+    mean /= mean.sum(axis=1, keepdims=True)
+    strength = prior_strength(counts, mean)
+    alpha = strength * mean + counts + UNSEEN / k
+    estimate = n_pool @ (alpha / alpha.sum(axis=1, keepdims=True))
+    rng = np.random.default_rng(seed)
+    total = np.zeros((draws, k))
+    for cell in np.flatnonzero(n_pool):
+        mix = rng.dirichlet(alpha[cell], size=draws)
+        total += rng.multinomial(n_pool[cell], mix)
+    tail = (1.0 - level) / 2.0
+    low = np.quantile(total, tail, axis=0, method="lower")
+    high = np.quantile(total, 1.0 - tail, axis=0, method="higher")
+    return estimate, low, high, strength
 
-    logs: list = [None, None]  # the last raw probabilities asked for and their logs
 
-    def log_of(raw: np.ndarray) -> np.ndarray:  # the pool sample's logs, once for every resample
-        if logs[0] is not raw:
-            logs[:] = [raw, log_proba(raw)]
-        return logs[1]
-
-    def resample(rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-        pick = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
-        calibrator = fit_calibrator(fit_method, oof_raw[pick], codes[pick])
-        return lambda raw: calibrator.apply(raw, logs=log_of(raw))
-
-    return resample
+def adjusted_prevalence(q_pool: np.ndarray, classes: tuple[str, ...] | list[str],
+                        prior: np.ndarray, q_held: np.ndarray, codes: np.ndarray, *,
+                        method: str = "labelled", level: float = LEVEL, draws: int = DRAWS,
+                        seed: int = 0) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """``({class: {"estimate", "low", "high"}}, details)``: :func:`adjusted_counts` of the pool
+    items with calibrated balanced posteriors ``q_pool``, checked by the labelled items with
+    held-out (out-of-fold, calibrated) balanced posteriors ``q_held`` and label ``codes``.
+    Both are turned into pool posteriors under the labelled class mix ``prior`` first."""
+    q_pool = np.asarray(q_pool, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(q_pool) == 0:
+        return ({c: {"estimate": 0.0, "low": 0.0, "high": 0.0} for c in classes},
+                {"checked_by": 0})
+    if len(codes) != len(q_held):
+        raise ValueError(f"{len(q_held)} held-out rows but {len(codes)} labels")
+    p_pool = correct(q_pool, prior, method)
+    p_held = correct(q_held, prior, "labelled")  # the labelled items are the labelled mix
+    estimate, low, high, strength = adjusted_counts(p_pool, p_held, codes, level=level,
+                                                    draws=draws, seed=seed)
+    values = {c: {"estimate": float(estimate[j]), "low": float(min(low[j], estimate[j])),
+                  "high": float(max(high[j], estimate[j]))} for j, c in enumerate(classes)}
+    return values, {"checked_by": int(len(codes)), "prior_strength": strength,
+                    "confidence_bands": list(CONFIDENCE_EDGES)}

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core.quality.prevalence import calibration_resampler, estimate_prevalence, prevalence_report
+from core.quality.prevalence import adjusted_prevalence, estimate_prevalence, prevalence_report
 from core.quality.reliability import calibration_report
 from core.quality.suspects import find_suspects
 
@@ -61,17 +61,41 @@ def assess_round(*, kind: str, model: Any, classes: tuple[str, ...], ids: np.nda
     index = {c: j for j, c in enumerate(classes)}
     counts = np.bincount([index[v] for v in y.astype(str) if v in index], minlength=len(classes))
     prior = counts / max(counts.sum(), 1)
-    resample = raw_pool = None
-    calibrator = getattr(model, "calibrator_", None)
-    if calibrator is not None and oof_raw is not None and len(oof_rows) and raw_of is not None:
-        codes = np.array([index[v] for v in y[oof_rows].astype(str)], dtype=np.int64)
-        resample = calibration_resampler(oof_raw, codes, calibrator.method)
-        raw_pool = lambda sample: raw_of(embedding[unlabelled[sample]])  # noqa: E731
-    out.prevalence = estimate_prevalence(proba[unlabelled], classes, prior, resample=resample,
-                                         raw_pool=raw_pool, seed=seed)
+    held = _held_out(model, classes, y, oof)
+    if held is not None:
+        out.prevalence, details = adjusted_prevalence(proba[unlabelled], classes, prior, *held,
+                                                      seed=seed)
+        out.prevalence_details = prevalence_report(out.prevalence, method="labelled, checked "
+                                                   "by the out-of-fold labels",
+                                                   n_pool=len(unlabelled), **details)
+        return out
+    out.prevalence = estimate_prevalence(proba[unlabelled], classes, prior, seed=seed)
     out.prevalence_details = prevalence_report(out.prevalence, method="labelled",
                                                n_pool=len(unlabelled))
     return out
+
+
+def _held_out(model: Any, classes: tuple[str, ...], y: np.ndarray,
+              oof: tuple[np.ndarray | None, np.ndarray | None]
+              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(calibrated out-of-fold posteriors, label codes)`` of the labelled items, or None.
+
+    The calibration of each row is the one fitted on the other folds (``oof_calibrated_``) where
+    the model kept it; otherwise the served calibrator applied to the raw out-of-fold rows."""
+    oof_rows, oof_raw = oof
+    if oof_rows is None or oof_raw is None or not len(oof_rows):
+        return None
+    index = {c: j for j, c in enumerate(classes)}
+    labels = np.asarray(y)[oof_rows].astype(str)
+    keep = np.array([v in index for v in labels], dtype=bool)
+    if not keep.any():
+        return None
+    codes = np.array([index[v] for v in labels[keep]], dtype=np.int64)
+    held = getattr(model, "oof_calibrated_", None)
+    if held is None or len(held) != len(oof_raw):
+        calibrator = getattr(model, "calibrator_", None)
+        held = oof_raw if calibrator is None else calibrator.apply(oof_raw)
+    return np.asarray(held, dtype=np.float64)[keep], codes
 
 
 def _calibration(model, method, classes, embedding, proba, rows, y, oof, ground_truth, test,
