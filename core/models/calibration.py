@@ -4,7 +4,8 @@
 class weighs the same, matching the balanced decisions the imbalance-aware learners aim for);
 ``temper`` applies a temperature to probabilities of learners that have no logits (trees).
 :func:`choose_calibrator` picks among no calibration, one temperature and class-wise (vector)
-scaling by the cross-validated class-balanced log loss of out-of-fold predictions.
+scaling by the cross-validated class-balanced log loss of out-of-fold predictions, the simplest
+within one standard error of the best.
 """
 
 from __future__ import annotations
@@ -181,10 +182,11 @@ class CalibrationChoice:
 
 def choose_calibrator(proba: np.ndarray, codes: np.ndarray, *, seed: int = 0,
                       methods: tuple[str, ...] = CALIBRATION_METHODS) -> CalibrationChoice:
-    """The calibration method with the lowest cross-validated class-balanced log loss (a proper
-    scoring rule) on out-of-fold probabilities ``proba`` of labelled items with ``codes``, refitted
-    on all of them. Ties go to the simpler method. ``held_out`` holds each row's probabilities
-    from a calibrator fitted on the other folds (what measures the calibration honestly)."""
+    """The simplest calibration method whose cross-validated class-balanced log loss (a proper
+    scoring rule) on out-of-fold probabilities ``proba`` of labelled items with ``codes`` is
+    within noise of the lowest (:func:`simplest_within_noise`), refitted on all of them.
+    ``held_out`` holds each row's probabilities from a calibrator fitted on the other folds
+    (what measures the calibration honestly)."""
     proba = np.asarray(proba, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
     if len(codes) < MIN_ROWS_FOR_CHOICE or len(np.unique(codes)) < 2:
@@ -201,6 +203,29 @@ def choose_calibrator(proba: np.ndarray, codes: np.ndarray, *, seed: int = 0,
             if m != "none":
                 held[m][test] = fit_calibrator(m, proba[train], codes[train]).apply(proba[test])
     scores = {m: balanced_log_loss(held[m], codes) for m in methods}
-    best = min(methods, key=lambda m: (round(scores[m], 6), methods.index(m)))
+    best = simplest_within_noise(held, codes, methods, scores)
     chosen = fit_calibrator(best, proba, codes)
     return CalibrationChoice(replace(chosen, scores=scores), held[best])
+
+
+
+def simplest_within_noise(held: dict[str, np.ndarray], codes: np.ndarray,
+                          methods: tuple[str, ...], scores: dict[str, float]) -> str:
+    """The simplest method (first in ``methods``) whose cross-validated class-balanced log loss
+    is within one standard error of the lowest one (the one-standard-error rule: a few labels of a
+    rare class make a richer calibration look better by chance)."""
+    weight = balanced_weights(codes, next(iter(held.values())).shape[1])
+    rows = np.arange(len(codes))
+
+    def losses(m: str) -> np.ndarray:
+        return -np.log(np.maximum(held[m][rows, codes], PROBA_FLOOR))
+
+    best = min(methods, key=lambda m: (round(scores[m], 6), methods.index(m)))
+    base = losses(best)
+    for m in methods:
+        d = losses(m) - base
+        mean = float(np.sum(weight * d))
+        se = float(np.sqrt(np.sum(weight ** 2 * (d - mean) ** 2)))
+        if mean <= se:
+            return m
+    return best
