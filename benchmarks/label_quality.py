@@ -456,7 +456,8 @@ def report(scored: dict, costs: dict, args) -> str:
               "ECE (10 equal-width bins, one class against the rest) on the balanced test split "
               "(held out: never labelled, never used to fit or choose the calibration), before "
               "and after the calibration `model: auto` chose by cross-validated class-balanced "
-              "log loss on the out-of-fold predictions. *after / before* = mean ECE after over "
+              "log loss on the out-of-fold predictions (the simplest of none / temperature / "
+              "vector scaling within one standard error of the best). *after / before* = mean ECE after over "
               "mean ECE before across (pool, seed, noise, rare class), with a 90 % bootstrap "
               "interval over those cases; a rare class has only "
               f"{args.test_note} held-out items, so each single ECE is noisy: *ECE floor* is the "
@@ -481,11 +482,30 @@ def report(scored: dict, costs: dict, args) -> str:
     lines.append(markdown_table(["labels given", "labels", "cases", "ECE before", "ECE after",
                                  "after / before", "ECE floor", "calibration chosen"],
                                 cal_table))
+    per_pool = []
+    for fit, c, r in by_checkpoint(scored, calibration_rows):
+        for pool in args.pool_list:
+            g = [v for v in r if v["pool"] == pool]
+            if g:
+                before = np.mean([v["before"] for v in g])
+                after = np.mean([v["after"] for v in g])
+                per_pool.append([pool, fit, c, len(g), f"{before:.3f}", f"{after:.3f}",
+                                 f"{after / max(before, 1e-12):.2f}",
+                                 f"{np.nanmean([v['floor'] for v in g]):.3f}"])
+    lines += ["", "Per pool:", "", markdown_table(
+        ["pool", "labels given", "labels", "cases", "ECE before", "ECE after", "after / before",
+         "ECE floor"], per_pool)]
 
     lines += ["", "### Prevalence of every class in the unlabelled pool", "",
+              "The product's estimate (`core.quality.prevalence.adjusted_prevalence`): the "
+              "unlabelled pool is split into cells by predicted class and confidence band; each "
+              "cell's class mix is a Dirichlet posterior (the prediction as prior mean, its "
+              "strength fitted by empirical Bayes, one phantom label for unseen confusions) "
+              "updated by the labelled items whose out-of-fold prediction falls in the cell. "
               "Coverage = share of (pool, class, seed, noise) cases whose true count of unlabelled "
-              "items lies inside the reported 90 % interval; *abs. error* = mean |estimate − "
-              "truth|; *width* = mean interval width.", ""]
+              "items lies inside the reported 90 % interval (a class the model never saw counts "
+              "as estimate 0); *abs. error* = mean |estimate − truth|; *width* = mean interval "
+              "width.", ""]
     prev_table = []
     for fit, c, r in by_checkpoint(scored, prevalence_rows):
         inside = np.mean([v["inside"] for v in r])
@@ -503,11 +523,18 @@ def report(scored: dict, costs: dict, args) -> str:
                                  "coverage (rare)", "abs. error", "width", "mean true count"],
                                 prev_table))
     per_pool = []
-    for pool in args.pool_list:
-        r = [v for v in prevalence_rows(scored, "noisy") if v["pool"] == pool]
-        if r:
-            per_pool.append(f"{pool} {100 * np.mean([v['inside'] for v in r]):.0f} %")
-    lines += ["", "Coverage per pool (noisy labels, both checkpoints): " + ", ".join(per_pool) + "."]
+    for fit, c, r in by_checkpoint(scored, prevalence_rows):
+        for pool in args.pool_list:
+            g = [v for v in r if v["pool"] == pool]
+            if g:
+                per_pool.append([pool, fit, c, len(g),
+                                 f"{100 * np.mean([v['inside'] for v in g]):.0f} %",
+                                 f"{np.mean([abs(v['estimate'] - v['truth']) for v in g]):.1f}",
+                                 f"{np.mean([v['high'] - v['low'] for v in g]):.1f}",
+                                 f"{np.mean([v['truth'] for v in g]):.1f}"])
+    lines += ["", "Per pool:", "", markdown_table(
+        ["pool", "labels given", "labels", "cases", "coverage", "abs. error", "width",
+         "mean true count"], per_pool)]
 
     if costs:
         lines += ["", "### Cost of the out-of-fold predictions", "",
