@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from core.clusters.registry import CLUSTER_METHOD_NAMES
 from core.errors import ConfigError
 from core.query.auto import DEFAULT_ARMS, Auto
 from core.query.base import QueryStrategy
@@ -62,6 +63,8 @@ ARM_CLASSES: dict[str, type[QueryStrategy]] = {
 # Strategies whose cost grows faster than linearly in the pool: run on a kNN sub-pool when large.
 SUBPOOLED = frozenset({"auto", "committee", "galaxy", "discovery", "typiclust", "target_class"})
 _SUBPOOL_PARAMS = ("max_pool", "n_random", "n_neighbors_subpool")
+# What ``auto``'s discovery arm clusters with ("project": the project's ``clusters.method``).
+DISCOVERY_CLUSTERS = "project"
 
 __all__ = ["ARM_CLASSES", "REVIEW_STRATEGIES", "STRATEGY_CLASSES", "STRATEGY_NAMES", "SUBPOOLED",
            "get_strategy"]
@@ -74,19 +77,30 @@ def with_fallback(strategy: QueryStrategy) -> Any:
     return strategy
 
 
-def build_arms(names: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """The arms of ``auto`` by name, each ready to run with or without a model."""
+def build_arms(names: tuple[str, ...] | list[str],
+               discovery_clusters: str = DISCOVERY_CLUSTERS) -> dict[str, Any]:
+    """The arms of ``auto`` by name, each ready to run with or without a model.
+
+    The ``discovery`` arm clusters with ``discovery_clusters`` (a cluster method name, or
+    ``"project"``: the project's ``clusters.method``)."""
     unknown = [a for a in names if a not in ARM_CLASSES]
     if unknown:
         raise ConfigError(f"auto: unknown arm(s) {unknown}; choose from {sorted(ARM_CLASSES)}")
-    return {a: with_fallback(ARM_CLASSES[a]()) for a in names}
+    if discovery_clusters != "project" and discovery_clusters not in CLUSTER_METHOD_NAMES:
+        raise ConfigError(f"auto: unknown discovery_clusters {discovery_clusters!r}; use "
+                          f"'project' or one of {', '.join(CLUSTER_METHOD_NAMES)}")
+    method = None if discovery_clusters == "project" else discovery_clusters
+    return {a: with_fallback(Discovery(cluster_method=method) if a == "discovery"
+                             else ARM_CLASSES[a]()) for a in names}
 
 
 def get_strategy(name: str, **params: Any) -> Any:
     """Build the strategy called ``name``.
 
     ``params`` go to the strategy's constructor, except: ``cold_start`` (``auto`` only; default 10,
-    0 disables TypiClust), ``arms`` (``auto`` only: arm names, default ``DEFAULT_ARMS``), and
+    0 disables TypiClust), ``arms`` (``auto`` only: arm names, default ``DEFAULT_ARMS``),
+    ``discovery_clusters`` (``auto`` only: the cluster method of its ``discovery`` arm, default
+    ``DISCOVERY_CLUSTERS``; ``"project"`` follows ``clusters.method``), and
     ``max_pool`` / ``n_random`` / ``n_neighbors_subpool`` for the sub-pool wrapper
     (``max_pool=None`` disables it). Unknown names or parameters raise
     :class:`~core.errors.ConfigError`.
@@ -98,6 +112,8 @@ def get_strategy(name: str, **params: Any) -> Any:
         )
     sub = {k: params.pop(k) for k in _SUBPOOL_PARAMS if k in params}
     cold_start = params.pop("cold_start", 10)
+    discovery_clusters = (params.pop("discovery_clusters", DISCOVERY_CLUSTERS) if name == "auto"
+                          else DISCOVERY_CLUSTERS)
     cls = STRATEGY_CLASSES[name]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(params) - accepted)
@@ -107,7 +123,7 @@ def get_strategy(name: str, **params: Any) -> Any:
             + (", ".join(sorted(accepted)) or "no parameters")
         )
     if name == "auto":
-        params["arms"] = build_arms(tuple(params.get("arms", DEFAULT_ARMS)))
+        params["arms"] = build_arms(tuple(params.get("arms", DEFAULT_ARMS)), discovery_clusters)
     strategy: Any = with_fallback(cls(**params))
     if name == "auto" and cold_start:
         strategy = ColdStart(strategy, TypiClust(), min_labels=int(cold_start))

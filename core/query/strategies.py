@@ -365,6 +365,10 @@ class Discovery(QueryStrategy):
     their cluster, so single outliers are not preferred. With a model, distances are weighted by
     its doubt (``1 - max p``, to the power ``doubt_power``): an unseen class is spread over the
     known ones, while unlabelled chunks of known classes look confident. Works without a model.
+
+    ``cluster_method`` overrides the project's ``clusters.method`` (``ctx.cluster_method``) for
+    this strategy alone; ``None`` follows the project (``auto`` sets it for its discovery arm:
+    ``discovery_clusters`` in :func:`core.query.get_strategy`).
     """
 
     name = "discovery"
@@ -376,11 +380,19 @@ class Discovery(QueryStrategy):
         cluster_factor: float = 1.0,
         doubt_power: float = 1.0,
         size_weight: bool = True,
+        cluster_method: str | None = None,
     ) -> None:
         self.max_clusters = max_clusters
         self.cluster_factor = cluster_factor
         self.doubt_power = doubt_power
         self.size_weight = size_weight
+        self.cluster_method = cluster_method
+        if cluster_method is not None:
+            from core.clusters.registry import CLUSTER_METHOD_NAMES
+
+            if cluster_method not in CLUSTER_METHOD_NAMES:
+                raise ConfigError(f"discovery: unknown cluster_method {cluster_method!r}; use one "
+                                  f"of {', '.join(CLUSTER_METHOD_NAMES)} (or None: the project's)")
 
     def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
         lab = ctx.labelled_positions
@@ -389,7 +401,7 @@ class Discovery(QueryStrategy):
         n_lab = len(lab)
         k = int(np.clip(self.cluster_factor * (n_lab + n), 8, self.max_clusters))
         k = min(k, max(1, len(candidates) // 3), len(nodes))
-        assign, centres = geo.cluster_nodes(x, k, ctx.rng, ctx.cluster_method,
+        assign, centres = geo.cluster_nodes(x, k, ctx.rng, self.cluster_method or ctx.cluster_method,
                                             _node_labels(ctx, n_lab, len(nodes)))
         k = len(centres)
         sizes = np.bincount(assign, minlength=k)

@@ -9,6 +9,7 @@ import typing
 import numpy as np
 import pytest
 
+from core.clusters import CLUSTER_METHOD_NAMES
 from core.errors import ConfigError, DataError, EmptyPoolError, ModelError
 from core.project import STRATEGIES, QueryConfig
 from core.query import QueryContext, get_strategy
@@ -74,10 +75,18 @@ LABELLED = list(range(0, 120, 12)) + list(range(120, 180, 15)) + [180, 190]
 ARM_ONLY = sorted(set(ARM_CLASSES) - set(STRATEGY_NAMES))  # arms of auto users cannot name
 
 
+# discovery with each cluster method, and auto with its discovery arm on each ("name:method")
+CLUSTER_VARIANTS = [f"discovery:{m}" for m in CLUSTER_METHOD_NAMES] + [
+    f"auto:{m}" for m in ("project", *CLUSTER_METHOD_NAMES)]
+
+
 def strategy(name: str, subpool: bool = False):
     if name in ARM_ONLY:  # built the way auto builds its arms
         return build_arms((name,))[name]
     params = {"max_pool": 40, "n_random": 30} if subpool else {}
+    if ":" in name:
+        name, method = name.split(":")
+        params["cluster_method" if name == "discovery" else "discovery_clusters"] = method
     if name == "auto":
         params["cold_start"] = 5
     return get_strategy(name, **params)
@@ -89,6 +98,7 @@ CASES = (
     [(n, False) for n in STRATEGY_NAMES if n not in REVIEW_STRATEGIES]
     + [(n, False) for n in ARM_ONLY]
     + [(n, True) for n in sorted(SUBPOOLED)]
+    + [(n, False) for n in CLUSTER_VARIANTS]
 )
 
 
@@ -220,6 +230,42 @@ def test_discovery_still_finds_unlabelled_groups_after_many_labels():
     res = get_strategy("discovery").query(ctx, 10)
     assert sorted(set(group[res.positions].tolist())) == list(range(140, 150))
     assert all("no labelled item in this cluster" in r for r in res.reasons)
+
+
+@pytest.mark.parametrize("method", CLUSTER_METHOD_NAMES)
+def test_discovery_with_each_cluster_method_finds_the_unlabelled_blobs(method):
+    _x, y = blobs()
+    res = get_strategy("discovery", cluster_method=method).query(make_ctx(LABELLED), 2)
+    assert {y[p] for p in res.positions} == {"c3", "c4"}, (method, res.reasons)
+    assert all("no labelled item in this cluster" in r for r in res.reasons)
+
+
+def test_auto_discovery_arm_clusters_with_its_own_method_or_the_projects(monkeypatch):
+    from core.query import _geometry as geo
+    from core.query.registry import DISCOVERY_CLUSTERS
+
+    used = []
+    real = geo.cluster_nodes
+
+    def spy(x, k, rng, method="kmeans", labels=None):
+        used.append(method)
+        return real(x, k, rng, method, labels)
+
+    monkeypatch.setattr(geo, "cluster_nodes", spy)
+    ctx = dataclasses.replace(make_ctx(LABELLED), cluster_method="hdbscan")
+    arms = build_arms(("discovery",))
+    assert arms["discovery"].cluster_method == (None if DISCOVERY_CLUSTERS == "project"
+                                                else DISCOVERY_CLUSTERS)
+    build_arms(("discovery",), "project")["discovery"].query(ctx, 3)
+    build_arms(("discovery",), "linkage")["discovery"].query(ctx, 3)
+    get_strategy("discovery").query(ctx, 3)  # the strategy on its own follows the project
+    assert used == ["hdbscan", "linkage", "hdbscan"]
+    with pytest.raises(ConfigError, match="discovery_clusters"):
+        get_strategy("auto", discovery_clusters="spectral")
+    with pytest.raises(ConfigError, match="cluster_method"):
+        get_strategy("discovery", cluster_method="spectral")
+    with pytest.raises(ConfigError, match="discovery_clusters"):  # only auto takes it
+        get_strategy("margin", discovery_clusters="linkage")
 
 
 def test_target_class_favours_the_target():
