@@ -853,7 +853,10 @@ class AppState(param.Parameterized):
             if self.job:  # busy with its own action: the next refresh after it asks again
                 self._queue_asked_for = None
                 return
-            await self.next_batch_async(select_first=False)
+            ids = await self.next_batch_async(select_first=False)
+            if ids and not self.error:  # the expert did not ask: say why the queue changed
+                self.status = (f"model v{self.queue_model} chose a new batch: {len(ids)} items "
+                               f"({self.strategy})")
 
     async def first_batch_async(self) -> list[str]:
         """The batch asked for when the page opens: selects its first item only if the expert has

@@ -300,12 +300,13 @@ def test_a_new_model_refreshes_the_queue_of_every_tab(session):
 
     async def tick():
         assert b.refresh()
-        while b.queue_model != a.model_version:  # the new batch is chosen in a worker thread
+        while "chose a new batch" not in b.status:  # the new batch is chosen in a worker thread
             await asyncio.sleep(0.01)
         return b.queue_model
 
     assert run_async(asyncio.wait_for(tick(), 60)) == first + 1
     assert b.model_version == first + 1 and len(b.queue_ids) == b.batch_size
+    assert b.status.startswith(f"model v{first + 1} chose a new batch: {b.batch_size} items")
 
 
 def test_tabs_renew_their_queues_for_a_new_model_one_at_a_time(session, monkeypatch):
