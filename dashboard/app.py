@@ -18,7 +18,7 @@ import param
 from core.layout import Layout, Tabs, load_layout
 from core.project import ProjectConfig, load_project
 from core.serve import default_project
-from dashboard.client import ConnectionWatch, TableResync
+from dashboard.client import ConnectionWatch, ControlGuard, TableResync
 from dashboard.state import AppState, Preparation, escape, open_shared
 from dashboard.style import SYSTEM_FONT, html_pane, offline_design
 from dashboard.views import TITLES, view_classes
@@ -181,7 +181,8 @@ class App(pn.viewable.Viewer):
     def __panel__(self):
         template = pn.template.FastListTemplate(
             title=f"Tailwise · {self.project.name}", sidebar=[self.sidebar], main=[self.body],
-            header=[ConnectionWatch(height=0, width=0, margin=0),
+            header=[ControlGuard(height=0, width=0, margin=0),
+                    ConnectionWatch(height=0, width=0, margin=0),
                     TableResync(height=0, width=0, margin=0)],
             accent=ACCENT, sidebar_width=SIDEBAR_WIDTH, main_layout=None, theme_toggle=False,
             design=offline_design(), font=SYSTEM_FONT,

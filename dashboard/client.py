@@ -5,6 +5,8 @@
   being accepted silently and lost. Labels already shown as saved are in the store.
 * :class:`TableResync` makes Panel's tables show data that reached them while they were still
   being built in the browser (a queue batch that arrives right after the page opens).
+* :class:`ControlGuard` keeps a widget whose ``disabled`` changes before its view has drawn its
+  control from throwing a page error (the control is drawn with the current state anyway).
 * :class:`NameMemory` keeps the annotator name a tab chose in the browser's ``localStorage``, so
   the next visit from this browser starts with it (without authentication there is no other
   identity, and never a shared default).
@@ -92,6 +94,34 @@ class TableResync(JSComponent):
           for (const view of walk(root)) if (view instanceof View) resync(view);
         }
       }
+      return document.createElement('span');
+    }
+    """
+
+
+class ControlGuard(JSComponent):
+    """Makes Bokeh skip a ``disabled`` change for a control that is not drawn yet.
+
+    Bokeh's widget views set or remove the ``disabled`` attribute of their control elements on
+    every change of the model's ``disabled``, also before the view has rendered them: with a team
+    on one server, a button that follows a job (Next batch, Retrain) can change while another
+    page is still being built, and the view then throws "Cannot read properties of undefined
+    (reading 'removeAttribute')". A control drawn later reads the model's current state, so the
+    change can be skipped. Patched once per page, when the module loads (before the views).
+    """
+
+    _esm = """
+    const guard = () => {
+      const dom = window.Bokeh?.require?.('core/dom');
+      if (dom == null || dom.toggle_attribute.__twGuarded) return;
+      const toggle = dom.toggle_attribute;
+      const guarded = (el, attr, state) => (el == null ? undefined : toggle(el, attr, state));
+      guarded.__twGuarded = true;
+      dom.toggle_attribute = guarded;
+    };
+    guard();
+    export function render() {
+      guard();
       return document.createElement('span');
     }
     """

@@ -59,3 +59,19 @@ def test_queue_shows_a_batch_that_arrives_while_the_table_is_built(browser, dash
                 rows.first.locator("[tabulator-field=item]").inner_text().strip()), attempt
         finally:
             context.close()
+
+
+def test_a_control_changed_before_it_is_drawn_is_no_page_error(page: Page, dashboard_server):
+    """Bokeh's widget views toggle ``disabled`` on their control elements even before they have
+    drawn them (a button following a job, changed while the page is still being built): with the
+    page's guard that is skipped instead of throwing; a control drawn later shows the state."""
+    open_dashboard(page, dashboard_server)
+    expect(page.locator(".tw-next-batch button")).to_be_visible(timeout=WAIT_MS)
+    thrown = page.evaluate("""() => {
+      const toggle = window.Bokeh.require('core/dom').toggle_attribute;
+      try { toggle(undefined, 'disabled', false); return ''; } catch (err) { return String(err); }
+    }""")
+    assert thrown == ""
+    button = page.locator(".tw-next-batch button")
+    button.evaluate("el => window.Bokeh.require('core/dom').toggle_attribute(el, 'disabled', true)")
+    expect(button).to_be_disabled()  # drawn controls still follow every change
