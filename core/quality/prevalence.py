@@ -104,8 +104,7 @@ def estimate_prevalence(
         estimate = p.sum(axis=0)
     else:  # row by row: summed in chunks, no pool-sized float64 temporaries
         p = None
-        estimate = sum((correct(q_pool[i:i + CHUNK], prior, method).sum(axis=0)
-                        for i in range(0, n, CHUNK)), np.zeros(k))
+        estimate = _corrected_sum(q_pool, prior, method)
     sample = rng.choice(n, POOL_SAMPLE, replace=False) if n > POOL_SAMPLE else np.arange(n)
     p_sample = p[sample] if p is not None else correct(q_pool[sample], prior, method)
     var = (p_sample * (1.0 - p_sample)).sum(axis=0) * (n / len(sample))
@@ -115,6 +114,21 @@ def estimate_prevalence(
     high = np.clip(np.quantile(draws, 1.0 - tail, axis=0), 0.0, n)
     return {c: {"estimate": float(estimate[j]), "low": float(min(low[j], estimate[j])),
                 "high": float(max(high[j], estimate[j]))} for j, c in enumerate(classes)}
+
+
+def _corrected_sum(q_pool: np.ndarray, prior: np.ndarray, method: str) -> np.ndarray:
+    """``correct(q_pool, prior, method).sum(axis=0)`` chunk by chunk; for ``labelled`` as two
+    matrix-vector products per chunk: ``sum_i q_i prior / (q_i . prior) = (w @ q) * prior``."""
+    k = q_pool.shape[1]
+    if method != "labelled":
+        return sum((correct(q_pool[i:i + CHUNK], prior, method).sum(axis=0)
+                    for i in range(0, len(q_pool), CHUNK)), np.zeros(k))
+    prior = np.asarray(prior, dtype=np.float64)
+    total = np.zeros(k)
+    for i in range(0, len(q_pool), CHUNK):
+        q = np.asarray(q_pool[i:i + CHUNK], dtype=np.float64)
+        total += (1.0 / np.maximum(q @ prior, 1e-300)) @ q
+    return total * prior
 
 
 def prevalence_text(name: str, values: dict[str, float], level: float = LEVEL) -> str:
