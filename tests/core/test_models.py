@@ -424,3 +424,32 @@ def test_a_retrain_lends_its_out_of_fold_predictions_to_the_next_by_item():
     assert len(two.oof_ids) == len(one.oof_ids) - 1
     three = train_round(project, data, X, labels2, model_version=3)  # nothing to lend: computed
     assert three.oof_at == 87
+
+
+def test_ground_truth_metrics_from_integer_codes_equal_evaluate_on_names():
+    # core.pipeline hashes the ground truth once and counts by indices; same result as names
+    from core.data.base import Dataset
+    from core.metrics import evaluate
+    from core.pipeline import ground_truth_metrics
+
+    rng = np.random.default_rng(0)
+    n = 3_000
+    truth = np.array([f"c{k}" for k in rng.integers(0, 6, n)], dtype=object)
+    truth[::13] = None
+    truth[[5, 6]] = "only-labelled"  # a class whose items are all labelled: not measured
+    data = Dataset(ids=np.array([f"i{k}" for k in range(n)], dtype=object),
+                   features=np.zeros((n, 1), np.float32), feature_names=["f"], ground_truth=truth)
+    classes = ("c0", "c1", "c2", "c3", "c4")  # the model never saw c5
+    best = rng.integers(0, len(classes), n)
+    rows = np.unique(np.concatenate([rng.choice(n, 200, replace=False), [5, 6]]))
+    y = np.asarray(classes, dtype=object)[best[rows]]
+    got = ground_truth_metrics(data, rows, y, best, classes, ["c4"])
+    held = np.ones(n, bool)
+    held[rows] = False
+    held &= truth != None  # noqa: E711
+    names = sorted(set(truth[held].tolist()) | set(y.tolist()))
+    want = evaluate(truth[held], np.asarray(classes, dtype=object)[best[held]], names,
+                    tail_classes=["c4"])
+    assert "only-labelled" not in got["per_class"] and "c5" in got["per_class"]
+    assert got == {**want, "source": "ground_truth", "n_evaluated": int(held.sum())}
+    assert ground_truth_metrics(data, rows, y, best, classes, ["c4"]) == got  # cached codes
