@@ -14,6 +14,7 @@ import io
 import time
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 
@@ -170,8 +171,16 @@ class InspectorView(pn.viewable.Viewer):
             return ("<div class='tw-inspector tw-muted'>Select items on the map (box, lasso or tap), "
                     "or take the next batch from the queue: its first item is shown here.</div>")
         rows = self.state.session.positions(selection)
-        current = self.state.labels_of(selection)  # just these items: never every label
-        labels = {int(r): current.get(i) for r, i in zip(rows, selection)}  # row -> label
+        if len(rows) == 1:
+            current = self.state.labels_of(selection)  # just this item: never every label
+            labels = {int(rows[0]): current.get(selection[0])}  # row -> label
+        else:
+            # Many items (a box may hold 10^5): their labels from the shared map table, kept up
+            # to date with the store, in one vectorised read (per-item store reads held the page
+            # that every tab shares for seconds after a bulk label).
+            names = self.state.frame.values("label", rows)
+            shown = rows[: self.options.max_thumbnails]
+            labels = {int(r): (v or None) for r, v in zip(shown, names[: len(shown)])}
         parts = [f"<div class='tw-inspector'><h4>{len(rows)} selected</h4>"]
         if self.state.dataset.is_image:
             parts.append(self._thumbnails(rows, labels))
@@ -199,9 +208,12 @@ class InspectorView(pn.viewable.Viewer):
             if not blind:
                 parts.append("<b>history</b>" + self._history(item))
         else:
-            values, counts = np.unique(np.array([labels[int(r)] or "–" for r in rows], dtype=str),
-                                       return_counts=True)
-            parts.append("<p>labels: " + ", ".join(f"{escape(v)} × {c}" for v, c in zip(values, counts)) + "</p>")
+            counts: dict[str, int] = {}
+            for value, count in pd.Series(names, copy=False).value_counts(sort=False).items():
+                key = str(value) or "–"
+                counts[key] = counts.get(key, 0) + int(count)
+            parts.append("<p>labels: " + ", ".join(f"{escape(v)} × {counts[v]}" for v in sorted(counts))
+                         + "</p>")
         parts.append("</div>")
         return "".join(parts)
 

@@ -165,6 +165,26 @@ def test_user_text_is_escaped(session):
     assert "<b>bold" not in legend and "&lt;b&gt;bold&lt;/b&gt; ★" in legend
 
 
+def test_the_inspector_counts_the_labels_of_a_large_selection(session):
+    """Many selected items are summarised as label counts, read from the shared map table: this
+    tab's labels and another tab's (caught up), the unlabelled as '–', names escaped."""
+    from dashboard.views.inspector import InspectorView
+
+    state, other = AppState(session, annotator="ann"), AppState(session, annotator="bob")
+    other.add_class("<i>x</i>")
+    ids = session.dataset.ids[:30].tolist()
+    state.select(ids[:4])
+    state.label_selection("1")
+    other.select(ids[4:7])
+    other.label_selection("<i>x</i>")
+    state.refresh()  # bob's labels reach this tab
+    state.select(ids)
+    html = InspectorView(state).render(state.selection)
+    assert "30 selected" in html
+    assert "labels: 1 × 4, &lt;i&gt;x&lt;/i&gt; × 3, – × 23" in html
+    assert html.count("× ") == 3 and "<i>x" not in html
+
+
 def test_thumbnail_is_upscaled_with_nearest_neighbour():
     from PIL import Image
 
