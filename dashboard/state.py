@@ -231,6 +231,7 @@ class AppState(param.Parameterized):
                               clock=clock)
         self._writing = asyncio.Lock()
         self._queue_asked_for: int | None = None  # the model a new batch was last asked of
+        self._frame_sync: asyncio.Future | None = None  # the map table's update after a bulk action
         self._sync_model()
         self.param.watch(self._keep_user, "annotator")
 
@@ -438,6 +439,8 @@ class AppState(param.Parameterized):
         large = len(ids) >= LARGE_ACTION
         if large:
             self.job, self.job_message = "label", f"saving {len(ids):,} labels as {label!r}"
+            log.info("bulk label of %d items asked by %r", len(ids), self.identity)
+        started = time.perf_counter()
         try:
             async with self._writing:
                 outcome = await asyncio.get_running_loop().run_in_executor(
@@ -445,15 +448,25 @@ class AppState(param.Parameterized):
         finally:
             if large:
                 self.job, self.job_message = "", ""
-        return self._labelled(label, ids, split, *outcome)
+        written = time.perf_counter()
+        events = self._labelled(label, ids, split, *outcome)  # "saved" is shown now
+        if large:
+            await self._frame_synced()
+            log.info("bulk label by %r: store %.2f s, map table %.2f s", self.identity,
+                     written - started, time.perf_counter() - written)
+        return events
 
     def _write_labels(self, ids: list[str], label: str, split: str | None) -> list[int]:
         return self.session.label(ids, label, self.identity, split=split)
 
     def _write_and_sync(self, write, *args):
-        """A store write then the shared map table's update (both in the worker thread)."""
+        """A store write then the shared map table's update (both in the worker thread). After
+        a large action the table is updated later (``_announce(None)``, off the serving loop), so
+        that "saved" / "undone" shows once the store has committed, not after 10^5 map rows."""
         outcome = _attempt(write, *args)
-        if outcome[1] is None:
+        result, err = outcome
+        size = result if isinstance(result, int) else len(result or ())
+        if err is None and size <= LARGE_ACTION:
             self.session.sync_map_frame(self.frame)
         return outcome
 
@@ -517,10 +530,17 @@ class AppState(param.Parameterized):
         finally:
             self.job, self.job_message = "", ""
         written = time.perf_counter()
-        reverted = self._undone(*outcome)
-        log.info("undo by %r: %s events, store + map table %.2f s, page %.2f s", self.identity,
+        reverted = self._undone(*outcome)  # "undone" is shown now; the map's table follows:
+        await self._frame_synced()
+        log.info("undo by %r: %s events, store %.2f s, map table %.2f s", self.identity,
                  reverted, written - started, time.perf_counter() - written)
         return reverted
+
+    async def _frame_synced(self) -> None:
+        """Wait for the shared map table's update a bulk action started (``_announce``)."""
+        pending, self._frame_sync = self._frame_sync, None
+        if pending is not None:
+            await pending
 
     def _undone(self, reverted, err: Exception | None) -> int:
         if err is not None:
@@ -561,12 +581,16 @@ class AppState(param.Parameterized):
         self.last_changed = None if items is None else list(dict.fromkeys(items))
         if items is None or len(self.last_changed) > LARGE_ACTION:
             self.last_changed = None
-            if _running_loop() is not None:
-                asyncio.ensure_future(self._sync_frame_async())  # a bulk action: off the loop
-            else:
-                self._sync_frame()
-        else:
-            self._sync_frame()
+            if _running_loop() is not None:  # a bulk action: the table's update off the loop,
+                self._frame_sync = asyncio.ensure_future(self._announce_bulk())  # views after it
+                return
+        self._sync_frame()
+        self.changes += 1
+        self._summary.poke()
+
+    async def _announce_bulk(self) -> None:
+        await self._sync_frame_async()
+        self.last_changed = None  # too many to patch: the views redraw
         self.changes += 1
         self._summary.poke()
 
