@@ -170,10 +170,17 @@ class TrainingProcess:
         except (OSError, ValueError):
             pass  # the child is gone: its exit code says how, below
         else:
-            for line in process.stdout:
-                code = _report(line, progress)
-                if code is not None:
-                    break
+            try:
+                for line in process.stdout:
+                    code = _report(line, progress)
+                    if code is not None:
+                        break
+            except BaseException:
+                # Interrupted mid-round (a progress callback raised): the child's answer would
+                # be read as the next round's. Stop it; the next round starts a fresh one.
+                process.kill()
+                self._discard(process)
+                raise
         if code is None:  # its output ended without an answer: the process is gone
             code = self._discard(process)
             tail = self._stderr_path.read_text(encoding="utf-8", errors="replace")[-STDERR_TAIL:].strip()
