@@ -200,10 +200,14 @@ def _bulk(pages, server) -> dict:
                                                            timeout=WAIT_MS)
     out["retrain_bulk_queue_s"] = time.perf_counter() - t0
     out["memory_after_bulk_retrain"] = _memory(server.pid)
+    drawn = a.locator(".tw-map-rendered").get_attribute("data-version")
     t0 = time.perf_counter()
     a.locator(".tw-undo button").click()
     expect(a.locator(".tw-status")).to_contain_text(f"undone {count} labels", timeout=WAIT_MS)
     out["undo_bulk_s"] = time.perf_counter() - t0
+    # "undone" shows once the store has committed; the map's table and raster follow.
+    expect(a.locator(".tw-map-rendered")).not_to_have_attribute("data-version", drawn, timeout=WAIT_MS)
+    out["undo_bulk_map_s"] = time.perf_counter() - t0
     return out
 
 
@@ -247,7 +251,8 @@ def report(results: dict) -> str:
         ["bulk: another tab's box selection meanwhile", *[get(n, "box_while_bulk_s") for n in sizes]],
         ["bulk: retrain with those labels (click -> new model shown)", *[get(n, "retrain_bulk_s") for n in sizes]],
         ["bulk: · and the next batch listed", *[get(n, "retrain_bulk_queue_s") for n in sizes]],
-        ["bulk: undo them (one action)", *[get(n, "undo_bulk_s") for n in sizes]],
+        ["bulk: undo them (one action): click -> 'undone' shown", *[get(n, "undo_bulk_s") for n in sizes]],
+        ["bulk: · and the map redrawn without them", *[get(n, "undo_bulk_map_s") for n in sizes]],
         ["server memory at the end", *[gb(results[n]["memory_end"]) for n in sizes]],
         ["load average after", *[results[n]["load"] for n in sizes]],
     ]
