@@ -60,7 +60,7 @@ def prevalence_frame(state: AppState) -> pd.DataFrame:
     model = state.session.state
     prevalence = (model.prevalence if model is not None else None) or {}
     level = ((model.prevalence_details or {}).get("level", 0.9) if model is not None else 0.9)
-    labelled = state.session.store.label_counts(split="train")
+    labelled = state.label_counts(split="train")
     rare = set(state.rare_classes)
     rows = [{"class": name + (" ★" if name in rare else ""), "labelled": int(labelled.get(name, 0)),
              "≈ in the pool": f"{v['estimate']:,.0f}",

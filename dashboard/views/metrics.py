@@ -60,8 +60,8 @@ def class_table(state: AppState) -> pd.DataFrame:
     """Per class: training and test labels, predicted count, recall, precision and support of the
     headline measurement. Text cells: unknown values are '–', never NaN."""
     session_state = state.session.state
-    train = state.session.store.label_counts(split="train")
-    test = state.session.store.label_counts(split="test")
+    train = state.label_counts(split="train")
+    test = state.label_counts(split="test")
     predicted, per_class = {}, {}
     if session_state is not None:
         predicted = predicted_counts(session_state)

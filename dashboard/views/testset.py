@@ -161,7 +161,7 @@ class TestSetView(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ rendering
     def _status(self, message: str, problem: str, matches: list, cursor: int, *_):
-        test = self.state.session.store.label_counts(split="test")
+        test = self.state.label_counts(split="test")
         total = sum(test.values())
         counts = ", ".join(f"{escape(k)} {v}" for k, v in test.items() if v) or "none yet"
         parts = [f"<div class='tw-test-summary' data-n='{total}'>Test split: <b>{total}</b> items "

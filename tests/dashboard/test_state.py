@@ -376,3 +376,24 @@ def test_a_tab_busy_when_a_new_model_arrives_asks_it_for_a_queue_once_free(sessi
 
     assert run_async(asyncio.wait_for(scenario(), 60)) == first
     assert b.queue_model == first + 1 and len(b.queue_ids) == b.batch_size
+
+
+def test_label_counts_are_read_once_per_store_state_for_every_tab(session, monkeypatch):
+    a, b = AppState(session, annotator="a"), AppState(session, annotator="b")
+    reads: list[str | None] = []
+    real = session.store.label_counts
+
+    def counted(split=None):
+        reads.append(split)
+        return real(split=split)
+
+    monkeypatch.setattr(session.store, "label_counts", counted)
+    label_truth(a, 3, ["0"])
+    assert a.label_counts("train")["0"] == 3 and b.label_counts("train")["0"] == 3
+    assert reads == ["train"]  # the second tab reused the first tab's read
+    label_truth(b, 2, ["5"])  # a new event: read again, the same for both tabs
+    assert b.label_counts("train")["5"] == 2 and a.label_counts("train") == b.label_counts("train")
+    assert a.label_counts("test") == {name: 0 for name in a.label_counts("train")}
+    assert reads == ["train", "train", "test"]
+    a.add_class("smudge")  # a new class, no label event: counted again
+    assert a.label_counts("train")["smudge"] == 0 and len(reads) == 4
