@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import sys
 import tempfile
 import time
@@ -37,11 +39,35 @@ from team_driver import team_session  # noqa: E402
 
 SECTION = "Team server: click-to-saved latency"
 TARGET_P50_S, TARGET_P95_S = 0.3, 1.0
+STALL_MS = 150  # the server logs event-loop stalls longer than this (dashboard.loopwatch)
+_STALL = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ event loop blocked (\d+) ms from \S+: "
+                    r"\d+%: (.*?)(?: \|\| |$)")
 
 
 def choose(item: str, k: int) -> str:
     """Labels cycle through the six classes (the answer does not matter for latency)."""
     return str(k % 6)
+
+
+def stalls_while_labelling(log: str, since: float) -> list[tuple[int, str]]:
+    """``(ms, where)`` of the event-loop stalls the server logged after ``since`` (epoch s):
+    the labelling itself, not the pages' first build."""
+    out = []
+    for line in log.splitlines():
+        match = _STALL.match(line)
+        if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= int(since):
+            out.append((int(match[2]), match[3]))
+    return out
+
+
+def _innermost_own(stack: str) -> str:
+    """The last frame of this project's code in a logged stack (else its last frame)."""
+    frames = stack.split(" > ")
+    own = [f for f in frames if f.split(":")[0] in _OWN_FILES]
+    return (own or frames)[-1].split(" [")[0]
+
+
+_OWN_FILES = {p.name for folder in ("core", "dashboard") for p in (ROOT / folder).rglob("*.py")}
 
 
 def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: Path) -> dict:
@@ -61,6 +87,8 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
             (ROOT / "artifacts").mkdir(exist_ok=True)
             (ROOT / "artifacts" / f"latency-server-{n_users}.log").write_text(log, encoding="utf-8")
     latencies = np.array([x for run in runs for x in run.latencies_s])
+    stalls = stalls_while_labelling(log, min(run.started for run in runs))
+    longest = max(stalls, default=(0, ""))
     errors = [e for run in runs + ([trainer] if trainer else []) for e in run.page_errors]
     return {
         "users": n_users, "labels": int(sum(len(r.acknowledged) for r in runs)),
@@ -70,6 +98,8 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
         "seconds": elapsed, "page_errors": len(errors),
         "locked": log.lower().count("database is locked"),
         "load": f"{load_before} -> {load_average()}",
+        "stalls": len(stalls), "longest_stall": longest[0],
+        "longest_where": _innermost_own(longest[1]) if longest[1] else "",
     }
 
 
@@ -80,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=1.0, help="pause after each label (s)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    os.environ["TAILWISE_LOOP_WATCH"] = str(STALL_MS)  # the servers log their event-loop stalls
     t0 = time.time()
     rows = []
     with tempfile.TemporaryDirectory(prefix="tailwise-latency-") as tmp:
@@ -90,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{args.users} users + 1 retraining in a loop, no pause (stress)",
                      measure(args.users, args.labels, 0.0, True, Path(tmp) / "stress")))
     lines = ["| setting | labels | p50 (s) | p95 (s) | max (s) | > 5 s | retrains | page errors | "
-             "'database is locked' | load average (before -> after) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"'database is locked' | loop stalls > {STALL_MS} ms (longest) | "
+             "load average (before -> after) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in rows:
+        longest = f" ({r['longest_stall']} ms)" if r["stalls"] else ""
         lines.append(f"| {name} | {r['labels']} | {r['p50']:.3f} | {r['p95']:.3f} | {r['max']:.2f} | "
                      f"{r['over_5s']:.0%} | {r['retrains']} | {r['page_errors']} | {r['locked']} | "
-                     f"{r['load']} |")
+                     f"{r['stalls']}{longest} | {r['load']} |")
+    where = "; ".join(f"{name.split(',')[0]}: {r['longest_where']} ({r['longest_stall']} ms)"
+                      for name, r in rows if r["stalls"])
     team = rows[1][1]
     met50, met95 = team["p50"] <= TARGET_P50_S, team["p95"] <= TARGET_P95_S
     verdict = (f"Target with {args.users} users: p50 <= {TARGET_P50_S} s **{'met' if met50 else 'missed'}** "
@@ -111,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         "this shared 2-core machine are noisy: see the load average beside each row.", "",
         *lines, "", verdict,
         f"Without pauses (stress): p50 {stress['p50']:.3f} s, p95 {stress['p95']:.3f} s.", "",
+        f"Loop stalls: the server ran with `TAILWISE_LOOP_WATCH={STALL_MS}` (`dashboard.loopwatch`), "
+        "which logs every stretch over that many milliseconds in which its event loop (shared by "
+        "every tab) served nothing, with the stack it was busy in; counted here while the users "
+        "labelled. Longest, by where the project's code was: " + (where or "none") + ".", "",
         "What the server does since issue 10's latency work: training runs in a process of its "
         "own (`core.worker`: `os.nice(10)`, one torch thread, results back as safetensors and "
         "JSON), so the event loop only writes the label and updates the labelling tab; other tabs "

@@ -64,6 +64,7 @@ class UserRun:
     latencies_s: list[float] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     retrains: int = 0
+    started: float = 0.0  # when labelling began (epoch s), to match the server's log
 
 
 def run(coroutine):
@@ -129,6 +130,7 @@ async def label_items(page, run: UserRun, n: int, choose: Callable[[str, int], s
     from playwright.async_api import expect
 
     saved_box = page.locator(".tw-status-box [data-saved]")
+    run.started = time.time()
     while len(run.acknowledged) < n and not stop():
         item = await _current_item(page)
         if item is None:
