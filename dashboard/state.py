@@ -974,8 +974,7 @@ class AppState(param.Parameterized):
         self._retrained()
         shown = time.perf_counter()
         if self.queue_ids:  # the queue was chosen by the old model: ask the new one
-            async with _renewal_lock():  # taking turns with the other tabs' renewals
-                await self.next_batch_async()
+            await self.next_batch_async()
             self.status = f"model v{self.model_version} trained; queue refreshed"
         log.info("round trip for %r: model v%s after %.2f s, shown %.2f s, queue %.2f s",
                  self.identity, self.model_version, got - asked, shown - got, time.perf_counter() - shown)
