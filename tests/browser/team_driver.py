@@ -54,6 +54,29 @@ LATENCY_JS = """
 })();
 """
 
+# Also installed in every page: deeper JS stacks, and on an uncaught error the widgets whose DOM
+# controls do not exist (a Bokeh widget view changed before it was rendered: the page errors
+# "reading 'removeAttribute'" come from one), reported as a console error beside it.
+ERROR_DIAGNOSIS_JS = """
+(() => {
+  Error.stackTraceLimit = 50;
+  const name = (view) => view.model.type + (view.model.css_classes || []).map((c) => '.' + c).join('');
+  window.addEventListener('error', () => {
+    if (window.Bokeh == null || window.Bokeh.index == null) return;
+    const missing = [];
+    const walk = (view, path) => {
+      const here = path + ' > ' + name(view);
+      if (typeof view.controls === 'function' && [...view.controls()].some((el) => el == null)) {
+        missing.push(here);
+      }
+      if (typeof view.children === 'function') for (const child of view.children()) walk(child, here);
+    };
+    for (const root of window.Bokeh.index.roots) walk(root, '');
+    if (missing.length) console.error('widgets without their controls: ' + missing.join(' | '));
+  });
+})();
+"""
+
 
 @dataclass
 class UserRun:
@@ -88,6 +111,7 @@ async def login(context, server: Server, user: str, password: str, run: UserRun)
     context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
     await page.add_init_script(LATENCY_JS)
+    await page.add_init_script(ERROR_DIAGNOSIS_JS)
     page.on("pageerror", lambda err: run.page_errors.append(f"pageerror: {err.stack or err}"))
     page.on("console", lambda msg: run.page_errors.append(f"console: {msg.text}")
             if msg.type == "error" else None)
