@@ -62,7 +62,7 @@ def stalls_while_labelling(log: str, since: float) -> list[tuple[int, str]]:
 
 def _innermost_own(stack: str) -> str:
     """The last frame of this project's code in a logged stack (else its last frame)."""
-    frames = stack.split(" > ")
+    frames = stack.split(" [")[0].split(" > ")  # the loop thread's frames, not the others'
     own = [f for f in frames if f.split(":")[0] in _OWN_FILES]
     return (own or frames)[-1].split(" [")[0]
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {r['labels']} | {r['p50']:.3f} | {r['p95']:.3f} | {r['max']:.2f} | "
                      f"{r['over_5s']:.0%} | {r['retrains']} | {r['page_errors']} | {r['locked']} | "
                      f"{r['stalls']}{longest} | {r['load']} |")
-    where = "; ".join(f"{name.split(',')[0]}: {r['longest_where']} ({r['longest_stall']} ms)"
+    where = "; ".join(f"{name}: {r['longest_where']} ({r['longest_stall']} ms)"
                       for name, r in rows if r["stalls"])
     team = rows[1][1]
     met50, met95 = team["p50"] <= TARGET_P50_S, team["p95"] <= TARGET_P95_S
@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         "(the map's star and selection layers too, without a HoloViews refresh of the overlay, "
         "and without Bokeh re-validating the whole point source), and redraw summaries only once "
         "labelling pauses; Panel's busy spinner (one flag for the whole server, re-sent to every "
-        "tab on every callback) is off. Before (2026-12-02 21:52 UTC, load average ~10, training "
+        "tab on every callback) is off; after a new model the tabs renew their queues one at a "
+        "time and move the map's queue rings in place (all at once they held the clicks of every "
+        "tab behind them). Before (2026-12-02 21:52 UTC, load average ~10, training "
         "in the server process): p50 9.763 s and p95 30.529 s with five users and 1 s pauses; "
         "one user alone 0.072 s.",
     ])
