@@ -240,6 +240,26 @@ def test_discovery_with_each_cluster_method_finds_the_unlabelled_blobs(method):
     assert all("no labelled item in this cluster" in r for r in res.reasons)
 
 
+@pytest.mark.parametrize("method", ["hdbscan", "linkage"])
+def test_learned_clusters_on_a_sample_assign_every_row(method):
+    """Above max_rows a strategy clusters the labelled rows plus a sample, the rest join their
+    nearest clustered row: every row gets a cluster, deterministic for a seed."""
+    from core.query import _geometry as geo
+
+    x, y = blobs()
+    labels = np.full(len(y), None, dtype=object)
+    labels[LABELLED] = y[LABELLED]
+    assign, centres = geo.cluster_nodes(x, 8, np.random.default_rng(4), method, labels, max_rows=80)
+    again, _ = geo.cluster_nodes(x, 8, np.random.default_rng(4), method, labels, max_rows=80)
+    assert assign.shape == (len(y),) and (assign == again).all()
+    assert centres.shape == (assign.max() + 1, x.shape[1]) and np.isfinite(centres).all()
+    assert (np.bincount(assign) > 0).all()
+    if method == "linkage":  # learns from every label: the unlabelled blobs stay apart
+        labelled_clusters = set(assign[LABELLED].tolist())
+        for cls in ("c3", "c4"):
+            assert not set(assign[y == cls].tolist()) & labelled_clusters, cls
+
+
 def test_auto_discovery_arm_clusters_with_its_own_method_or_the_projects(monkeypatch):
     from core.query import _geometry as geo
     from core.query.registry import DISCOVERY_CLUSTERS
@@ -247,9 +267,9 @@ def test_auto_discovery_arm_clusters_with_its_own_method_or_the_projects(monkeyp
     used = []
     real = geo.cluster_nodes
 
-    def spy(x, k, rng, method="kmeans", labels=None):
+    def spy(x, k, rng, method="kmeans", labels=None, **kw):
         used.append(method)
-        return real(x, k, rng, method, labels)
+        return real(x, k, rng, method, labels, **kw)
 
     monkeypatch.setattr(geo, "cluster_nodes", spy)
     ctx = dataclasses.replace(make_ctx(LABELLED), cluster_method="hdbscan")
