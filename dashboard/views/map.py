@@ -156,6 +156,7 @@ class MapView(pn.viewable.Viewer):
         state.param.watch(self._layers_moved, "map_version")
         self.outline = self.options.outline_clusters
         self._outlines_asked = self._outline_inputs()  # what the outline layer was last asked to show
+        self.param.watch(self._outlines_changed, "outline")  # at once (off needs no clusters)
         self.param.watch(self._want_outlines, "outline")
         state.param.watch(self._want_outlines, "model_version")
         state.param.watch(self._outlines_changed, ["cluster_state", "map_version"])
