@@ -394,6 +394,13 @@ class Discovery(QueryStrategy):
                 raise ConfigError(f"discovery: unknown cluster_method {cluster_method!r}; use one "
                                   f"of {', '.join(CLUSTER_METHOD_NAMES)} (or None: the project's)")
 
+    def _cluster_weight(self, doubt: np.ndarray, sizes: np.ndarray, d_centre: np.ndarray,
+                        cand_assign: np.ndarray, scale: float) -> np.ndarray:
+        """How much each cluster's distance from the labelled items counts: the model's doubt
+        about its members, and its size (``d_centre``: each candidate's distance to its cluster's
+        centre, ``scale`` their median; unused here, for variants)."""
+        return doubt**self.doubt_power * (np.log1p(sizes) if self.size_weight else 1.0)
+
     def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
         lab = ctx.labelled_positions
         nodes = np.concatenate([lab, candidates])
@@ -427,7 +434,7 @@ class Discovery(QueryStrategy):
         uncovered = [c for c in range(k) if not covered[c] and sizes[c] >= 2]
         # Farthest-first over uncovered clusters: a pick covers its neighbourhood for the next one.
         gap = centre_gap.astype(np.float64).copy()
-        weight = doubt**self.doubt_power * (np.log1p(sizes) if self.size_weight else 1.0)
+        weight = self._cluster_weight(doubt, sizes, d_centre, cand_assign, scale)
         while uncovered and len(rows) < n:
             c = max(uncovered, key=lambda c: gap[c] * weight[c])
             uncovered.remove(c)
