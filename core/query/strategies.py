@@ -368,7 +368,10 @@ class Discovery(QueryStrategy):
 
     ``cluster_method`` overrides the project's ``clusters.method`` (``ctx.cluster_method``) for
     this strategy alone; ``None`` follows the project (``auto`` sets it for its discovery arm:
-    ``discovery_clusters`` in :func:`core.query.get_strategy`).
+    ``discovery_clusters`` in :func:`core.query.get_strategy`). ``compactness`` also prefers compact
+    clusters (a statistic pooled over each cluster's members); off by default: it found slightly
+    more classes on the benchmark pools (``benchmarks/discovery_pooling.py``) but can spend two
+    picks on one group split into two compact clusters instead of reaching the next group.
     """
 
     name = "discovery"
@@ -381,11 +384,13 @@ class Discovery(QueryStrategy):
         doubt_power: float = 1.0,
         size_weight: bool = True,
         cluster_method: str | None = None,
+        compactness: bool = False,
     ) -> None:
         self.max_clusters = max_clusters
         self.cluster_factor = cluster_factor
         self.doubt_power = doubt_power
         self.size_weight = size_weight
+        self.compactness = compactness
         self.cluster_method = cluster_method
         if cluster_method is not None:
             from core.clusters.registry import CLUSTER_METHOD_NAMES
@@ -395,11 +400,18 @@ class Discovery(QueryStrategy):
                                   f"of {', '.join(CLUSTER_METHOD_NAMES)} (or None: the project's)")
 
     def _cluster_weight(self, doubt: np.ndarray, sizes: np.ndarray, d_centre: np.ndarray,
-                        cand_assign: np.ndarray, scale: float) -> np.ndarray:
+                        cand_assign: np.ndarray) -> np.ndarray:
         """How much each cluster's distance from the labelled items counts: the model's doubt
-        about its members, and its size (``d_centre``: each candidate's distance to its cluster's
-        centre, ``scale`` their median; unused here, for variants)."""
-        return doubt**self.doubt_power * (np.log1p(sizes) if self.size_weight else 1.0)
+        about its members, its size and (``compactness``) its pooled spread, the mean distance of
+        its members to its centre (``d_centre``): a compact cluster is more likely one class,
+        ``clip(median spread / spread, 1/4, 4)``."""
+        weight = doubt**self.doubt_power * (np.log1p(sizes) if self.size_weight else 1.0)
+        if self.compactness:
+            counts = np.bincount(cand_assign, minlength=len(sizes))
+            spread = np.bincount(cand_assign, weights=d_centre, minlength=len(sizes)) / np.maximum(counts, 1)
+            typical = float(np.median(spread[counts > 0])) if (counts > 0).any() else 1.0
+            weight = weight * np.clip(typical / np.maximum(spread, 1e-12), 0.25, 4.0)
+        return weight
 
     def _select(self, ctx: QueryContext, candidates: np.ndarray, n: int) -> Picks:
         lab = ctx.labelled_positions
@@ -434,7 +446,7 @@ class Discovery(QueryStrategy):
         uncovered = [c for c in range(k) if not covered[c] and sizes[c] >= 2]
         # Farthest-first over uncovered clusters: a pick covers its neighbourhood for the next one.
         gap = centre_gap.astype(np.float64).copy()
-        weight = self._cluster_weight(doubt, sizes, d_centre, cand_assign, scale)
+        weight = self._cluster_weight(doubt, sizes, d_centre, cand_assign)
         while uncovered and len(rows) < n:
             c = max(uncovered, key=lambda c: gap[c] * weight[c])
             uncovered.remove(c)

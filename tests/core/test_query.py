@@ -232,6 +232,20 @@ def test_discovery_still_finds_unlabelled_groups_after_many_labels():
     assert all("no labelled item in this cluster" in r for r in res.reasons)
 
 
+def test_discovery_prefers_compact_clusters_by_their_pooled_spread():
+    from core.query.strategies import Discovery
+
+    # Three clusters of 20 candidates, equal doubt: members 0.5, 1 and 4 from their centres.
+    assign = np.repeat(np.arange(3), 20)
+    d_centre = np.repeat([0.5, 1.0, 4.0], 20)
+    sizes, doubt = np.full(3, 20), np.ones(3)
+    pooled = Discovery(compactness=True)._cluster_weight(doubt, sizes, d_centre, assign)
+    plain = Discovery()._cluster_weight(doubt, sizes, d_centre, assign)
+    assert np.allclose(plain, np.log1p(20))  # size and doubt only
+    assert pooled[0] > pooled[1] > pooled[2]
+    assert np.allclose(pooled / plain, [2.0, 1.0, 0.25])  # median spread 1, clipped to 1/4..4
+
+
 @pytest.mark.parametrize("method", CLUSTER_METHOD_NAMES)
 def test_discovery_with_each_cluster_method_finds_the_unlabelled_blobs(method):
     _x, y = blobs()
