@@ -21,13 +21,11 @@ from team_driver import WAIT_MS, UserRun, label_items, launch, login, run, team_
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 USERS = {f"expert{i}": f"secret-{i}" for i in range(1, 6)} | {"trainer": "secret-t"}
-# Labels each user gives. The issue's full run, 200 each (1,000 events), stored all 1,000 but showed
-# 2 page errors once: "Cannot read properties of undefined (reading 'removeAttribute')", thrown by
-# Bokeh's toggle_attribute when a widget's `disabled` changes while its view has no DOM control (not
-# rendered yet); which widget is not known yet (the page now reports it beside the error). It shows
-# sooner with small batches (a Next batch every few labels). Run it with:
-# TAILWISE_TEAM_LABELS=200 python -m pytest tests/browser/test_team_server.py -k five
-LABELS_EACH = int(os.environ.get("TAILWISE_TEAM_LABELS", "20"))
+# Labels each user gives: the issue's 200 (1,000 events in all, about 8-10 minutes on two cores).
+# At that count a page error used to appear ("Cannot read properties of undefined (reading
+# 'removeAttribute')": Bokeh toggling `disabled` on a control it had not drawn yet), which
+# dashboard.client.ControlGuard now prevents. A quicker run: TAILWISE_TEAM_LABELS=20.
+LABELS_EACH = int(os.environ.get("TAILWISE_TEAM_LABELS", "200"))
 
 
 def choose(item: str, k: int) -> str:
