@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,13 @@ def machine_summary() -> str:
         torch_part = "no torch"
     return (f"{cpu_model()}, {os.cpu_count()} cores (shared), load average {load_average()}; "
             f"Python {platform.python_version()}, {torch_part}")
+
+
+def script_command(script: str | Path, argv: list[str] | None = None) -> str:
+    """How a benchmark script was run: ``python benchmarks/NAME.py ARGS`` (``argv``: the
+    arguments given to ``main``, else the command line's)."""
+    args = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python", f"benchmarks/{Path(script).name}", *(shlex.quote(a) for a in args)])
 
 
 def run_header(command: str, elapsed_s: float | None = None, machine: str | None = None) -> str:

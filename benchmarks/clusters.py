@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -43,7 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import DOC, limit_threads, machine_summary, markdown_table, write_section
+from benchmarks._common import (
+    DOC,
+    limit_threads,
+    machine_summary,
+    markdown_table,
+    script_command,
+    write_section,
+)
 from benchmarks.label_efficiency import (
     load_digits_source,
     load_fashion_source,
@@ -345,8 +351,7 @@ def time_only(args, docs, argv, t_start: float) -> int:
                       *time_lines(timed(args)), *outline_lines(sizes)])
     print(body)
     if docs is not None:
-        command = "python benchmarks/clusters.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-        write_section(docs, SECTION + ": time", body, command=command.strip(),
+        write_section(docs, SECTION + ": time", body, command=script_command(__file__, argv),
                       elapsed_s=time.time() - t_start, machine=machine)
     return 0
 
@@ -400,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         {"clusters": cluster_results, "discovery": discovery, "timings": timings}, indent=1))
     print(body)
     if docs is not None:
-        command = "python benchmarks/clusters.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-        write_section(docs, SECTION, body, command=command.strip(), elapsed_s=time.time() - t_start,
+        write_section(docs, SECTION, body, command=script_command(__file__, argv), elapsed_s=time.time() - t_start,
                       machine=machine)
     return 0
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import label_efficiency as le
-from benchmarks._common import DOC, limit_threads, machine_summary, markdown_table, write_section
+from benchmarks._common import (
+    DOC,
+    limit_threads,
+    machine_summary,
+    markdown_table,
+    script_command,
+    write_section,
+)
 from benchmarks.clusters import POOL_LOADERS
 from core.metrics import learning_curve_auc
 from core.query.strategies import Discovery
@@ -103,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
          "show; an option, `Discovery(compactness=True)`.")])
     print(body)
     if args.docs:
-        command = "python benchmarks/discovery_pooling.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-        write_section(args.docs, SECTION, body, command=command.strip(), elapsed_s=time.time() - t_start,
+        write_section(args.docs, SECTION, body, command=script_command(__file__, argv), elapsed_s=time.time() - t_start,
                       machine=machine_summary())
     return 0
 

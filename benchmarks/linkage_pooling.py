@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import clusters as B
-from benchmarks._common import limit_threads, machine_summary, markdown_table, write_section
+from benchmarks._common import (
+    limit_threads,
+    machine_summary,
+    markdown_table,
+    script_command,
+    write_section,
+)
 from core.clusters import cluster_items
 from core.clusters.graph import knn_graph, reduced
 
@@ -95,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
          f"{'kept' if min(deltas) >= 0 and mean_delta > 0.02 else 'rejected'}.")])
     print(body)
     if args.docs:
-        command = "python benchmarks/linkage_pooling.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-        write_section(args.docs, SECTION, body, command=command.strip(), elapsed_s=time.time() - t_start,
+        write_section(args.docs, SECTION, body, command=script_command(__file__, argv), elapsed_s=time.time() - t_start,
                       machine=machine_summary())
     return 0
 
