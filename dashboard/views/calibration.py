@@ -20,6 +20,7 @@ from dashboard.views.metrics import stopping_html
 SOURCES = {"ground_truth": "held-out ground truth", "test_split": "the expert-labelled test split",
            "cv": "out-of-fold predictions of the expert labels"}
 ECE_COLUMNS = ["class", "held-out items", "ECE before", "ECE after", "change"]
+FEW_CHECKS = 10  # labelled items per class below which the prevalence is not to be trusted
 PREVALENCE_COLUMNS = ["class", "labelled", "≈ in the pool", "90 % interval", "in words"]
 
 
@@ -69,6 +70,28 @@ def prevalence_frame(state: AppState) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PREVALENCE_COLUMNS)
 
 
+def prevalence_note(state: AppState) -> str:
+    """What the prevalence intervals rest on (HTML): checked by out-of-fold labels, or not yet,
+    in which case they are far too narrow to trust."""
+    model = state.session.state
+    if model is None or not model.prevalence:
+        return ""
+    checked = int((model.prevalence_details or {}).get("checked_by") or 0)
+    if checked >= FEW_CHECKS * len(model.prevalence):
+        return (f"<div class='tw-prevalence-note tw-muted'>Checked by {checked:,} labelled items "
+                "(their out-of-fold predictions), which also corrects for them not being a random "
+                "sample.</div>")
+    if checked:
+        return (f"<div class='tw-prevalence-note tw-warning'>Checked by only {checked:,} labelled "
+                f"items (fewer than {FEW_CHECKS} per class): they cannot yet show how often the "
+                "model is wrong, so these intervals are too narrow to trust. Label more items of "
+                "every class and retrain.</div>")
+    return ("<div class='tw-prevalence-note tw-warning'>Not checked by any labels yet (too few "
+            "for out-of-fold predictions): these intervals count only the pool's sampling noise "
+            "and take the model's probabilities as right, so they are far too narrow. Label a few "
+            "items of every class and retrain.</div>")
+
+
 def calibration_text(state: AppState) -> str:
     """Where the reliability figures come from, in a sentence (HTML, escaped)."""
     model = state.session.state
@@ -102,6 +125,7 @@ class CalibrationView(pn.viewable.Viewer):
         self.prevalence = pn.pane.DataFrame(prevalence_frame(state), index=False, escape=True,
                                             sizing_mode="stretch_width",
                                             css_classes=["tw-prevalence-table"])
+        self.prevalence_note = html_pane(prevalence_note(state))
         self.stopping = html_pane(stopping_html(state), css_classes=["tw-stopping-pane"])
         self._sources: dict = {}
         self._figure = None
@@ -122,6 +146,7 @@ class CalibrationView(pn.viewable.Viewer):
         self.text.object = calibration_text(self.state)
         self.ece.object = ece_frame(self.state)
         self.prevalence.object = prevalence_frame(self.state)
+        self.prevalence_note.object = prevalence_note(self.state)
         self.stopping.object = stopping_html(self.state)
         classes = self._classes()
         if classes != self.choose.options:
@@ -180,8 +205,7 @@ class CalibrationView(pn.viewable.Viewer):
                                 sizing_mode="stretch_width")
         prevalence = pn.Column(
             html_pane("<b>How many are left?</b> Estimated items of each class among the "
-                      "unlabelled items (calibrated probabilities, corrected for the labelled items "
-                      "not being a random sample), with a 90 % interval."),
-            self.prevalence, self.stopping, sizing_mode="stretch_width")
+                      "unlabelled items (calibrated probabilities), with a 90 % interval."),
+            self.prevalence, self.prevalence_note, self.stopping, sizing_mode="stretch_width")
         return pn.Column(pn.Row(calibration, prevalence, sizing_mode="stretch_width"),
                          css_classes=["tw-calibration"], sizing_mode="stretch_width")

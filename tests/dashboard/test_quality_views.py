@@ -246,6 +246,24 @@ def test_calibration_view_draws_reliability_ece_prevalence_and_stopping(reviewed
     assert metrics.stopping.object == stopping  # beside the learning curve too
 
 
+def test_prevalence_says_whether_labels_checked_its_intervals():
+    from types import SimpleNamespace
+
+    from dashboard.views.calibration import prevalence_note
+
+    def note(details, prevalence=({"a": {"estimate": 9.0, "low": 8.0, "high": 10.0}})):
+        model = SimpleNamespace(prevalence=prevalence, prevalence_details=details)
+        return prevalence_note(SimpleNamespace(session=SimpleNamespace(state=model)))
+
+    unchecked = note({"method": "labelled", "level": 0.9})
+    assert "Not checked by any labels yet" in unchecked and "tw-warning" in unchecked
+    assert "Checked by 1,204 labelled items" in note({"checked_by": 1204})
+    few = note({"checked_by": 2})  # one class, fewer than 10 labels checking it
+    assert "Checked by only 2 labelled items" in few and "tw-warning" in few
+    assert note({"checked_by": 3}, prevalence={}) == ""
+    assert prevalence_note(SimpleNamespace(session=SimpleNamespace(state=None))) == ""
+
+
 def test_calibration_view_before_any_model_says_so(session):
     from dashboard.views.calibration import CalibrationView
     from dashboard.views.metrics import stopping_html
