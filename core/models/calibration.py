@@ -82,14 +82,13 @@ class Calibrator:
     bias: tuple[float, ...] = ()
     scores: dict[str, float] = field(default_factory=dict)  # method -> cross-validated log loss
 
-    def apply(self, proba: np.ndarray, logs: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated probabilities (float64 rows summing to one); ``logs``, when given, is
-        ``log_proba(proba)`` computed once for several calibrators."""
+    def apply(self, proba: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float64 rows summing to one)."""
         from core.models.base import softmax
 
         if self.method == "none" or (self.method == "temperature" and self.temperature == 1.0):
             return np.asarray(proba, dtype=np.float64)
-        z = log_proba(proba) if logs is None else logs
+        z = log_proba(proba)
         if self.method == "temperature":
             return softmax(z / self.temperature)
         if z.shape[1] != len(self.scale):
