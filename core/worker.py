@@ -371,6 +371,10 @@ def child_main(run: Path, timing: dict | None = None) -> int:
 
 
 _POOL: dict[str, Any] = {}  # the last pool read (folder -> (dataset, embedding)): rounds reuse it
+# The last round's state on that pool (folder -> ModelState without its pool-sized arrays): the next
+# round's ``auto`` model reuses its out-of-fold predictions while the labels grew by less than
+# ``oof_growth``, as a session training inline does (the parent always adopts a finished round).
+_EARLIER: dict[str, Any] = {}
 
 
 def _pool(folder: Path):
@@ -389,7 +393,15 @@ def _pool(folder: Path):
                           ground_truth=None if truth is None else np.asarray(truth, dtype=object),
                           name=meta["name"])
         _POOL[key] = (dataset, embedding)
+        _EARLIER.clear()
     return _POOL[key]
+
+
+def _slim(state):
+    """``state`` as the next round's ``earlier``: its out-of-fold rows, not its pool-sized arrays."""
+    empty = np.empty(0, dtype=np.float32)
+    return dataclasses.replace(state, proba=empty, predicted=empty, uncertainty=empty,
+                               learned_embedding=None, suspects=[], prevalence_details=None)
 
 
 def _train(request: dict):
@@ -407,10 +419,13 @@ def _train(request: dict):
     def progress(done: int, total: int, message: str) -> None:
         print(json.dumps({"progress": [done, total, message]}), flush=True)
 
+    pool = str(Path(request["pool"]))
     state = train_round(project, dataset, embedding, request["labels"],
                         model_version=request["model_version"], previous=previous,
                         progress=progress, test_labels=request["test_labels"] or None,
-                        learned_embedding=request["learned_embedding"])
+                        learned_embedding=request["learned_embedding"],
+                        earlier=_EARLIER.pop(pool, None))
+    _EARLIER[pool] = _slim(state)
     return state, dataset
 
 

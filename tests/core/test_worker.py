@@ -74,6 +74,15 @@ def test_rounds_in_the_training_process_equal_rounds_in_process(tmp_path):
         second = inline.retrain(), child.retrain()
         same_round(*second)
         assert second[1].model_version == 2
+        # A few labels more (under oof_growth): the warm child lends the last round's out-of-fold
+        # predictions to 'auto' as a session training inline does, instead of cross-validating.
+        for session in (inline, child):
+            truth = session.dataset.ground_truth
+            session.label([session.dataset.ids[np.flatnonzero(truth == truth[0])[5]]], truth[0], "ann")
+        third = inline.retrain(), child.retrain()
+        same_round(*third)
+        assert third[1].n_labels == second[1].n_labels + 1
+        assert third[1].oof_at == second[1].oof_at == second[1].n_labels
         # The model came back whole: it predicts the pool as the child did.
         proba = child.state.model.predict_proba(child.base_embedding_())
         np.testing.assert_allclose(proba, child.state.proba, atol=1e-6)
