@@ -387,6 +387,10 @@ class ClustersConfig(_Strict):
     threshold: float = Field(
         0.5, gt=0, lt=1, description="linkage: link probability at which two neighbours join."
     )
+    linkage_head: Literal["mlp", "gcn"] = Field(
+        "mlp", description="linkage: the link model's node codes: mlp (each item alone) or gcn "
+        "(also its kNN neighbourhood: two rounds of mean aggregation); see docs/models.md.",
+    )
 
 
 class AgreementConfig(_Strict):

@@ -9,6 +9,11 @@ positive/negative. Applied to every edge of the embedding's approximate kNN grap
 scores at least ``threshold`` are kept and the clusters are their connected components; a
 component of fewer than ``min_size`` items (outliers) joins its nearest neighbour's cluster. Without labels of two classes there is nothing to
 learn: it falls back to ``kmeans`` and says so in the result's ``note``.
+
+``head="gcn"`` replaces the per-item MLP by a small graph network over each item's kNN
+neighbourhood (two rounds of mean aggregation: the neighbours' mean embedding is part of the
+input, then the mean of the neighbours' codes is mixed into each code); training pairs, RIWS and
+the pair scorer are the same.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import numpy as np
 
 from core.clusters.base import ClusterMethod, ClusterResult, relabel
 from core.clusters.graph import components, knn_graph, reduced
+from core.errors import ConfigError
 
 EDGE_CHUNK = 1 << 18
+LINKAGE_HEADS = ("mlp", "gcn")
 
 
 class LinkageClusters(ClusterMethod):
@@ -29,7 +36,7 @@ class LinkageClusters(ClusterMethod):
 
     def __init__(self, n_neighbors: int = 10, threshold: float = 0.5, pair_neighbors: int = 10,
                  hidden: int = 32, epochs: int = 150, min_size: int = 3, max_share: float = 0.5,
-                 seed: int = 0) -> None:
+                 linkage_head: str = "mlp", seed: int = 0) -> None:
         self.n_neighbors = n_neighbors
         self.min_size = min_size
         self.max_share = max_share
@@ -37,9 +44,13 @@ class LinkageClusters(ClusterMethod):
         self.pair_neighbors = pair_neighbors
         self.hidden = hidden
         self.epochs = epochs
+        self.linkage_head = linkage_head
         self.seed = seed
 
     def _fit_predict(self, x: np.ndarray, labels: np.ndarray) -> ClusterResult:
+        if self.linkage_head not in LINKAGE_HEADS:
+            raise ConfigError(f"clusters.linkage_head: {self.linkage_head!r} is not a linkage head; "
+                              f"choose one of: {', '.join(LINKAGE_HEADS)}")
         known = np.flatnonzero(labels != None)  # noqa: E711  (object array)
         classes = sorted({str(v) for v in labels[known]})
         if len(classes) < 2:
@@ -55,11 +66,12 @@ class LinkageClusters(ClusterMethod):
         nbr, dist = knn_graph(z, self.n_neighbors, self.seed)
         scale = local_scale(dist)
         codes = np.searchsorted(classes, labels[known].astype(str))
+        graph = nbr if self.linkage_head == "gcn" else None
         model = train_link_model(z, scale, known, codes, seed=self.seed,
                                  pair_neighbors=self.pair_neighbors, hidden=self.hidden,
-                                 epochs=self.epochs)
+                                 epochs=self.epochs, graph=graph)
         src, dst, d = mutual_edges(nbr, dist)
-        logit = edge_logits(model, z, scale, src, dst, d)
+        logit = edge_logits(model, z, scale, src, dst, d, graph=graph)
         keep = logit >= np.log(self.threshold / (1 - self.threshold))
         code = np.full(len(x), -1, np.int64)
         code[known] = codes
@@ -197,23 +209,48 @@ def mutual_edges(nbr: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndar
     return lo[take], hi[take], d[take]
 
 
-def _link_net(dim: int, hidden: int):
+def _link_net(dim: int, hidden: int, graph: bool = False):
     import torch
 
     class LinkNet(torch.nn.Module):
         """Node codes g(x); a link logit from |g_i - g_j|, g_i * g_j and the distance in units
-        of the two items' local scales (smaller and larger)."""
+        of the two items' local scales (smaller and larger). With ``graph`` (the ``gcn`` head)
+        the input is ``[x, mean x of its kNN]`` and each code also takes in the mean code of the
+        item's kNN (``mix``, residual)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.encode = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.ReLU(),
-                                              torch.nn.Linear(hidden, hidden))
+            self.encode = torch.nn.Sequential(torch.nn.Linear(dim * (2 if graph else 1), hidden),
+                                              torch.nn.ReLU(), torch.nn.Linear(hidden, hidden))
+            self.mix = (torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(2 * hidden, hidden))
+                        if graph else None)
             self.head = torch.nn.Linear(2 * hidden + 2, 1)
+
+        def codes(self, h, around=None):
+            """Codes from the items' own ``h`` and (gcn) their neighbours' mean ``h``."""
+            return h if self.mix is None else h + self.mix(torch.cat([h, around], dim=1))
 
         def link(self, gi, gj, r):
             return self.head(torch.cat([(gi - gj).abs(), gi * gj, r], dim=1))[:, 0]
 
     return LinkNet()
+
+
+def neighbour_mean(v: np.ndarray, nbr: np.ndarray, chunk: int = 1 << 15) -> np.ndarray:
+    """Each row's mean of ``v`` over its kNN (``nbr``, -1 = none; zeros where it has none)."""
+    out = np.zeros_like(v)
+    for i in range(0, len(v), chunk):
+        idx = nbr[i:i + chunk]
+        ok = idx >= 0
+        total = (v[np.maximum(idx, 0)] * ok[..., None]).sum(axis=1)
+        out[i:i + chunk] = total / np.maximum(ok.sum(axis=1), 1)[:, None]
+    return out
+
+
+def _around(h, pos, ok):
+    """Torch twin of :func:`neighbour_mean` over a table ``h`` (``pos``: rows of it, ``ok``: valid)."""
+    w = ok.to(h.dtype)
+    return (h[pos] * w[..., None]).sum(dim=1) / w.sum(dim=1).clamp(min=1)[:, None]
 
 
 def label_pairs(z: np.ndarray, rows: np.ndarray, codes: np.ndarray, pair_neighbors: int
@@ -241,12 +278,14 @@ def _ratios(d, si, sj):
 
 
 def train_link_model(z: np.ndarray, scale: np.ndarray, rows: np.ndarray, codes: np.ndarray, *,
-                     seed: int, pair_neighbors: int = 10, hidden: int = 32, epochs: int = 150):
+                     seed: int, pair_neighbors: int = 10, hidden: int = 32, epochs: int = 150,
+                     graph: np.ndarray | None = None):
     """The link model fitted on labelled pairs with RIWS anchor weights (rare classes count more).
 
     Besides the pairs of labelled items (far apart when labels are few), every labelled item is
     paired with a copy of itself moved by its local scale, a link: the near, same-class pairs the
-    model then judges on the kNN graph. Positives and negatives each carry half the weight."""
+    model then judges on the kNN graph. Positives and negatives each carry half the weight.
+    ``graph``: the kNN lists (``gcn`` head; the copy keeps its original's neighbourhood)."""
     import torch
 
     from core.models.samplers import item_weights
@@ -257,6 +296,15 @@ def train_link_model(z: np.ndarray, scale: np.ndarray, rows: np.ndarray, codes: 
     step = rng.normal(size=(m, dim)).astype(np.float32)
     step *= (scale[rows] / np.linalg.norm(step, axis=1).clip(1e-12))[:, None]
     nodes = np.concatenate([z[rows], z[rows] + step])
+    nearby = None
+    if graph is not None:
+        inputs = node_inputs(z, graph)
+        own = inputs[rows, dim:]
+        nodes = np.concatenate([nodes, np.concatenate([own, own])], axis=1)
+        idx = graph[rows]
+        table = np.unique(idx[idx >= 0])
+        pos = np.searchsorted(table, np.maximum(idx, 0)).clip(0, max(len(table) - 1, 0))
+        nearby = (inputs[table], np.concatenate([pos, pos]), np.concatenate([idx >= 0, idx >= 0]))
     node_scale = np.concatenate([scale[rows], scale[rows]])
     a = np.concatenate([a, np.arange(m)])
     b = np.concatenate([b, np.arange(m) + m])
@@ -268,32 +316,41 @@ def train_link_model(z: np.ndarray, scale: np.ndarray, rows: np.ndarray, codes: 
             w[side] = 0.5 * w[side] / w[side].sum()
     with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global stream
         torch.manual_seed(seed)
-        net = _link_net(dim, hidden)
+        net = _link_net(dim, hidden, graph=graph is not None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: more threads only spin (70x the CPU time at 2)
     try:
-        _fit(net, nodes, node_scale, a, b, same, w, epochs)
+        _fit(net, nodes, node_scale, a, b, same, w, epochs, nearby)
     finally:
         torch.set_num_threads(threads)
     net.eval()
     return net
 
 
-def _fit(net, nodes, node_scale, a, b, same, w, epochs) -> None:
-    """Full-batch Adam on the weighted pair loss."""
+def node_inputs(z: np.ndarray, graph: np.ndarray | None) -> np.ndarray:
+    """What the link model reads per item: ``z`` (``mlp``), or ``[z, mean z of its kNN]`` (``gcn``)."""
+    return z if graph is None else np.concatenate([z, neighbour_mean(z, graph)], axis=1)
+
+
+def _fit(net, nodes, node_scale, a, b, same, w, epochs, nearby=None) -> None:
+    """Full-batch Adam on the weighted pair loss (``nearby``: the gcn head's neighbour table)."""
     import torch
 
+    dim = nodes.shape[1] if nearby is None else nodes.shape[1] // 2  # distances: z part only
     x = torch.as_tensor(nodes)
     ta, tb = torch.as_tensor(a), torch.as_tensor(b)
     s = torch.as_tensor(node_scale)
-    r = _ratios(torch.as_tensor(np.linalg.norm(nodes[a] - nodes[b], axis=1).astype(np.float32)),
-                s[ta], s[tb])
+    gap = np.linalg.norm(nodes[a, :dim] - nodes[b, :dim], axis=1).astype(np.float32)
+    r = _ratios(torch.as_tensor(gap), s[ta], s[tb])
     y = torch.as_tensor(same.astype(np.float32))
     weight = torch.as_tensor((w / w.sum()).astype(np.float32))
+    if nearby is not None:
+        table, pos, ok = (torch.as_tensor(v) for v in nearby)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-4)
     for _ in range(epochs):
         opt.zero_grad()
-        g = net.encode(x)
+        around = None if nearby is None else _around(net.encode(table), pos, ok)
+        g = net.codes(net.encode(x), around)
         logit = net.link(g[ta], g[tb], r)
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(logit, y, reduction="none")
                 * weight).sum()
@@ -302,15 +359,24 @@ def _fit(net, nodes, node_scale, a, b, same, w, epochs) -> None:
 
 
 def edge_logits(net, z: np.ndarray, scale: np.ndarray, src: np.ndarray, dst: np.ndarray,
-               d: np.ndarray) -> np.ndarray:
+                d: np.ndarray, graph: np.ndarray | None = None) -> np.ndarray:
     """The model's link logit of every edge ``src -- dst`` (in chunks: bounded memory)."""
     import torch
 
     out = np.empty(len(src), np.float32)
     s = torch.as_tensor(scale)
+    inputs = node_inputs(z, graph)
     with torch.no_grad():
-        g = torch.cat([net.encode(torch.as_tensor(z[i:i + EDGE_CHUNK]))
+        h = torch.cat([net.encode(torch.as_tensor(inputs[i:i + EDGE_CHUNK]))
                        for i in range(0, len(z), EDGE_CHUNK)])
+        if graph is None:
+            g = net.codes(h)
+        else:
+            nb = torch.as_tensor(graph)
+            step = 1 << 15  # rows x k x hidden gathered at a time
+            g = torch.cat([net.codes(h[i:i + step], _around(h, nb[i:i + step].clamp(min=0),
+                                                            nb[i:i + step] >= 0))
+                           for i in range(0, len(z), step)])
         for i in range(0, len(src), EDGE_CHUNK):
             a = torch.as_tensor(src[i:i + EDGE_CHUNK])
             b = torch.as_tensor(dst[i:i + EDGE_CHUNK])

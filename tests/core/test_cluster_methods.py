@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.clusters import CLUSTER_METHOD_NAMES, ClusterResult, cluster_items, get_cluster_method
+from core.clusters import (
+    CLUSTER_METHOD_NAMES,
+    ClusterResult,
+    cluster_items,
+    config_params,
+    get_cluster_method,
+)
 from core.errors import ConfigError, DataError
 from core.project import CLUSTER_METHODS, ProjectConfig, parse_project
 
@@ -13,6 +19,11 @@ from core.project import CLUSTER_METHODS, ProjectConfig, parse_project
 @pytest.fixture(scope="module", autouse=True)
 def one_thread(torch_one_thread):
     """The linkage model trains with torch: one thread on the shared machine."""
+
+
+# every method at its defaults, and the options that change how a method works
+CASES = [pytest.param(m, {}, id=m) for m in CLUSTER_METHOD_NAMES] + [
+    pytest.param("linkage", {"linkage_head": "gcn"}, id="linkage-gcn")]
 
 
 def _blobs(seed=0, n_per=40):
@@ -36,29 +47,29 @@ def test_the_registry_names_exactly_the_methods_the_project_file_accepts():
     assert CLUSTER_METHOD_NAMES == CLUSTER_METHODS == ("kmeans", "hdbscan", "linkage")
 
 
-@pytest.mark.parametrize("method", CLUSTER_METHOD_NAMES)
-def test_deterministic_for_a_seed_with_one_id_per_item(method):
+@pytest.mark.parametrize("method, params", CASES)
+def test_deterministic_for_a_seed_with_one_id_per_item(method, params):
     x, _, labels = _blobs()
-    first = cluster_items(x, method, labels, seed=3)
+    first = cluster_items(x, method, labels, seed=3, **params)
     _check_ids(first, len(x))
     assert first.method == method and first.used == method and first.note == ""
-    np.testing.assert_array_equal(first.assignment, cluster_items(x, method, labels, seed=3).assignment)
+    np.testing.assert_array_equal(first.assignment, cluster_items(x, method, labels, seed=3, **params).assignment)
 
 
-@pytest.mark.parametrize("method", CLUSTER_METHOD_NAMES)
-def test_separated_blobs_are_never_mixed(method):
+@pytest.mark.parametrize("method, params", CASES)
+def test_separated_blobs_are_never_mixed(method, params):
     x, y, labels = _blobs(seed=1)
-    a = cluster_items(x, method, labels, seed=0).assignment
+    a = cluster_items(x, method, labels, seed=0, **params).assignment
     for cluster in np.unique(a):
         assert len(set(y[a == cluster])) == 1  # finer is allowed, mixing is not
 
 
-@pytest.mark.parametrize("method", CLUSTER_METHOD_NAMES)
+@pytest.mark.parametrize("method, params", CASES)
 @pytest.mark.parametrize("case", ["one class", "unlabelled"])
-def test_one_class_or_no_labels_still_give_one_id_per_item(method, case):
+def test_one_class_or_no_labels_still_give_one_id_per_item(method, params, case):
     x, _, labels = _blobs()
     labels = np.where(labels != None, "a", None) if case == "one class" else None  # noqa: E711
-    result = cluster_items(x, method, labels, seed=0)
+    result = cluster_items(x, method, labels, seed=0, **params)
     _check_ids(result, len(x))
     if method == "linkage":  # nothing to learn from: an explicit, reported fallback
         assert result.used == "kmeans" and "fell back to kmeans" in result.note
@@ -67,12 +78,12 @@ def test_one_class_or_no_labels_still_give_one_id_per_item(method, case):
         assert result.used == method
 
 
-@pytest.mark.parametrize("method", CLUSTER_METHOD_NAMES)
+@pytest.mark.parametrize("method, params", CASES)
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
-def test_tiny_pools(method, n):
+def test_tiny_pools(method, params, n):
     x, _, labels = _blobs()
     rows = np.arange(n) * 17  # spread over the blobs
-    result = cluster_items(x[rows], method, labels[rows], seed=0)
+    result = cluster_items(x[rows], method, labels[rows], seed=0, **params)
     _check_ids(result, n)
     if n == 1:
         assert "one item" in result.note
@@ -80,16 +91,16 @@ def test_tiny_pools(method, n):
         assert result.n_clusters == 1 and "too few" in result.note
 
 
-@pytest.mark.parametrize("method", CLUSTER_METHOD_NAMES)
-def test_bad_input_is_a_data_error_naming_the_problem(method):
+@pytest.mark.parametrize("method, params", CASES)
+def test_bad_input_is_a_data_error_naming_the_problem(method, params):
     with pytest.raises(DataError, match="no items"):
-        cluster_items(np.zeros((0, 3)), method)
+        cluster_items(np.zeros((0, 3)), method, **params)
     with pytest.raises(DataError, match="NaN"):
-        cluster_items(np.array([[0.0, 1.0], [np.nan, 0.0]]), method)
+        cluster_items(np.array([[0.0, 1.0], [np.nan, 0.0]]), method, **params)
     with pytest.raises(DataError, match="2-D"):
-        cluster_items(np.zeros(5), method)
+        cluster_items(np.zeros(5), method, **params)
     with pytest.raises(DataError, match="one entry per item"):
-        cluster_items(np.zeros((4, 2)), method, np.array(["a", None], dtype=object))
+        cluster_items(np.zeros((4, 2)), method, np.array(["a", None], dtype=object), **params)
 
 
 def test_unknown_method_or_parameter_is_a_config_error():
@@ -97,6 +108,9 @@ def test_unknown_method_or_parameter_is_a_config_error():
         get_cluster_method("dbscan")
     with pytest.raises(ConfigError, match="does not take \\['threshold'\\]"):
         get_cluster_method("kmeans", threshold=0.5)
+    x, _, labels = _blobs()
+    with pytest.raises(ConfigError, match="'gat' is not a linkage head; choose one of: mlp, gcn"):
+        cluster_items(x, "linkage", labels, linkage_head="gat")
 
 
 def test_project_file_clusters_section():
@@ -107,6 +121,11 @@ def test_project_file_clusters_section():
         parse_project({**base, "clusters": {"method": "dbscan"}})
     with pytest.raises(ConfigError, match="clusters.threshold"):
         parse_project({**base, "clusters": {"method": "linkage", "threshold": 1.5}})
+    assert ProjectConfig.model_validate(base).clusters.linkage_head == "mlp"  # the default
+    gcn = parse_project({**base, "clusters": {"method": "linkage", "linkage_head": "gcn"}})
+    assert config_params(gcn.clusters)["linkage_head"] == "gcn"
+    with pytest.raises(ConfigError, match="clusters.linkage_head"):
+        parse_project({**base, "clusters": {"method": "linkage", "linkage_head": "gat"}})
 
 
 # ---------------------------------------------------------------------------- long tail
@@ -142,9 +161,10 @@ def own_cluster(assignment: np.ndarray, y: np.ndarray, cls: str) -> int | None:
     return None
 
 
-def test_linkage_keeps_small_rare_classes_apart_where_kmeans_with_the_same_k_merges_one():
+@pytest.mark.parametrize("head", ["mlp", "gcn"])
+def test_linkage_keeps_small_rare_classes_apart_where_kmeans_with_the_same_k_merges_one(head):
     x, y, labels = long_tailed_mixture(seed=0)
-    linkage = cluster_items(x, "linkage", labels, seed=0)
+    linkage = cluster_items(x, "linkage", labels, seed=0, linkage_head=head)
     kept = [own_cluster(linkage.assignment, y, f"rare{j}") for j in range(3)]
     assert None not in kept and len(set(kept)) == 3, linkage.note
     assert linkage.n_clusters < 20  # not by cutting the head classes into crumbs
