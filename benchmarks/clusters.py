@@ -71,6 +71,9 @@ POOL_LOADERS = {  # the label-efficiency data sets, as this benchmark loads them
 }
 BUDGETS = (20, 50, 100)
 ROWS = ("kmeans", "hdbscan", "linkage", "kmeans@k")  # kmeans@k: k-means with linkage's k
+VARIANTS = {  # rows that are a method with other settings (``--rows``)
+    "linkage-gcn": ("linkage", {"linkage_head": "gcn"}),
+}
 
 
 # ---------------------------------------------------------------------------- scores
@@ -143,24 +146,24 @@ def _simulate(src, ir: float, seed: int, budget: int, cluster_method: str = "kme
     return x_pool, y_pool, res
 
 
-def cluster_task(task: tuple) -> dict:
-    """Scores of every method at every budget on one pool and seed."""
+def cluster_task(task: tuple, rows: tuple = ROWS, budgets: tuple = BUDGETS) -> dict:
+    """Scores of every row (method, variant or ``kmeans@k``) at every budget on one pool and seed."""
     ds, ir, seed = task
-    x_pool, y_pool, res = _simulate(_SOURCES[ds], ir, seed, max(BUDGETS))
+    x_pool, y_pool, res = _simulate(_SOURCES[ds], ir, seed, max(budgets))
     order = [int(i[1:]) for i in res.labelled_ids]
     out = {}
-    for b in BUDGETS:
+    for b in budgets:
         labels = np.full(len(y_pool), None, dtype=object)
         labels[order[:b]] = y_pool[order[:b]]
         row = {}
-        for method in CLUSTER_METHOD_NAMES:
+        for name in rows:
+            method, params = VARIANTS.get(name, (name, {}))
+            if name == "kmeans@k":
+                method, params = "kmeans", {"n_clusters": row["linkage"]["k"]}
             t0 = time.perf_counter()
-            result = cluster_items(x_pool, method, labels, seed=seed)
-            row[method] = score(result.assignment, y_pool, time.perf_counter() - t0)
-            row[method]["note"] = result.note
-        t0 = time.perf_counter()
-        same_k = cluster_items(x_pool, "kmeans", labels, seed=seed, n_clusters=row["linkage"]["k"])
-        row["kmeans@k"] = score(same_k.assignment, y_pool, time.perf_counter() - t0)
+            result = cluster_items(x_pool, method, labels, seed=seed, **params)
+            row[name] = score(result.assignment, y_pool, time.perf_counter() - t0)
+            row[name]["note"] = result.note
         out[str(b)] = row
     return {"task": list(task), "n_pool": len(y_pool), "n_classes": len(set(y_pool.tolist())),
             "scores": out}
@@ -182,7 +185,7 @@ def _cached(kind: str, task: tuple, out: Path) -> dict:
     path = out / "runs" / (kind + "_" + "_".join(str(t) for t in task) + ".json")
     if path.exists():
         return json.loads(path.read_text())
-    result = (cluster_task if kind == "clusters" else discovery_task)(task)
+    result = cluster_task(task, _ROWS, _BUDGETS) if kind == "clusters" else discovery_task(task)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
@@ -193,6 +196,9 @@ def _cached(kind: str, task: tuple, out: Path) -> dict:
 def _run(item: tuple) -> dict:
     kind, task, out = item
     return _cached(kind, task, out)
+
+
+_ROWS, _BUDGETS = ROWS, BUDGETS  # what cluster tasks compute (``--rows``, ``--budgets``)
 
 
 # ---------------------------------------------------------------------------- time
@@ -214,19 +220,21 @@ for c in range(k):  # 5 labels per class (fewer where a class is smaller)
     labels[rows] = f"c{{c}}"
 cluster_items(x[:2000], "linkage", labels[:2000], seed=0)  # imports and torch warm-up
 out = {{}}
-for method in {methods!r}:
+for name, method, params in {methods!r}:
     t0, c0 = time.perf_counter(), time.process_time()
-    result = cluster_items(x, method, labels, seed=0)
-    out[method] = [time.perf_counter() - t0, time.process_time() - c0,
+    result = cluster_items(x, method, labels, seed=0, **params)
+    out[name] = [time.perf_counter() - t0, time.process_time() - c0,
                    int(result.assignment.max()) + 1]
 print(json.dumps(out))
 """
 
 
-def time_methods(n: int) -> dict:
-    """Seconds and clusters of each method on ``n`` synthetic items, in a two-thread process."""
+def time_methods(n: int, rows: tuple = tuple(CLUSTER_METHOD_NAMES)) -> dict:
+    """Seconds and clusters of each method (or variant) on ``n`` synthetic items, in a
+    two-thread process."""
     env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    code = TIMING_SCRIPT.format(root=str(ROOT), n=n, methods=list(CLUSTER_METHOD_NAMES))
+    methods = [(r, *VARIANTS.get(r, (r, {}))) for r in rows if r in CLUSTER_METHOD_NAMES or r in VARIANTS]
+    code = TIMING_SCRIPT.format(root=str(ROOT), n=n, methods=methods)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True, timeout=1800)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -234,8 +242,44 @@ def time_methods(n: int) -> dict:
 
 # ---------------------------------------------------------------------------- report
 def mean_of(results: list[dict], key: str, budget: int, row: str, field: str) -> float:
-    vals = [r["scores"][str(budget)][row][field] for r in results if r["task"][0] + f"-LT{r['task'][1]:g}" == key]
+    vals = [r["scores"][str(budget)][row][field] for r in results
+            if r["task"][0] + f"-LT{r['task'][1]:g}" == key and row in r["scores"].get(str(budget), {})]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def variant_lines(results: list[dict], keys: list[str], variant: str, budget: int = 50) -> list[str]:
+    """Mean ± sd over seeds at ``budget`` labels of ``kmeans``, the method and its ``variant``, and
+    the variant minus the method paired by seed, with a verdict: it helps if its tail recall gain
+    exceeds twice its standard error on average over the pools and no pool loses beyond that."""
+    base = VARIANTS[variant][0]
+    header = ["pool", "seeds"] + [f"{r} {f}" for r in ("kmeans", base, variant)
+                                  for f in ("tail", "bNMI", "bARI", "k")] + ["Δ tail", "Δ bNMI"]
+    table, gains, errors = [], [], []
+    for key in keys:
+        mine = [r["scores"][str(budget)] for r in results
+                if r["task"][0] + f"-LT{r['task'][1]:g}" == key and str(budget) in r["scores"]]
+        if not mine:
+            continue
+        cells = [key, len(mine)]
+        for row in ("kmeans", base, variant):
+            for f in ("tail_recall", "nmi", "ari", "k"):
+                v = np.array([m[row][f] for m in mine], float)
+                cells.append(f"{v.mean():.0f}" if f == "k" else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
+        for f in ("tail_recall", "nmi"):
+            d = np.array([m[variant][f] - m[base][f] for m in mine])
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            cells.append(f"{d.mean():+.3f} ± {se:.3f}")
+            if f == "tail_recall":
+                gains.append(d.mean())
+                errors.append(se)
+        table.append(cells)
+    gain, err = float(np.mean(gains)), float(np.sqrt(np.sum(np.square(errors))) / len(errors))
+    helps = gain > 2 * err and all(g > -2 * e for g, e in zip(gains, errors))
+    return [f"`{variant}` against `{base}` at {budget} labels, mean ± sd over seeds (Δ: "
+            f"{variant} − {base} paired by seed, mean ± standard error):", "",
+            markdown_table(header, table), "",
+            f"Tail cluster recall, {variant} − {base}, mean over pools: {gain:+.3f} ± {err:.3f} "
+            f"(standard error): {'helps beyond seed noise' if helps else 'no gain beyond seed noise'}."]
 
 
 def mark(ok: bool) -> str:
@@ -264,38 +308,46 @@ def report(cluster_results: list[dict], discovery: list[dict], timings: dict, ar
     lines = [
         f"Protocol: the pools of the label-efficiency benchmark ({', '.join(keys)}); "
         f"{args.seeds} seeds; the expert labels are those `strategy: auto` (with the logistic "
-        "learner, to keep a run to seconds) asks for after a random cold start of 10, at 20, 50 "
-        "and 100 labels. *tail recall*: per class, the share of its items in clusters where it "
+        "learner, to keep a run to seconds) asks for after a random cold start of 10, at "
+        f"{', '.join(map(str, _BUDGETS))} labels. *tail recall*: per class, the share of its items in clusters where it "
         "is the majority, averaged over the third of the classes with the fewest items; "
+        + "".join(f"`{v}` is `{m}` with {', '.join(f'{k}: {p}' for k, p in ps.items())}; "
+                  for v, (m, ps) in VARIANTS.items() if v in _ROWS) +
         "*bNMI*/*bARI*: NMI and ARI with every class weighted equally; *k*: clusters. "
-        "`kmeans@k` is k-means with the number of clusters `linkage` found (same k). "
-        "Mean over seeds.", ""]
-    header = ["pool", "labels"] + [f"{row} {f}" for row in ROWS for f in ("tail", "bNMI", "bARI", "k")]
+        + ("`kmeans@k` is k-means with the number of clusters `linkage` found (same k). "
+           if "kmeans@k" in _ROWS else "") + "Mean over seeds.", ""]
+    header = ["pool", "labels"] + [f"{row} {f}" for row in _ROWS for f in ("tail", "bNMI", "bARI", "k")]
     rows = []
     for key in keys:
-        for b in BUDGETS:
+        for b in _BUDGETS:
             cells = [key, b]
-            for row in ROWS:
+            for row in _ROWS:
                 cells += [mean_of(cluster_results, key, b, row, "tail_recall"),
                           mean_of(cluster_results, key, b, row, "nmi"),
                           mean_of(cluster_results, key, b, row, "ari"),
                           f"{mean_of(cluster_results, key, b, row, 'k'):.0f}"]
             rows.append(cells)
     lines.append(markdown_table(header, rows))
+    for variant in (r for r in _ROWS if r in VARIANTS):
+        lines += ["", *variant_lines(cluster_results, keys, variant)]
     lines += ["", "Targets:", ""]
+    linkage_rows = [r for r in _ROWS if r == "linkage" or VARIANTS.get(r, ("",))[0] == "linkage"]
     for key in keys:
         if not key.endswith("LT100"):
             continue
-        lk = mean_of(cluster_results, key, 50, "linkage", "tail_recall")
         km = mean_of(cluster_results, key, 50, "kmeans", "tail_recall")
-        hd = mean_of(cluster_results, key, 50, "hdbscan", "tail_recall")
-        lines.append(f"- {key}, 50 labels: linkage tail cluster recall {lk:.3f} vs kmeans "
-                     f"{km:.3f} + 0.15 = {km + 0.15:.3f}: {mark(lk >= km + 0.15)} "
-                     f"(hdbscan {hd:.3f}).")
-    lk_all = np.mean([mean_of(cluster_results, k, 50, "linkage", "tail_recall") for k in keys if k.endswith("LT100")])
-    km_all = np.mean([mean_of(cluster_results, k, 50, "kmeans", "tail_recall") for k in keys if k.endswith("LT100")])
-    lines.append(f"- all IR 100 pools, 50 labels: linkage {lk_all:.3f} vs kmeans {km_all:.3f} + 0.15 "
-                 f"= {km_all + 0.15:.3f}: {mark(lk_all >= km_all + 0.15)}.")
+        for lrow in linkage_rows:
+            lk = mean_of(cluster_results, key, 50, lrow, "tail_recall")
+            hd = mean_of(cluster_results, key, 50, "hdbscan", "tail_recall")
+            lines.append(f"- {key}, 50 labels: {lrow} tail cluster recall {lk:.3f} vs kmeans "
+                         f"{km:.3f} + 0.15 = {km + 0.15:.3f}: {mark(lk >= km + 0.15)}"
+                         + (f" (hdbscan {hd:.3f})." if "hdbscan" in _ROWS else "."))
+    ir100 = [k for k in keys if k.endswith("LT100")]
+    km_all = np.mean([mean_of(cluster_results, k, 50, "kmeans", "tail_recall") for k in ir100])
+    for lrow in linkage_rows:
+        lk_all = np.mean([mean_of(cluster_results, k, 50, lrow, "tail_recall") for k in ir100])
+        lines.append(f"- all IR 100 pools, 50 labels: {lrow} {lk_all:.3f} vs kmeans {km_all:.3f} "
+                     f"+ 0.15 = {km_all + 0.15:.3f}: {mark(lk_all >= km_all + 0.15)}.")
     lines += time_lines(timings)
     if discovery:
         lines += ["", "Discovery: classes found within 10 x C labels by `auto` (logistic learner) "
@@ -321,7 +373,7 @@ def timed(args) -> dict:
     saved = args.out / "timings.json"
     timings = json.loads(saved.read_text()) if saved.exists() else {}
     for n in [int(v) for v in args.sizes.split(",") if v]:
-        timings[str(n)] = time_methods(n) | {"load": os.getloadavg()[0]}
+        timings[str(n)] = time_methods(n, _ROWS) | {"load": os.getloadavg()[0]}
         print(f"time at {n}: {timings[str(n)]}", flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(timings, indent=1))
@@ -351,7 +403,7 @@ def time_only(args, docs, argv, t_start: float) -> int:
                       *time_lines(timed(args)), *outline_lines(sizes)])
     print(body)
     if docs is not None:
-        write_section(docs, SECTION + ": time", body, command=script_command(__file__, argv),
+        write_section(docs, args.section + ": time", body, command=script_command(__file__, argv),
                       elapsed_s=time.time() - t_start, machine=machine)
     return 0
 
@@ -369,11 +421,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--times-only", action="store_true",
                     help="only time the methods (--sizes) and write the 'Cluster methods: time' "
                          "section (run it at high priority on a shared machine)")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help="methods, variants (" + ", ".join(VARIANTS) + ") and kmeans@k to score "
+                         "and time (use another --out when changing them: runs are cached)")
+    ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="expert label counts")
+    ap.add_argument("--section", default=SECTION, help="docs/benchmarks.md section to write")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "clusters")
     ap.add_argument("--docs", type=Path, default=None)
     args = ap.parse_args(argv)
     limit_threads(1)
+    global _ROWS, _BUDGETS
+    _ROWS = tuple(r for r in args.rows.split(",") if r)
+    _BUDGETS = tuple(int(b) for b in args.budgets.split(",") if b)
     if args.quick:
         args.seeds, args.datasets, args.sizes, args.discovery_seeds = 2, "digits,penbased", "100000", 2
     docs = args.docs if args.docs is not None else (None if args.quick else DOC)
@@ -405,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         {"clusters": cluster_results, "discovery": discovery, "timings": timings}, indent=1))
     print(body)
     if docs is not None:
-        write_section(docs, SECTION, body, command=script_command(__file__, argv), elapsed_s=time.time() - t_start,
+        write_section(docs, args.section, body, command=script_command(__file__, argv), elapsed_s=time.time() - t_start,
                       machine=machine)
     return 0
 
