@@ -78,11 +78,13 @@ def with_fallback(strategy: QueryStrategy) -> Any:
 
 
 def build_arms(names: tuple[str, ...] | list[str],
-               discovery_clusters: str = DISCOVERY_CLUSTERS) -> dict[str, Any]:
+               discovery_clusters: str = DISCOVERY_CLUSTERS,
+               discovery_compactness: bool = False) -> dict[str, Any]:
     """The arms of ``auto`` by name, each ready to run with or without a model.
 
     The ``discovery`` arm clusters with ``discovery_clusters`` (a cluster method name, or
-    ``"project"``: the project's ``clusters.method``)."""
+    ``"project"``: the project's ``clusters.method``) and, with ``discovery_compactness``, also
+    prefers compact clusters (``Discovery(compactness=True)``)."""
     unknown = [a for a in names if a not in ARM_CLASSES]
     if unknown:
         raise ConfigError(f"auto: unknown arm(s) {unknown}; choose from {sorted(ARM_CLASSES)}")
@@ -90,7 +92,8 @@ def build_arms(names: tuple[str, ...] | list[str],
         raise ConfigError(f"auto: unknown discovery_clusters {discovery_clusters!r}; use "
                           f"'project' or one of {', '.join(CLUSTER_METHOD_NAMES)}")
     method = None if discovery_clusters == "project" else discovery_clusters
-    return {a: with_fallback(Discovery(cluster_method=method) if a == "discovery"
+    return {a: with_fallback(Discovery(cluster_method=method, compactness=discovery_compactness)
+                             if a == "discovery"
                              else ARM_CLASSES[a]()) for a in names}
 
 
@@ -100,7 +103,8 @@ def get_strategy(name: str, **params: Any) -> Any:
     ``params`` go to the strategy's constructor, except: ``cold_start`` (``auto`` only; default 10,
     0 disables TypiClust), ``arms`` (``auto`` only: arm names, default ``DEFAULT_ARMS``),
     ``discovery_clusters`` (``auto`` only: the cluster method of its ``discovery`` arm, default
-    ``DISCOVERY_CLUSTERS``; ``"project"`` follows ``clusters.method``), and
+    ``DISCOVERY_CLUSTERS``; ``"project"`` follows ``clusters.method``), ``discovery_compactness``
+    (``auto`` only: its ``discovery`` arm also prefers compact clusters; default off), and
     ``max_pool`` / ``n_random`` / ``n_neighbors_subpool`` for the sub-pool wrapper
     (``max_pool=None`` disables it). Unknown names or parameters raise
     :class:`~core.errors.ConfigError`.
@@ -114,6 +118,7 @@ def get_strategy(name: str, **params: Any) -> Any:
     cold_start = params.pop("cold_start", 10)
     discovery_clusters = (params.pop("discovery_clusters", DISCOVERY_CLUSTERS) if name == "auto"
                           else DISCOVERY_CLUSTERS)
+    compactness = bool(params.pop("discovery_compactness", False)) if name == "auto" else False
     cls = STRATEGY_CLASSES[name]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(params) - accepted)
@@ -123,7 +128,8 @@ def get_strategy(name: str, **params: Any) -> Any:
             + (", ".join(sorted(accepted)) or "no parameters")
         )
     if name == "auto":
-        params["arms"] = build_arms(tuple(params.get("arms", DEFAULT_ARMS)), discovery_clusters)
+        params["arms"] = build_arms(tuple(params.get("arms", DEFAULT_ARMS)), discovery_clusters,
+                                    compactness)
     strategy: Any = with_fallback(cls(**params))
     if name == "auto" and cold_start:
         strategy = ColdStart(strategy, TypiClust(), min_labels=int(cold_start))

@@ -300,6 +300,10 @@ def test_auto_discovery_arm_clusters_with_its_own_method_or_the_projects(monkeyp
         get_strategy("discovery", cluster_method="spectral")
     with pytest.raises(ConfigError, match="discovery_clusters"):  # only auto takes it
         get_strategy("margin", discovery_clusters="linkage")
+    assert build_arms(("discovery",))["discovery"].compactness is False  # off by default
+    assert build_arms(("discovery",), "project", True)["discovery"].compactness is True
+    with pytest.raises(ConfigError, match="discovery_compactness"):  # only auto takes it
+        get_strategy("margin", discovery_compactness=True)
 
 
 def test_target_class_favours_the_target():
