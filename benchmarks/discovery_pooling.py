@@ -105,52 +105,48 @@ def main(argv: list[str] | None = None) -> int:
                           cells[variant][3]])
         gains.append(cells["pooled"][0] - cells["plain"][0])
     verdict = ("helps here" if min(gains) >= 0 and np.mean(gains) > 0.1 else "does not help here")
+    found = (f"Classes found, pooled minus plain: {', '.join(f'{g:+.1f}' for g in gains)} "
+             f"(mean {np.mean(gains):+.2f})")
     if WITHIN == "auto":
-        return report_within_auto(args, rows, table, gains, verdict, argv, t_start)
+        protocol, conclusion = within_auto_text(args, rows, found, verdict)
+    else:
+        protocol = (f"Protocol: IR-100 pools, {args.seeds} seeds, `discovery` alone with the logistic "
+                    "learner, random cold start of 10, batch 10, budget 10 x C; *plain*: today's cluster "
+                    "weight (doubt x size); *pooled*: also x compactness (median cluster spread / the "
+                    "cluster's spread, clipped to 1/4..4). *labels to all*: a seed that never found every "
+                    "class counts at the budget.")
+        conclusion = (f"{found}; no pool loses and the mean gain exceeds 0.1 class: "
+                      f"{verdict}. Not the default all the same: it can spend two picks on one group that "
+                      "k-means split into two compact clusters instead of reaching the next unlabelled group "
+                      "(tests/core/test_query.py, five blobs), a loss of coverage this benchmark does not "
+                      "show; an option, `Discovery(compactness=True)`.")
     body = "\n".join([
-        (f"Protocol: IR-100 pools, {args.seeds} seeds, `discovery` alone with the logistic "
-         "learner, random cold start of 10, batch 10, budget 10 x C; *plain*: today's cluster "
-         "weight (doubt x size); *pooled*: also x compactness (median cluster spread / the "
-         "cluster's spread, clipped to 1/4..4). *labels to all*: a seed that never found every "
-         "class counts at the budget."), "",
+        protocol, "",
         markdown_table(["pool", "variant", "seeds", "classes found by 10C", "seeds with all",
                         "labels to all", "AUC BA"], table), "",
-        (f"Classes found, pooled minus plain: {', '.join(f'{g:+.1f}' for g in gains)} "
-         f"(mean {np.mean(gains):+.2f}); no pool loses and the mean gain exceeds 0.1 class: "
-         f"{verdict}. Not the default all the same: it can spend two picks on one group that "
-         "k-means split into two compact clusters instead of reaching the next unlabelled group "
-         "(tests/core/test_query.py, five blobs), a loss of coverage this benchmark does not "
-         "show; an option, `Discovery(compactness=True)`.")])
+        conclusion])
     print(body)
     if args.docs:
-        write_section(args.docs, SECTION, body, command=script_command(__file__, argv), elapsed_s=time.time() - t_start,
-                      machine=machine_summary())
-    return 0
-
-
-def report_within_auto(args, rows, table, gains, verdict, argv, t_start) -> int:
-    """The section of ``--within auto``: pooling in auto's discovery arm, on and off."""
-    aucs = [np.mean([r["auc"] for r in rows if r["pool"] == p and r["variant"] == "pooled"])
-            - np.mean([r["auc"] for r in rows if r["pool"] == p and r["variant"] == "plain"])
-            for p in dict.fromkeys(r["pool"] for r in rows)]
-    body = "\n".join([
-        (f"Protocol: IR-100 pools, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, "
-         "`strategy: auto` (its arms and TypiClust cold start as shipped) with the logistic "
-         "learner, random cold start of 10, batch 10, budget 10 x C; *plain*: the shipped "
-         "`discovery` arm; *pooled*: the arm also weighs clusters by compactness "
-         "(`get_strategy('auto', discovery_compactness=True)`). *labels to all*: a seed that never "
-         "found every class counts at the budget."), "",
-        markdown_table(["pool", "variant", "seeds", "classes found by 10C", "seeds with all",
-                        "labels to all", "AUC BA"], table), "",
-        (f"Classes found, pooled minus plain: {', '.join(f'{g:+.1f}' for g in gains)} "
-         f"(mean {np.mean(gains):+.2f}); AUC: {', '.join(f'{a:+.3f}' for a in aucs)}; kept as the "
-         f"default only if no pool loses and the mean gain exceeds 0.1 class: {verdict}.")])
-    print(body)
-    if args.docs:
-        write_section(args.docs, SECTION + " inside auto", body,
+        write_section(args.docs, SECTION + ("" if WITHIN == "discovery" else " inside auto"), body,
                       command=script_command(__file__, argv), elapsed_s=time.time() - t_start,
                       machine=machine_summary())
     return 0
+
+
+def within_auto_text(args, rows, found: str, verdict: str) -> tuple[str, str]:
+    """Protocol and conclusion of ``--within auto``: pooling in auto's discovery arm, on and off."""
+    aucs = [np.mean([r["auc"] for r in rows if r["pool"] == p and r["variant"] == "pooled"])
+            - np.mean([r["auc"] for r in rows if r["pool"] == p and r["variant"] == "plain"])
+            for p in dict.fromkeys(r["pool"] for r in rows)]
+    protocol = (f"Protocol: IR-100 pools, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, "
+                "`strategy: auto` (its arms and TypiClust cold start as shipped) with the logistic "
+                "learner, random cold start of 10, batch 10, budget 10 x C; *plain*: the shipped "
+                "`discovery` arm; *pooled*: the arm also weighs clusters by compactness "
+                "(`get_strategy('auto', discovery_compactness=True)`). *labels to all*: a seed that never "
+                "found every class counts at the budget.")
+    conclusion = (f"{found}; AUC: {', '.join(f'{a:+.3f}' for a in aucs)}; kept as the default "
+                  f"only if no pool loses and the mean gain exceeds 0.1 class: {verdict}.")
+    return protocol, conclusion
 
 
 if __name__ == "__main__":
