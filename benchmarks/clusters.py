@@ -275,11 +275,19 @@ def variant_lines(results: list[dict], keys: list[str], variant: str, budget: in
         table.append(cells)
     gain, err = float(np.mean(gains)), float(np.sqrt(np.sum(np.square(errors))) / len(errors))
     helps = gain > 2 * err and all(g > -2 * e for g, e in zip(gains, errors))
+    by_cell = []
+    for b in _BUDGETS:
+        for ir in dict.fromkeys(r["task"][1] for r in results):
+            d = [r["scores"][str(b)][variant]["tail_recall"] - r["scores"][str(b)][base]["tail_recall"]
+                 for r in results if r["task"][1] == ir]
+            by_cell.append(f"IR {ir:g} / {b} labels {np.mean(d):+.3f} ± "
+                           f"{np.std(d, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float('nan'):.3f}")
     return [f"`{variant}` against `{base}` at {budget} labels, mean ± sd over seeds (Δ: "
             f"{variant} − {base} paired by seed, mean ± standard error):", "",
             markdown_table(header, table), "",
             f"Tail cluster recall, {variant} − {base}, mean over pools: {gain:+.3f} ± {err:.3f} "
-            f"(standard error): {'helps beyond seed noise' if helps else 'no gain beyond seed noise'}."]
+            f"(standard error): {'helps beyond seed noise' if helps else 'no gain beyond seed noise'}. "
+            f"Over every pool and seed of an IR, by label count: {'; '.join(by_cell)}."]
 
 
 def mark(ok: bool) -> str:

@@ -144,8 +144,8 @@ def within_auto_text(args, rows, found: str, verdict: str) -> tuple[str, str]:
                 "`discovery` arm; *pooled*: the arm also weighs clusters by compactness "
                 "(`get_strategy('auto', discovery_compactness=True)`). *labels to all*: a seed that never "
                 "found every class counts at the budget.")
-    conclusion = (f"{found}; AUC: {', '.join(f'{a:+.3f}' for a in aucs)}; kept as the default "
-                  f"only if no pool loses and the mean gain exceeds 0.1 class: {verdict}.")
+    conclusion = (f"{found}; AUC: {', '.join(f'{a:+.3f}' for a in aucs)}; a candidate for the "
+                  f"default if no pool loses and the mean gain exceeds 0.1 class: {verdict}.")
     return protocol, conclusion
 
 

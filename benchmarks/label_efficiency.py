@@ -176,12 +176,14 @@ class ModALUncertainty:
 
 def strategy_factory(name: str) -> Callable[[], object]:
     """What ``simulate`` runs for a strategy name; ``auto[discovery_clusters=linkage]`` passes
-    parameters to ``get_strategy`` (to measure a variant beside the default)."""
+    parameters to ``get_strategy`` (to measure a variant beside the default; ``true`` / ``false``
+    are booleans: ``auto[discovery_compactness=true]``)."""
     if name in ("entropy (modAL)", "margin (modAL)"):
         return lambda: ModALUncertainty(name.split()[0])
     if name.endswith("]") and "[" in name:
         base, _, rest = name[:-1].partition("[")
         params = dict(kv.split("=", 1) for kv in rest.split(";") if kv)
+        params = {k: {"true": True, "false": False}.get(v.lower(), v) for k, v in params.items()}
         return lambda: get_strategy(base, **params)
     return lambda: name
 
