@@ -252,7 +252,8 @@ def variant_lines(results: list[dict], keys: list[str], variant: str, budget: in
     the variant minus the method paired by seed, with a verdict: it helps if its tail recall gain
     exceeds twice its standard error on average over the pools and no pool loses beyond that."""
     base = VARIANTS[variant][0]
-    header = ["pool", "seeds"] + [f"{r} {f}" for r in ("kmeans", base, variant)
+    shown = [r for r in ("kmeans", base, variant) if r in _ROWS]
+    header = ["pool", "seeds"] + [f"{r} {f}" for r in shown
                                   for f in ("tail", "bNMI", "bARI", "k")] + ["Δ tail", "Δ bNMI"]
     table, gains, errors = [], [], []
     for key in keys:
@@ -261,7 +262,7 @@ def variant_lines(results: list[dict], keys: list[str], variant: str, budget: in
         if not mine:
             continue
         cells = [key, len(mine)]
-        for row in ("kmeans", base, variant):
+        for row in shown:
             for f in ("tail_recall", "nmi", "ari", "k"):
                 v = np.array([m[row][f] for m in mine], float)
                 cells.append(f"{v.mean():.0f}" if f == "k" else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
