@@ -13,18 +13,21 @@ posteriors ``q`` into posteriors for the pool before their sum (probabilistic cl
     the labelled and the pool differ in their class mix only (prior shift): the pool's prior is
     re-estimated by EM (Saerens, Latinne & Decaestecker 2002), starting from the labelled one.
 
-Without held-out labels the interval is the count's own randomness given its probabilities (a
-sum of Bernoulli variables: normal with variance sum p (1 - p)), which takes the probabilities
-as right. With held-out labels (the out-of-fold predictions of the labelled items) the counts
-are instead *checked by the labels* (:func:`adjusted_prevalence`, a Bayesian adjusted classify-and-count): the
-pool is split into cells by predicted class and confidence band, and the class mix of every cell
-is a Dirichlet posterior: the prediction itself as prior mean, with a strength chosen by how well
-predictions matched the held-out labels (empirical Bayes) plus one phantom label spread over all
-classes (a confusion no label has shown yet stays possible), updated by the labelled items whose
-out-of-fold prediction falls in that cell. Active learning picks items for their uncertainty, so
-comparing labelled and pool items of the same confidence band is the correction for the
-non-random labelled sample; the interval carries the uncertainty of every cell's
-misclassification rates (few labels: wide) and of the count itself (multinomial draws).
+The counts are *checked by the labels* (:func:`adjusted_prevalence`, a Bayesian adjusted
+classify-and-count, the held-out labels being the out-of-fold predictions of the labelled items):
+the pool is split into cells by predicted class and confidence band, and the class mix of every
+cell is a Dirichlet posterior: the prediction itself as prior mean, with a strength (how many
+labels the prediction is worth) that has its own posterior per cell, never above the number of
+labels that checked the cell (so a prior never outweighs its checks) and integrated over rather
+than plugged in, plus one phantom label spread over all classes (a confusion no label has shown
+yet stays possible), updated by the labelled items whose out-of-fold prediction falls in that
+cell. Active learning picks items for their uncertainty, so comparing labelled and pool items of
+the same confidence band is the correction for the non-random labelled sample; the interval
+carries the uncertainty of every cell's misclassification rates (few labels: wide) and of the
+count itself (multinomial draws). With no held-out labels at all the estimate is the model's own
+sum and the interval what unchecked cells can hold: wide. (:func:`estimate_prevalence`'s interval, the
+count's own randomness given the probabilities, takes them as right and is far too narrow; the
+replayed loop's stopping guidance uses its estimate only.)
 ``docs/benchmarks.md`` ("Label quality") measures how often the true count falls inside.
 """
 
@@ -146,7 +149,7 @@ def prevalence_report(estimates: dict[str, dict[str, float]], *, method: str, n_
 
 # ---------------------------------------------------------------------------- checked by the labels
 CONFIDENCE_EDGES = (0.6, 0.9)  # a cell: predicted class x confidence band (max posterior)
-STRENGTHS = np.geomspace(0.3, 3000.0, 41)  # prior strengths (in labels) empirical Bayes picks from
+STRENGTHS = np.geomspace(0.3, 3000.0, 41)  # prior strengths (in labels) the posterior spans
 OTHER_CLASSES = 1e-3  # prior share of each class but the predicted one in a cell
 UNSEEN = 1.0  # one phantom label per cell, spread over all classes: unseen confusions can be
 DRAWS = 400
@@ -168,15 +171,26 @@ def _log_evidence(counts: np.ndarray, mean: np.ndarray, strength: float) -> floa
                  + np.sum(gammaln(a + counts) - gammaln(a)))
 
 
-def prior_strength(counts: np.ndarray, mean: np.ndarray) -> float:
-    """How many labels the predictions are worth as a prior: the Dirichlet strength under which
-    the held-out label ``counts`` of the cells (rows) are most likely given the cells' predicted
-    class mix ``mean`` (empirical Bayes; the largest strength when no cell has labels)."""
+def strength_posterior(counts: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(strengths, posterior weights)``: how many labels the predictions of one cell are worth
+    as a prior, given its held-out label ``counts`` (one row, or several cells sharing one
+    strength) and its predicted class mix ``mean``.
+
+    A log-uniform prior over :data:`STRENGTHS`, capped at the number of labels that checked the
+    predictions (a prior never weighs more than the data it was checked by: two labels that
+    agree with the model cannot tell a strength of 2 from 3,000), times the Dirichlet-multinomial
+    evidence of the counts. The strength is then integrated over, not plugged in at its most
+    likely value (a plug-in empirical Bayes strength takes the evidence of a few labels as
+    certain)."""
+    counts = np.atleast_2d(counts)
+    mean = np.atleast_2d(mean)
+    grid = STRENGTHS[STRENGTHS <= max(float(counts.sum()), 1.0)]
     used = counts.sum(axis=1) > 0
     if not used.any():
-        return float(STRENGTHS[-1])
-    evidence = [_log_evidence(counts[used], mean[used], m) for m in STRENGTHS]
-    return float(STRENGTHS[int(np.argmax(evidence))])
+        return grid, np.full(len(grid), 1.0 / len(grid))
+    log = np.array([_log_evidence(counts[used], mean[used], m) for m in grid])
+    weight = np.exp(log - log.max())
+    return grid, weight / weight.sum()
 
 
 def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *,
@@ -186,8 +200,13 @@ def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *
     ``p_pool``, checked by labelled items with held-out posteriors ``p_held`` and true ``codes``.
 
     Every cell's class mix is ``Dirichlet(strength * predicted class + UNSEEN / k + label
-    counts)``, the strength fitted to the labels (:func:`prior_strength`); the interval is the
-    ``level`` range of counts drawn from those mixes (integers: a count is whole)."""
+    counts)`` with the cell's own strength drawn from its :func:`strength_posterior` (a cell
+    checked by few labels: weak priors are as likely as strong ones, and its interval widens;
+    one strength shared by all cells let the cells where the model is right vouch for those
+    where it is wrong). Each draw takes a strength and a mix per cell and a multinomial count
+    of the cell's pool items; the interval is the ``level`` range of the summed counts
+    (integers: a count is whole), the estimate their mean. ``strength``: the mean prior
+    strength, weighted by the cells' pool items."""
     p_pool = np.asarray(p_pool, dtype=np.float64)
     p_held = np.asarray(p_held, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
@@ -201,18 +220,22 @@ def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *
     mean = np.full((n_cells, k), OTHER_CLASSES)
     mean[np.arange(n_cells), np.arange(n_cells) // bands] = 1.0
     mean /= mean.sum(axis=1, keepdims=True)
-    strength = prior_strength(counts, mean)
-    alpha = strength * mean + counts + UNSEEN / k
-    estimate = n_pool @ (alpha / alpha.sum(axis=1, keepdims=True))
     rng = np.random.default_rng(seed)
-    total = np.zeros((draws, k))
+    estimate, total, strength = np.zeros(k), np.zeros((draws, k)), 0.0
     for cell in np.flatnonzero(n_pool):
-        mix = rng.dirichlet(alpha[cell], size=draws)
+        grid, weight = strength_posterior(counts[cell], mean[cell])
+        strength += n_pool[cell] * float(grid @ weight)
+        alpha_mean = (grid[:, None] * mean[cell] + counts[cell] + UNSEEN / k)
+        estimate += n_pool[cell] * (weight @ (alpha_mean / alpha_mean.sum(axis=1, keepdims=True)))
+        alpha = rng.choice(grid, size=draws, p=weight)[:, None] * mean[cell] + counts[cell] \
+            + UNSEEN / k
+        mix = rng.standard_gamma(alpha)
+        mix /= mix.sum(axis=1, keepdims=True)
         total += rng.multinomial(n_pool[cell], mix)
     tail = (1.0 - level) / 2.0
     low = np.quantile(total, tail, axis=0, method="lower")
     high = np.quantile(total, 1.0 - tail, axis=0, method="higher")
-    return estimate, low, high, strength
+    return estimate, low, high, strength / max(int(n_pool.sum()), 1)
 
 
 def adjusted_prevalence(q_pool: np.ndarray, classes: tuple[str, ...] | list[str],
@@ -222,18 +245,26 @@ def adjusted_prevalence(q_pool: np.ndarray, classes: tuple[str, ...] | list[str]
     """``({class: {"estimate", "low", "high"}}, details)``: :func:`adjusted_counts` of the pool
     items with calibrated balanced posteriors ``q_pool``, checked by the labelled items with
     held-out (out-of-fold, calibrated) balanced posteriors ``q_held`` and label ``codes``.
-    Both are turned into pool posteriors under the labelled class mix ``prior`` first."""
+    Both are turned into pool posteriors under the labelled class mix ``prior`` first.
+
+    With no held-out labels at all (``q_held`` and ``codes`` empty: too few labels for
+    out-of-fold predictions) nothing checks the model: the estimate is the sum of its pool
+    posteriors and the interval what cells checked by no label can hold (a prior worth at most
+    one label), which is wide, as it should be."""
     q_pool = np.asarray(q_pool, dtype=np.float64)
-    codes = np.asarray(codes, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64).reshape(-1)
     if len(q_pool) == 0:
         return ({c: {"estimate": 0.0, "low": 0.0, "high": 0.0} for c in classes},
                 {"checked_by": 0})
     if len(codes) != len(q_held):
         raise ValueError(f"{len(q_held)} held-out rows but {len(codes)} labels")
     p_pool = correct(q_pool, prior, method)
-    p_held = correct(q_held, prior, "labelled")  # the labelled items are the labelled mix
+    p_held = (correct(np.asarray(q_held, dtype=np.float64), prior, "labelled")  # labelled mix
+              if len(codes) else np.zeros((0, p_pool.shape[1])))
     estimate, low, high, strength = adjusted_counts(p_pool, p_held, codes, level=level,
                                                     draws=draws, seed=seed)
+    if not len(codes):
+        estimate = p_pool.sum(axis=0)
     values = {c: {"estimate": float(estimate[j]), "low": float(min(low[j], estimate[j])),
                   "high": float(max(high[j], estimate[j]))} for j, c in enumerate(classes)}
     return values, {"checked_by": int(len(codes)), "prior_strength": strength,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core.quality.prevalence import adjusted_prevalence, estimate_prevalence, prevalence_report
+from core.quality.prevalence import adjusted_prevalence, prevalence_report
 from core.quality.reliability import calibration_report
 from core.quality.suspects import find_suspects
 
@@ -62,16 +62,14 @@ def assess_round(*, kind: str, model: Any, classes: tuple[str, ...], ids: np.nda
     counts = np.bincount([index[v] for v in y.astype(str) if v in index], minlength=len(classes))
     prior = counts / max(counts.sum(), 1)
     held = _held_out(model, classes, y, oof)
-    if held is not None:
-        out.prevalence, details = adjusted_prevalence(proba[unlabelled], classes, prior, *held,
-                                                      seed=seed)
-        out.prevalence_details = prevalence_report(out.prevalence, method="labelled, checked "
-                                                   "by the out-of-fold labels",
-                                                   n_pool=len(unlabelled), **details)
-        return out
-    out.prevalence = estimate_prevalence(proba[unlabelled], classes, prior, seed=seed)
-    out.prevalence_details = prevalence_report(out.prevalence, method="labelled",
-                                               n_pool=len(unlabelled))
+    if held is None:  # nothing to check the model by: the interval says so by its width
+        held = (np.zeros((0, len(classes))), np.zeros(0, dtype=np.int64))
+    out.prevalence, details = adjusted_prevalence(proba[unlabelled], classes, prior, *held,
+                                                  seed=seed)
+    out.prevalence_details = prevalence_report(
+        out.prevalence, method="labelled, checked by the out-of-fold labels" if details.get(
+            "checked_by") else "labelled, not checked by any label", n_pool=len(unlabelled),
+        **details)
     return out
 
 

@@ -334,6 +334,32 @@ def test_retrain_writes_suspects_prevalence_calibration_and_agreement(first_run)
     assert "more '" in report and "90 % interval" in report and "ECE before" in report
 
 
+def test_two_labels_give_a_wide_prevalence_interval_never_a_tight_one(demo, tmp_path):
+    """Two labels (one '4', one '6'): no out-of-fold prediction checks the model, so the
+    estimate is the model's own and the 90 % interval is wide (the dashboard's demo once said
+    '949, interval 945-953' from two labels)."""
+    project = load_project(demo)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "digits-lt.npz").write_bytes((demo.parent / "digits-lt.npz").read_bytes())
+    project.labels = [{"item_id": "digits-0004", "label": "4", "annotator": "a", "time": 1.0},
+                      {"item_id": "digits-0006", "label": "6", "annotator": "a", "time": 2.0}]
+    project.map.method = "pca"
+    dump_project(project, folder / "project.yaml")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["retrain", str(folder / "project.yaml"), "--out",
+                                      str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    details = metrics["prevalence_details"]
+    assert details["checked_by"] == 0 and "not checked" in details["method"]
+    unlabelled = details["unlabelled_items"]
+    for name, v in metrics["prevalence"].items():
+        assert 0 <= v["low"] <= v["estimate"] <= v["high"] <= unlabelled
+        # no label checked it: the class could be most of the pool or almost none of it
+        assert v["high"] - v["low"] > 0.5 * unlabelled, (name, v)
+
+
 def test_retrain_reports_agreement_when_two_annotators_overlap(demo, tmp_path):
     import shutil
 
