@@ -71,8 +71,8 @@ def prevalence_frame(state: AppState) -> pd.DataFrame:
 
 
 def prevalence_note(state: AppState) -> str:
-    """What the prevalence intervals rest on (HTML): checked by out-of-fold labels, or not yet,
-    in which case they are far too narrow to trust."""
+    """What the prevalence intervals rest on (HTML): checked by out-of-fold labels, by too few
+    of them (amber: wide intervals, rough estimates), or by none yet (amber)."""
     model = state.session.state
     if model is None or not model.prevalence:
         return ""
@@ -83,13 +83,13 @@ def prevalence_note(state: AppState) -> str:
                 "sample.</div>")
     if checked:
         return (f"<div class='tw-prevalence-note tw-warning'>Checked by only {checked:,} labelled "
-                f"items (fewer than {FEW_CHECKS} per class): they cannot yet show how often the "
-                "model is wrong, so these intervals are too narrow to trust. Label more items of "
-                "every class and retrain.</div>")
+                f"items (fewer than {FEW_CHECKS} per class): they show little of how often the "
+                "model is wrong, so the intervals are wide and the estimates rough. Label more "
+                "items of every class and retrain.</div>")
     return ("<div class='tw-prevalence-note tw-warning'>Not checked by any labels yet (too few "
-            "for out-of-fold predictions): these intervals count only the pool's sampling noise "
-            "and take the model's probabilities as right, so they are far too narrow. Label a few "
-            "items of every class and retrain.</div>")
+            "for out-of-fold predictions): the estimates are the model's own, unchecked, and the "
+            "intervals are as wide as that leaves them. Label a few items of every class and "
+            "retrain.</div>")
 
 
 def calibration_text(state: AppState) -> str:
