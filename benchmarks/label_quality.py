@@ -15,6 +15,9 @@ so a change of the calibration or prevalence code is re-measured without refitti
 
 Run: ``python benchmarks/label_quality.py`` (full: digits, fashion-mnist, penbased, letter;
 5 seeds), ``--pools digits-LT100 --seeds 2`` for a quick look, ``--docs ''`` to leave the docs.
+A previous prevalence estimate on the same runs: ``--cached-only --docs '' --prevalence-from
+COMMIT --out OTHER`` (``OTHER/runs`` a link to the runs) writes ``OTHER/prevalence_rows.json``,
+which ``--previous`` then reports beside the current estimate.
 """
 
 from __future__ import annotations
@@ -334,6 +337,51 @@ def prevalence_rows(scored: dict, fit: str) -> list[dict]:
     return out
 
 
+def relative_width(rows: list[dict]) -> float:
+    """Summed interval widths over summed true counts (a mean of ratios would be ruled by the
+    classes with one or two items left)."""
+    return float(sum(v["high"] - v["low"] for v in rows) / max(sum(v["truth"] for v in rows), 1))
+
+
+def all_prevalence_rows(scored: dict) -> list[dict]:
+    """:func:`prevalence_rows` of every fit, JSON-ready (``--out/prevalence_rows.json``)."""
+    return [{**{k: (bool(v) if k in ("inside", "rare") else v) for k, v in row.items()},
+             "fit": fit} for fit in FITS for row in prevalence_rows(scored, fit)]
+
+
+def _case(row: dict) -> tuple:
+    return (row["pool"], int(row["seed"]), row["mode"], int(row["labels"]), row["class"],
+            row["fit"])
+
+
+def previous_comparison(scored: dict, previous: list[dict], source: str) -> list[str]:
+    """The same runs scored by a previous prevalence estimate (its ``prevalence_rows.json``)
+    beside the current one: coverage, abs. error, width and width / count, previous → now."""
+    now = {_case(r): r for r in all_prevalence_rows(scored)}
+    before = {_case(r): r for r in previous}
+    rows = []
+    for fit in FITS:
+        for c in CHECKPOINTS:
+            common = [key for key in now if key[5] == fit and key[3] == c and key in before]
+            if not common:
+                continue
+            a, b = [before[key] for key in common], [now[key] for key in common]
+            rows.append([
+                fit, c, len(common),
+                f"{100 * np.mean([v['inside'] for v in a]):.0f} % → "
+                f"{100 * np.mean([v['inside'] for v in b]):.0f} %",
+                f"{np.mean([abs(v['estimate'] - v['truth']) for v in a]):.1f} → "
+                f"{np.mean([abs(v['estimate'] - v['truth']) for v in b]):.1f}",
+                f"{np.mean([v['high'] - v['low'] for v in a]):.1f} → "
+                f"{np.mean([v['high'] - v['low'] for v in b]):.1f}",
+                f"{relative_width(a):.2f} → {relative_width(b):.2f}"])
+    return ["### Prevalence: previous estimate vs this one (same runs)", "",
+            f"The same cached fits scored by the previous estimate (`{source}`) and by the "
+            "current one; every (pool, seed, noise, class) case both scored.", "",
+            markdown_table(["labels given", "labels", "cases", "coverage", "abs. error",
+                            "width", "width / count"], rows)]
+
+
 def by_checkpoint(scored: dict, rows_of) -> list[tuple[str, int, list[dict]]]:
     """``(labels given, checkpoint, rows)`` for every fit and checkpoint with rows."""
     out = []
@@ -500,12 +548,13 @@ def report(scored: dict, costs: dict, args) -> str:
               "The product's estimate (`core.quality.prevalence.adjusted_prevalence`): the "
               "unlabelled pool is split into cells by predicted class and confidence band; each "
               "cell's class mix is a Dirichlet posterior (the prediction as prior mean, its "
-              "strength fitted by empirical Bayes, one phantom label for unseen confusions) "
+              "strength with a posterior of its own per cell, capped at the labels that checked "
+              "the cell and integrated over; one phantom label for unseen confusions) "
               "updated by the labelled items whose out-of-fold prediction falls in the cell. "
               "Coverage = share of (pool, class, seed, noise) cases whose true count of unlabelled "
               "items lies inside the reported 90 % interval (a class the model never saw counts "
               "as estimate 0); *abs. error* = mean |estimate − truth|; *width* = mean interval "
-              "width.", ""]
+              "width; *width / count* = summed widths over summed true counts.", ""]
     prev_table = []
     for fit, c, r in by_checkpoint(scored, prevalence_rows):
         inside = np.mean([v["inside"] for v in r])
@@ -514,14 +563,14 @@ def report(scored: dict, costs: dict, args) -> str:
             fit, c, len(r), f"{100 * inside:.0f} %",
             f"{100 * np.mean([v['inside'] for v in rare]):.0f} %" if rare else "",
             f"{np.mean([abs(v['estimate'] - v['truth']) for v in r]):.1f}",
-            f"{np.mean([v['high'] - v['low'] for v in r]):.1f}",
+            f"{np.mean([v['high'] - v['low'] for v in r]):.1f}", f"{relative_width(r):.2f}",
             f"{np.mean([v['truth'] for v in r]):.1f}"])
         if fit == "noisy" or fit == "clean":
             targets.append(f"- prevalence coverage, {fit} labels, {c} labels: "
                            f"{100 * inside:.0f} % (target ≥ 85 %: {mark(inside >= 0.85)}).")
     lines.append(markdown_table(["labels given", "labels", "cases", "coverage",
-                                 "coverage (rare)", "abs. error", "width", "mean true count"],
-                                prev_table))
+                                 "coverage (rare)", "abs. error", "width", "width / count",
+                                 "mean true count"], prev_table))
     per_pool = []
     for fit, c, r in by_checkpoint(scored, prevalence_rows):
         for pool in args.pool_list:
@@ -531,10 +580,13 @@ def report(scored: dict, costs: dict, args) -> str:
                                  f"{100 * np.mean([v['inside'] for v in g]):.0f} %",
                                  f"{np.mean([abs(v['estimate'] - v['truth']) for v in g]):.1f}",
                                  f"{np.mean([v['high'] - v['low'] for v in g]):.1f}",
+                                 f"{relative_width(g):.2f}",
                                  f"{np.mean([v['truth'] for v in g]):.1f}"])
     lines += ["", "Per pool:", "", markdown_table(
         ["pool", "labels given", "labels", "cases", "coverage", "abs. error", "width",
-         "mean true count"], per_pool)]
+         "width / count", "mean true count"], per_pool)]
+    if args.previous_rows:
+        lines += ["", *previous_comparison(scored, args.previous_rows, args.previous)]
 
     if costs:
         lines += ["", "### Cost of the out-of-fold predictions", "",
@@ -552,6 +604,30 @@ def report(scored: dict, costs: dict, args) -> str:
     return "\n".join(lines)
 
 
+def use_prevalence_of(commit: str) -> None:
+    """Score the prevalence with ``core/quality/prevalence.py`` as it was at ``commit`` (read by
+    ``git show``), so a previous estimate is measured on the same cached runs: its
+    ``adjusted_prevalence`` where out-of-fold labels exist and, before the checked estimate
+    covered every round, its ``estimate_prevalence`` where none did."""
+    import subprocess
+    import types
+
+    import core.quality.round as round_module
+
+    source = subprocess.run(["git", "show", f"{commit}:core/quality/prevalence.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    old = types.ModuleType(f"prevalence_{commit}")
+    exec(compile(source, f"{commit}:core/quality/prevalence.py", "exec"), old.__dict__)
+
+    def adjusted(q_pool, classes, prior, q_held, codes, **kw):
+        if len(codes):
+            return old.adjusted_prevalence(q_pool, classes, prior, q_held, codes, **kw)
+        return old.estimate_prevalence(q_pool, classes, prior, seed=kw.get("seed", 0)), {
+            "checked_by": 0}
+
+    round_module.adjusted_prevalence = adjusted
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -563,8 +639,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="report only the runs already under --out/runs (compute nothing new)")
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "label_quality")
     ap.add_argument("--docs", default=str(DOC), help="markdown to update ('' = none)")
+    ap.add_argument("--previous", default="",
+                    help="prevalence_rows.json of a previous estimate on the same runs: "
+                         "reported beside the current one")
+    ap.add_argument("--prevalence-from", default="", metavar="COMMIT",
+                    help="score the prevalence with core/quality/prevalence.py of COMMIT (its "
+                         "rows then serve as --previous of a later run)")
     args = ap.parse_args(argv)
     limit_threads(1)
+    if args.prevalence_from:
+        use_prevalence_of(args.prevalence_from)
     args.pool_list = [p.strip() for p in args.pools.split(",") if p.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     runs = args.out / "runs"
@@ -602,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     costs = {n: costs[n] for n in sizes if n in costs}
     tests = {p: len(split(p, 0)[3]) // len(set(split(p, 0)[3].tolist())) for p in args.pool_list}
     args.test_note = ", ".join(f"{n} ({p})" for p, n in tests.items())
+    args.previous_rows = (json.loads(Path(args.previous).read_text(encoding="utf-8"))
+                          if args.previous else None)
+    (args.out / "prevalence_rows.json").write_text(json.dumps(all_prevalence_rows(scored)))
     body = report(scored, costs, args)
     body += ("\n\nEach run's fits are kept under `--out/runs` and reused; the trust report is "
              f"recomputed from them every time. Load when the command started: {load}.")
