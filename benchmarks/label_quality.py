@@ -332,7 +332,7 @@ def prevalence_rows(scored: dict, fit: str) -> list[dict]:
             for name, true in cp[fit]["truth_pool"].items():
                 v = prev.get(name, {"estimate": 0.0, "low": 0.0, "high": 0.0})
                 out.append({"pool": pool, "seed": seed, "mode": mode, "labels": c, "class": name,
-                            "rare": name in s["tails"], "truth": true, **v,
+                            "rare": name in s["tails"], "seen": name in prev, "truth": true, **v,
                             "inside": v["low"] - 1e-9 <= true <= v["high"] + 1e-9})
     return out
 
@@ -345,7 +345,8 @@ def relative_width(rows: list[dict]) -> float:
 
 def all_prevalence_rows(scored: dict) -> list[dict]:
     """:func:`prevalence_rows` of every fit, JSON-ready (``--out/prevalence_rows.json``)."""
-    return [{**{k: (bool(v) if k in ("inside", "rare") else v) for k, v in row.items()},
+    return [{**{k: (bool(v) if k in ("inside", "rare", "seen") else v)
+                for k, v in row.items()},
              "fit": fit} for fit in FITS for row in prevalence_rows(scored, fit)]
 
 
@@ -553,15 +554,18 @@ def report(scored: dict, costs: dict, args) -> str:
               "updated by the labelled items whose out-of-fold prediction falls in the cell. "
               "Coverage = share of (pool, class, seed, noise) cases whose true count of unlabelled "
               "items lies inside the reported 90 % interval (a class the model never saw counts "
-              "as estimate 0); *abs. error* = mean |estimate − truth|; *width* = mean interval "
-              "width; *width / count* = summed widths over summed true counts.", ""]
+              "as estimate 0 and a miss; *coverage (classes seen)* leaves those out, with the "
+              "cases left in brackets); *abs. error* = mean |estimate − truth|; *width* = mean "
+              "interval width; *width / count* = summed widths over summed true counts.", ""]
     prev_table = []
     for fit, c, r in by_checkpoint(scored, prevalence_rows):
         inside = np.mean([v["inside"] for v in r])
         rare = [v for v in r if v["rare"]]
+        seen = [v for v in r if v.get("seen", True)]
         prev_table.append([
             fit, c, len(r), f"{100 * inside:.0f} %",
             f"{100 * np.mean([v['inside'] for v in rare]):.0f} %" if rare else "",
+            f"{100 * np.mean([v['inside'] for v in seen]):.0f} % ({len(seen)})" if seen else "",
             f"{np.mean([abs(v['estimate'] - v['truth']) for v in r]):.1f}",
             f"{np.mean([v['high'] - v['low'] for v in r]):.1f}", f"{relative_width(r):.2f}",
             f"{np.mean([v['truth'] for v in r]):.1f}"])
@@ -569,7 +573,8 @@ def report(scored: dict, costs: dict, args) -> str:
             targets.append(f"- prevalence coverage, {fit} labels, {c} labels: "
                            f"{100 * inside:.0f} % (target ≥ 85 %: {mark(inside >= 0.85)}).")
     lines.append(markdown_table(["labels given", "labels", "cases", "coverage",
-                                 "coverage (rare)", "abs. error", "width", "width / count",
+                                 "coverage (rare)", "coverage (classes seen)", "abs. error",
+                                 "width", "width / count",
                                  "mean true count"], prev_table))
     per_pool = []
     for fit, c, r in by_checkpoint(scored, prevalence_rows):
