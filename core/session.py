@@ -54,6 +54,11 @@ CLUSTERS_AFTER_RETRAIN_S = 4.0
 log = logging.getLogger("tailwise")
 
 
+class ClustersSuperseded(TailwiseError):
+    """A background clustering skipped because a newer model replaced the one it was for (asking
+    for those clusters again computes them)."""
+
+
 @dataclass(frozen=True)
 class RoundRecord:
     """One training round, as shown in the learning curve."""
@@ -708,12 +713,24 @@ class Session:
         the same clusters meanwhile waits for it)."""
         key, compute = self._cluster_job(None, None)
         if delay_s > 0:
-            now = compute
+            now, version, due = compute, key[0], time.monotonic() + delay_s
 
             def compute():
-                time.sleep(delay_s)  # on the cluster thread: nothing else waits for it
+                # On the cluster thread, nothing else waits for it. A model retrained again
+                # meanwhile makes this one's clusters pointless (a team retraining every few
+                # seconds queued one clustering per model, each a second of both cores): skipped.
+                while (left := due - time.monotonic()) > 0:
+                    self._check_current(version)
+                    time.sleep(min(left, 0.25))
+                self._check_current(version)
                 return now()
         return self._clusters.start(key, compute)
+
+    def _check_current(self, version: int) -> None:
+        state = self._state
+        if state is not None and state.model_version != version:
+            raise ClustersSuperseded(f"model v{version} was replaced by v{state.model_version} "
+                                     "before its clusters were computed")
 
     def _cluster_job(self, n_clusters: int | None, method: str | None):
         """The cache key of a clustering of the current model and the function computing it."""

@@ -2,11 +2,15 @@
 
 A retrain asks for the new version's clusters in the background (:meth:`ClusterCache.start`);
 whoever asks later (:meth:`ClusterCache.get`) waits for that run instead of starting another.
-One worker thread: clustering never competes with itself for the machine's cores.
+One worker thread: clustering never competes with itself for the machine's cores, and it runs
+at a lower priority than the rest of the process (like the training process: a served page's
+clicks come first).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -15,6 +19,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from core.clusters.base import ClusterResult
 
 KEEP = 6  # results kept (a few methods of the current and the previous model)
+NICE = 10  # how much lower the cluster thread's priority is than the process's
+
+
+def lower_thread_priority(by: int = NICE) -> None:
+    """Lower the calling thread's priority by ``by`` nice steps. Linux only, where the nice value
+    belongs to each thread; elsewhere (one value for the whole process) nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + by, 19))
+    except OSError:  # not permitted here: clusters at the process's priority
+        pass
 
 
 class ClusterCache:
@@ -33,7 +50,8 @@ class ClusterCache:
                 return future  # done, or running: wait for it rather than run it twice
             if background:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="tailwise-clusters")
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="tailwise-clusters",
+                                                    initializer=lower_thread_priority)
                 future = self._pool.submit(compute)
             else:
                 future = Future()

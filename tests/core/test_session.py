@@ -99,6 +99,39 @@ def test_clusters_summary_and_selection(session):
     assert again.loc[int(clusters.summary["cluster"].iloc[0]), "n_labelled"] == 3
 
 
+def test_the_background_clustering_of_a_replaced_model_is_skipped(session, monkeypatch):
+    """A team retraining every few seconds: each model's clusters were computed in turn, one
+    clustering per model on the cores the pages need. Those of a model replaced before its
+    clustering began are skipped; the current model's still come."""
+    import core.session
+    from core.session import ClustersSuperseded
+
+    monkeypatch.setattr(core.session, "CLUSTERS_AFTER_RETRAIN_S", 60.0)
+    for cls in ("0", "1", "2", "3"):
+        session.label(_truth(session, cls, 3), cls, "ann")
+    first = session.retrain()
+    pending = session.refresh_clusters()  # the retrain's clustering, waiting out its delay
+    assert session.cluster_status() == "computing"
+    second = session.retrain()
+    assert second.model_version > first.model_version
+    with pytest.raises(ClustersSuperseded, match=f"v{first.model_version} was replaced"):
+        pending.result(timeout=30)
+    assert session.cluster_status() == "computing"  # the new model's, after its own delay
+
+
+def test_the_cluster_thread_runs_below_the_process_priority():
+    """Background clustering yields the cores to the served pages, like the training process."""
+    import os
+
+    from core.clusters.cache import NICE, ClusterCache
+
+    def nice_of_the_thread():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert ClusterCache().start("key", nice_of_the_thread).result(timeout=30) == min(here + NICE, 19)
+
+
 def test_clusters_by_the_project_method_computed_in_the_background_after_a_retrain(session):
     from core.errors import ConfigError
 
