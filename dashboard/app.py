@@ -3,11 +3,18 @@
 Opening a project (data, embedding, map) runs in a worker thread shared by every browser session
 of that project; until it is ready the page shows what is being prepared. Each browser session
 then gets its own :class:`~dashboard.state.AppState` (selection, annotator, queue).
+
+Every tab of the server shares one event loop, and building a page's views (HoloViews plots,
+tables, Bokeh models) takes it for about a second: a tab opening held every other tab's clicks
+that long. A served page is therefore built in slices: the sidebar (the labelling controls) at
+once, then one view of the main area per turn of the loop, so other tabs' clicks are served in
+between; the views of a group of tabs are built when their tab is first shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +34,8 @@ ACCENT = "#3b6ea8"
 SIDE_WIDTH = 400  # a view beside the map (inspector, plots)
 REFRESH_MS = 500  # how often a page looks for other pages' labels, classes and new models
 SIDEBAR_WIDTH = 330
+
+log = logging.getLogger("tailwise")
 
 
 def resolve_project(argv: Sequence[str] = (), environ: Mapping[str, str] = os.environ) -> Path:
@@ -71,6 +80,7 @@ class App(pn.viewable.Viewer):
                       "embedding the items and computing the map (cached after the first run)…</div>"),
             self.progress, self.message, css_classes=["tw-loading-page"], align="center")]
         self._poll = None
+        self._build = 0  # bumped by each relayout: a slice of an older build is dropped
         self.param.watch(self._relayout, "layout")
 
     # ------------------------------------------------------------------ start-up
@@ -153,30 +163,69 @@ class App(pn.viewable.Viewer):
             self.views[name] = cls(self.state, **kwargs)
         return self.views[name]
 
+    @staticmethod
+    def _size(beside_map: bool) -> dict:
+        return {"width": SIDE_WIDTH} if beside_map else {"sizing_mode": "stretch_width"}
+
     def _cell(self, cell, beside_map: bool = False):
-        """A view in a card (or a group of tabs); next to the map a cell keeps a fixed width."""
-        size = {"width": SIDE_WIDTH} if beside_map else {"sizing_mode": "stretch_width"}
+        """A view in a card (or a group of tabs); next to the map a cell keeps a fixed width.
+        The first tab's view is built now, the others' when their tab is first shown."""
+        size = self._size(beside_map)
         if isinstance(cell, Tabs):
-            return pn.Tabs(*[(self._title(n), self._view(n)) for n in cell.tabs], dynamic=True,
-                           css_classes=["tw-tabs"], **size)
+            first, *others = cell.tabs
+            return pn.Tabs((self._title(first), self._view(first)),
+                           *[(self._title(n), self._deferred_view(n)) for n in others],
+                           dynamic=True, css_classes=["tw-tabs"], **size)
         return pn.Card(self._view(cell), title=self._title(cell), collapsible=False,
                        css_classes=[f"tw-card-{cell}"], **size)
+
+    def _deferred_view(self, name: str):
+        """View ``name``, built when it is first rendered (a tab opened): a hidden tab's view
+        also follows no label or model until then."""
+        return pn.param.ParamFunction(lambda: self._view(name), lazy=True,
+                                      sizing_mode="stretch_width")
 
     def _relayout(self, *_):
         if self.state is None:
             return
         layout = self.layout
         self.views = {}
+        self._build += 1
         self.sidebar.objects = [pn.Card(self._view(n), title=self._title(n), sizing_mode="stretch_width",
                                         css_classes=[f"tw-card-{n}"]) for n in layout.sidebar]
-        rows = []
+        rows, cells = [], []
         for row in layout.main:
             has_map = "map" in row and len(row) > 1
             # Views beside the map keep a fixed width; plots share the width with the map.
             fixed = lambda c: has_map and c != "map" and not (isinstance(c, str) and c in layout.plots)
-            rows.append(pn.Row(*[self._cell(c, beside_map=fixed(c)) for c in row],
-                               sizing_mode="stretch_width"))
+            rows.append(pn.Row(*[self._pending(fixed(c)) for c in row], sizing_mode="stretch_width"))
+            cells += [(rows[-1], k, c, fixed(c)) for k, c in enumerate(row)]
         self.body.objects = rows
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:  # no server (tests, notebooks): at once
+            for row, k, cell, beside_map in cells:
+                row[k] = self._cell(cell, beside_map=beside_map)
+            return
+        build = self._build
+
+        def next_cell() -> None:
+            if build != self._build or not cells:
+                return  # another layout replaced this one meanwhile, or done
+            row, k, cell, beside_map = cells.pop(0)
+            try:
+                row[k] = self._cell(cell, beside_map=beside_map)
+            except Exception as err:  # noqa: BLE001  (shown in its place; the others still come)
+                log.exception("could not build the view %s", cell)
+                row[k] = html_pane(f"<div class='tw-error'>Could not show {escape(cell)}: "
+                                   f"{escape(err)}</div>", **self._size(beside_map))
+            if cells:  # the next view on a later turn of the loop: other tabs' clicks between
+                doc.add_next_tick_callback(next_cell)
+
+        doc.add_next_tick_callback(next_cell)
+
+    def _pending(self, beside_map: bool):
+        """What a view's place shows until the view is built (a fraction of a second)."""
+        return html_pane("<div class='tw-muted tw-building'>…</div>", **self._size(beside_map))
 
     def __panel__(self):
         template = pn.template.FastListTemplate(

@@ -120,6 +120,12 @@ def open_shared(path: str | Path, opener: Callable[[str], Any] | None = None) ->
                 import torch  # noqa: F401
 
                 import core.models.io  # noqa: F401
+            # The pages' views too: imported by the first page on the event loop every tab
+            # shares, they held it for a second or two. (HoloViews' Bokeh backend is selected
+            # by the first page, ``dashboard.style.holoviews``: importing it here would skip that.)
+            from dashboard.views import view_classes
+
+            view_classes()
             report(1, 1, "ready")
             prep.future.set_result(session)
         except BaseException as err:  # noqa: BLE001  (shown on the loading page)

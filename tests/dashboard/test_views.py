@@ -14,15 +14,27 @@ from dashboard.state import AppState
 
 
 def test_app_builds_every_builtin_layout(session, dashboard_project):
+    """Every view of every layout builds; a hidden tab's view is built when its tab is shown."""
+    import panel as pn
+
+    from core.layout import Tabs
     from dashboard.app import App
 
     for name in available_layouts():
+        layout = load_layout(name)
         app = App(dashboard_project, layout=name)
         app.ready(session)
-        assert set(app.views) == set(load_layout(name).views())
+        hidden = {n for row in layout.main for c in row if isinstance(c, Tabs) for n in c.tabs[1:]}
+        assert set(app.views) == set(layout.views()) - hidden
         assert app.sidebar.objects and app.body.objects
+        app.body.get_root()  # the page rendered: each tab's view is built when it is shown
+        for tabs in app.body.select(pn.Tabs):
+            for k in range(len(tabs)):
+                tabs.active = k
+        assert set(app.views) == set(layout.views())
+        assert not app.body.select(lambda o: "tw-building" in str(getattr(o, "object", "")))
     app.layout = load_layout("review")  # switching layouts rebuilds the views
-    assert "confusion" in app.views and app.body.objects
+    assert "review" in app.views and "metrics" not in app.views and app.body.objects
 
 
 def test_resolve_project_prefers_args_then_environment_then_demo(tmp_path):
