@@ -35,6 +35,12 @@ from dashboard.style import holoviews, html_pane, on_document
 
 UNLABELLED = "#c8c8c8"
 MAX_HIGHLIGHTS = 20_000
+# Points are drawn on a plain canvas up to this many, with WebGL above. HoloViews draws with WebGL
+# by default; without a GPU (a VM, a remote desktop, headless Chromium) the browser emulates it
+# and copies the whole WebGL canvas onto the page at every repaint: with five tabs following
+# each other's labels that copy was 60 % of each browser's CPU time (2,400 points), while a
+# canvas repaints a few thousand points in a few milliseconds.
+WEBGL_MIN_POINTS = 10_000
 CONTINUOUS = ("uncertainty", "score")
 MODEL_COLOURS = ("predicted", "uncertainty", "score", "cluster")  # redrawn when the model changes
 # Point-table columns -> the names HoloViews gives them in the Bokeh data source.
@@ -168,9 +174,11 @@ class MapView(pn.viewable.Viewer):
             overlay = overlay * hv.DynamicMap(pn.bind(self._queue, state.param.colour_by,
                                                       self.param.layers_version))
         overlay = overlay * hv.DynamicMap(pn.bind(self._selected, self.param.layers_version))
+        backend = "webgl" if len(state.dataset) >= WEBGL_MIN_POINTS else "canvas"
         self.plot = overlay.opts(
             hv.opts.Overlay(responsive=True, height=self.options.height, show_legend=False,
-                            xaxis=None, yaxis=None, toolbar="above"),
+                            xaxis=None, yaxis=None, toolbar="above",
+                            backend_opts={"plot.output_backend": backend}),
         )
         self.pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_width",
                                       height=self.options.height, linked_axes=False)

@@ -66,6 +66,20 @@ def test_map_points_colours_and_box_stream(session):
     assert state.selection == []
 
 
+def test_a_small_map_draws_on_a_canvas_and_a_large_one_with_webgl(session, monkeypatch):
+    """WebGL without a GPU is emulated by the browser and copied onto the page at every repaint:
+    a map of a few thousand points is drawn on a plain canvas."""
+    import dashboard.views.map as map_view
+    from dashboard.style import holoviews
+
+    hv = holoviews()
+    state = AppState(session, annotator="ann")
+    assert len(session.dataset) < map_view.WEBGL_MIN_POINTS
+    assert hv.render(map_view.MapView(state).plot).output_backend == "canvas"
+    monkeypatch.setattr(map_view, "WEBGL_MIN_POINTS", len(session.dataset))
+    assert hv.render(map_view.MapView(state).plot).output_backend == "webgl"
+
+
 def test_stars_and_selection_follow_labels_in_place_without_redrawing_the_map(session):
     import holoviews as hv
 
