@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import panel as pn
 import param
+from panel.io.state import set_curdoc
 
 from core.layout import Layout, Tabs, load_layout
 from core.project import ProjectConfig, load_project
@@ -81,6 +82,7 @@ class App(pn.viewable.Viewer):
             self.progress, self.message, css_classes=["tw-loading-page"], align="center")]
         self._poll = None
         self._build = 0  # bumped by each relayout: a slice of an older build is dropped
+        self._then: Callable[[], None] | None = None  # what runs once the views are built
         self.param.watch(self._relayout, "layout")
 
     # ------------------------------------------------------------------ start-up
@@ -130,15 +132,23 @@ class App(pn.viewable.Viewer):
                 "ask one of its admins to add you to the access section of the project file.</div>")]
             self.state = None
             return
-        self._relayout()
-        if doc is not None:
-            # Two comparisons when nothing changed, so it can run often: other tabs' labels,
-            # class edits and new models reach this page within half a second.
-            pn.state.add_periodic_callback(self.state.refresh, period=REFRESH_MS)
-            if not self.state.queue_ids and self.state.may("query"):
-                pn.state.execute(self.state.first_batch_async)
-            requester = self.state.requester  # a closed tab gives its queued items back
-            pn.state.on_session_destroyed(lambda _context: session.release(requester))
+        if doc is None:
+            self._relayout()
+            return
+        requester = self.state.requester  # a closed tab gives its queued items back
+        pn.state.on_session_destroyed(lambda _context: session.release(requester))
+        # Following the other tabs (and the first batch) starts once the views are built: a
+        # HoloViews layer redrawn while its plot is still being sent to the browser would
+        # reference models the page does not have yet.
+        self._relayout(then=self._follow)
+
+    def _follow(self) -> None:
+        """Follow the other tabs and ask for the first batch (the page is built)."""
+        # Two comparisons when nothing changed, so it can run often: other tabs' labels,
+        # class edits and new models reach this page within half a second.
+        pn.state.add_periodic_callback(self.state.refresh, period=REFRESH_MS)
+        if not self.state.queue_ids and self.state.may("query"):
+            pn.state.execute(self.state.first_batch_async)
 
     # ------------------------------------------------------------------ layout
     def _title(self, name: str) -> str:
@@ -185,12 +195,15 @@ class App(pn.viewable.Viewer):
         return pn.param.ParamFunction(lambda: self._view(name), lazy=True,
                                       sizing_mode="stretch_width")
 
-    def _relayout(self, *_):
+    def _relayout(self, *_, then: Callable[[], None] | None = None):
+        """Build the views of the layout; ``then`` runs once they are all built."""
         if self.state is None:
             return
         layout = self.layout
         self.views = {}
         self._build += 1
+        # A layout switched before the last build ended still runs what that build was to run.
+        then = self._then = then or self._then
         self.sidebar.objects = [pn.Card(self._view(n), title=self._title(n), sizing_mode="stretch_width",
                                         css_classes=[f"tw-card-{n}"]) for n in layout.sidebar]
         rows, cells = [], []
@@ -205,6 +218,10 @@ class App(pn.viewable.Viewer):
         if doc is None or doc.session_context is None:  # no server (tests, notebooks): at once
             for row, k, cell, beside_map in cells:
                 row[k] = self._cell(cell, beside_map=beside_map)
+            self._finished(then)
+            return
+        if not cells:
+            self._finished(then)
             return
         build = self._build
 
@@ -212,16 +229,24 @@ class App(pn.viewable.Viewer):
             if build != self._build or not cells:
                 return  # another layout replaced this one meanwhile, or done
             row, k, cell, beside_map = cells.pop(0)
-            try:
-                row[k] = self._cell(cell, beside_map=beside_map)
-            except Exception as err:  # noqa: BLE001  (shown in its place; the others still come)
-                log.exception("could not build the view %s", cell)
-                row[k] = html_pane(f"<div class='tw-error'>Could not show {escape(cell)}: "
-                                   f"{escape(err)}</div>", **self._size(beside_map))
-            if cells:  # the next view on a later turn of the loop: other tabs' clicks between
-                doc.add_next_tick_callback(next_cell)
+            with set_curdoc(doc):
+                try:
+                    row[k] = self._cell(cell, beside_map=beside_map)
+                except Exception as err:  # noqa: BLE001  (shown in its place; the others come)
+                    log.exception("could not build the view %s", cell)
+                    row[k] = html_pane(f"<div class='tw-error'>Could not show {escape(cell)}: "
+                                       f"{escape(err)}</div>", **self._size(beside_map))
+                if cells:  # the next view on a later turn of the loop: other tabs' clicks between
+                    doc.add_next_tick_callback(next_cell)
+                else:
+                    self._finished(then)
 
         doc.add_next_tick_callback(next_cell)
+
+    def _finished(self, then: Callable[[], None] | None) -> None:
+        self._then = None
+        if then is not None:
+            then()
 
     def _pending(self, beside_map: bool):
         """What a view's place shows until the view is built (a fraction of a second)."""
