@@ -105,7 +105,7 @@ async def launch(playwright):
 
 
 async def login(context, server: Server, user: str, password: str, run: UserRun):
-    """Open the dashboard in ``context`` through Panel's login form; wait for the class buttons."""
+    """Open the dashboard in ``context`` through Panel's login form; wait for the whole page."""
     from playwright.async_api import expect
 
     context.set_default_timeout(WAIT_MS)
@@ -120,6 +120,10 @@ async def login(context, server: Server, user: str, password: str, run: UserRun)
     await page.locator("input[name=password]").fill(password)
     await page.locator("input[name=password]").press("Enter")
     await expect(page.locator(".tw-label-0").first).to_be_visible(timeout=WAIT_MS)
+    # The rest of the page is built view by view after the sidebar (dashboard.app): the user
+    # starts once it is all there, the map included.
+    await expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(".tw-building")).to_have_count(0, timeout=WAIT_MS)
     return page
 
 
