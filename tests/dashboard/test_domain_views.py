@@ -210,14 +210,17 @@ def test_inspector_shows_images_as_tabs_and_info_and_refuses_what_it_must(sky, t
 
 
 def test_the_sky_layout_and_the_default_layout_build(sky, sky_project):
+    from page_support import show_every_tab
     from core.layout import load_layout
     from dashboard.app import App
 
     app = App(sky_project)
     app.ready(sky.session)
+    show_every_tab(app)  # views behind tabs are built when shown
     assert {"colour-colour", "r-band", "testset", "inspector"} <= set(app.views)
     assert app._title("colour-colour") == "colour–colour: u−g against g−r"
     app.layout = load_layout("default")
+    show_every_tab(app)
     assert {"metrics", "testset", "queue", "inspector"} <= set(app.views)
 
 

@@ -15,8 +15,7 @@ from dashboard.state import AppState
 
 def test_app_builds_every_builtin_layout(session, dashboard_project):
     """Every view of every layout builds; a hidden tab's view is built when its tab is shown."""
-    import panel as pn
-
+    from page_support import show_every_tab
     from core.layout import Tabs
     from dashboard.app import App
 
@@ -27,10 +26,7 @@ def test_app_builds_every_builtin_layout(session, dashboard_project):
         hidden = {n for row in layout.main for c in row if isinstance(c, Tabs) for n in c.tabs[1:]}
         assert set(app.views) == set(layout.views()) - hidden
         assert app.sidebar.objects and app.body.objects
-        app.body.get_root()  # the page rendered: each tab's view is built when it is shown
-        for tabs in app.body.select(pn.Tabs):
-            for k in range(len(tabs)):
-                tabs.active = k
+        show_every_tab(app)  # the page rendered: each tab's view is built when it is shown
         assert set(app.views) == set(layout.views())
         assert not app.body.select(lambda o: "tw-building" in str(getattr(o, "object", "")))
     app.layout = load_layout("review")  # switching layouts rebuilds the views
