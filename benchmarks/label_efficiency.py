@@ -362,6 +362,7 @@ def loop_time(n_pool: int, seed: int = 0, d: int = 32, k: int = 10, start: int =
     max seconds per round after the first, and the mean cost of the learner choice itself.
     """
     from core.models import build_model
+    from core.models.selection import EarlierOOF
     from core.project import AutoConfig
 
     rng = np.random.default_rng(seed)
@@ -375,14 +376,16 @@ def loop_time(n_pool: int, seed: int = 0, d: int = 32, k: int = 10, start: int =
     strategy = get_strategy("auto")
     config = AutoConfig()
     config.mlp.device = "cpu"
-    choice, per_round, cpu, choosing, learners = None, [], [], [], []
+    choice, earlier, per_round, cpu, choosing, learners = None, None, [], [], [], []
     for r in range(rounds):
         t0, c0 = time.perf_counter(), time.process_time()
         rows = np.flatnonzero(lab)
         few = len(rows) < config.spreading_labels  # the product spreads the labels then
-        model = build_model(config, seed=seed, previous=choice).fit(
+        # as simulate and the sessions do: reuse the last round's out-of-fold predictions
+        lent = EarlierOOF.lent(*earlier, rows) if earlier else None
+        model = build_model(config, seed=seed, previous=choice, earlier_oof=lent).fit(
             x[rows], names[y[rows]], **({"X_unlabelled": x[~lab]} if few else {}))
-        choice = model.choice_
+        choice, earlier = model.choice_, (rows, model)
         proba = model.predict_proba(x)
         ctx = QueryContext(proba, tuple(model.classes_), x, ids, lab.copy(),
                            np.where(lab, names[y], None).astype(object), np.random.default_rng(r))
