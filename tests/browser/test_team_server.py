@@ -134,6 +134,9 @@ def test_the_page_sends_no_request_off_the_server_and_a_viewer_cannot_label(tmp_
                 await ada.locator(".bk-tab", has_text=tab).click()
                 await expect(ada.locator(".bk-tab.bk-active", has_text=tab)).to_be_visible(timeout=WAIT_MS)
             await ada.locator(".tw-next-batch button").click()
+            # The batch's own status first: it lands after the page's first batch (which already
+            # selected an item) and would replace a 'saved' shown before it.
+            await expect(ada.locator(".tw-status")).to_contain_text("queued", timeout=WAIT_MS)
             await expect(ada.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
             await ada.locator(".tw-label-2 button").click()
             await expect(ada.locator(".tw-status")).to_contain_text("saved 1 label as '2'", timeout=WAIT_MS)
