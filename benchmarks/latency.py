@@ -85,7 +85,7 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
         finally:
             log = server.log.read_text(errors="replace")
             (ROOT / "artifacts").mkdir(exist_ok=True)
-            (ROOT / "artifacts" / f"latency-server-{n_users}.log").write_text(log, encoding="utf-8")
+            (ROOT / "artifacts" / f"latency-server-{folder.name}.log").write_text(log, encoding="utf-8")
     latencies = np.array([x for run in runs for x in run.latencies_s])
     stalls = stalls_while_labelling(log, min(run.started for run in runs))
     longest = max(stalls, default=(0, ""))
