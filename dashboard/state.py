@@ -58,8 +58,13 @@ STORE_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailwise-st
 LARGE_ACTION = 2_000
 # Summaries of every label (legend, counts, history) are redrawn once labelling pauses for
 # SUMMARY_QUIET_S, at least every SUMMARY_MAX_WAIT_S while it goes on, and at most every
-# SUMMARY_MIN_INTERVAL_S. A new model is shown in every tab at once (retrains are rare next to labels).
+# SUMMARY_MIN_INTERVAL_S.
 SUMMARY_QUIET_S, SUMMARY_MAX_WAIT_S, SUMMARY_MIN_INTERVAL_S = 2.0, 10.0, 10.0
+# Another tab's new model is shown (map colours, then the new model's batch) at once, but in a
+# served page at most every MODEL_MIN_INTERVAL_S: while one expert retrains every few seconds,
+# each model redrawn in every other tab is browser and loop work that the clicks of all wait behind
+# (the newest model is shown when the interval is over; the Refresh button shows it at once).
+MODEL_MIN_INTERVAL_S = 5.0
 
 
 # Label counts per store and split, with the store's last event and classes they were read at:
@@ -241,6 +246,9 @@ class AppState(param.Parameterized):
         self._summary = Pacer(self._bump_summary, schedule, quiet_s=SUMMARY_QUIET_S,
                               max_wait_s=SUMMARY_MAX_WAIT_S, min_interval_s=SUMMARY_MIN_INTERVAL_S,
                               clock=clock)
+        self._clock = clock
+        self._pace_models = schedule is not None  # without a page (tests) a model is shown at once
+        self._model_shown_at = float("-inf")
         self._writing = asyncio.Lock()
         self._queue_asked_for: int | None = None  # the model a new batch was last asked of
         self._frame_sync: asyncio.Future | None = None  # the map table's update after a bulk action
@@ -630,9 +638,16 @@ class AppState(param.Parameterized):
             return
         self.labels_version += 1
 
+    def _model_due(self, now: bool) -> bool:
+        """True when another tab's newer model may be shown: at once without a page, on the
+        Refresh button (``now``), else MODEL_MIN_INTERVAL_S after the last one shown."""
+        return (now or not self._pace_models
+                or self._clock() - self._model_shown_at >= MODEL_MIN_INTERVAL_S)
+
     def _adopt_model(self, **more: Any) -> None:
         """Show the engine's current model (another tab's retrain, or one after the start);
         ``more`` parameters change in the same update."""
+        self._model_shown_at = self._clock()
         self._clusters = None
         self._sync_frame()
         self._sync_model(**more)
@@ -1050,14 +1065,16 @@ class AppState(param.Parameterized):
             self._classes_changed()
             changed = True
         state = self.session.state
-        if state is not None and state.model_version != self.model_version:
-            # Another tab's new model: shown at once (its version, the map's colours: only the
-            # rows whose prediction changed; the queue below), like in the tab that asked for it.
-            # The summaries of every label follow at their own pace.
+        if (state is not None and state.model_version != self.model_version
+                and self._model_due(now)):
+            # Another tab's new model: shown (its version, the map's colours: only the rows whose
+            # prediction changed; the queue below), like in the tab that asked for it, at most
+            # every MODEL_MIN_INTERVAL_S. The summaries of every label follow at their own pace.
             self._adopt_model()
             self._summary.poke()
             changed = True
-        if state is not None and self._queue_outdated(state.model_version):
+        if (state is not None and state.model_version == self.model_version
+                and self._queue_outdated(state.model_version)):
             # The queue was chosen by an older model: ask the new one now (on the work pool),
             # while the charts adopt the model at the summaries' pace.
             self._queue_asked_for = state.model_version

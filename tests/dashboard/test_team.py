@@ -430,3 +430,37 @@ def test_a_tab_closed_while_the_server_writes_to_it_is_one_log_line_not_a_traceb
         loop.close()
     assert "a real failure" in caplog.text  # anything else is still reported in full
     assert any(r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_a_served_tab_shows_other_tabs_models_at_most_every_few_seconds(session):
+    """While one expert retrains every few seconds, another served tab shows a newer model (and asks
+    it for a batch) at most every MODEL_MIN_INTERVAL_S; the Refresh button shows it at once."""
+    from dashboard.state import MODEL_MIN_INTERVAL_S
+
+    truth = session.dataset.ground_truth
+    clock = ManualClock()
+    trainer = AppState(session, annotator="trainer")
+    viewer = AppState(session, annotator="viewer", schedule=clock.schedule, clock=lambda: clock.now)
+
+    def retrain(cls: str, k: int) -> int:
+        trainer.select(session.dataset.ids[np.flatnonzero(truth == cls)[k:k + 3]].tolist())
+        assert trainer.label_selection(cls)
+        trainer.retrain()
+        return trainer.model_version
+
+    retrain("0", 0)  # one class: no model yet
+    first = retrain("1", 0)
+    viewer.refresh()
+    assert viewer.model_version == first  # the first model other than its own: at once
+    second = retrain("2", 0)
+    assert first is not None and second > first
+    clock.advance(1.0)
+    viewer.refresh()
+    assert viewer.model_version == first  # one second later: not yet
+    clock.advance(MODEL_MIN_INTERVAL_S)
+    viewer.refresh()
+    assert viewer.model_version == second
+    third = retrain("2", 3)
+    assert third > second
+    viewer.refresh(now=True)  # the Refresh button
+    assert viewer.model_version == third
