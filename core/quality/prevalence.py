@@ -225,11 +225,9 @@ def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *
     for cell in np.flatnonzero(n_pool):
         grid, weight = strength_posterior(counts[cell], mean[cell])
         strength += n_pool[cell] * float(grid @ weight)
-        alpha_mean = (grid[:, None] * mean[cell] + counts[cell] + UNSEEN / k)
-        estimate += n_pool[cell] * (weight @ (alpha_mean / alpha_mean.sum(axis=1, keepdims=True)))
-        alpha = rng.choice(grid, size=draws, p=weight)[:, None] * mean[cell] + counts[cell] \
-            + UNSEEN / k
-        mix = rng.standard_gamma(alpha)
+        alpha = grid[:, None] * mean[cell] + counts[cell] + UNSEEN / k  # one row per strength
+        estimate += n_pool[cell] * (weight @ (alpha / alpha.sum(axis=1, keepdims=True)))
+        mix = rng.standard_gamma(alpha[rng.choice(len(grid), size=draws, p=weight)])
         mix /= mix.sum(axis=1, keepdims=True)
         total += rng.multinomial(n_pool[cell], mix)
     tail = (1.0 - level) / 2.0
