@@ -181,11 +181,18 @@ def strategy_factory(name: str) -> Callable[[], object]:
     if name in ("entropy (modAL)", "margin (modAL)"):
         return lambda: ModALUncertainty(name.split()[0])
     if name.endswith("]") and "[" in name:
-        base, _, rest = name[:-1].partition("[")
-        params = dict(kv.split("=", 1) for kv in rest.split(";") if kv)
+        base, params = parse_spec(name)
         params = {k: {"true": True, "false": False}.get(v.lower(), v) for k, v in params.items()}
         return lambda: get_strategy(base, **params)
     return lambda: name
+
+
+def parse_spec(name: str) -> tuple[str, dict[str, str]]:
+    """``"auto[a=1;b=x]"`` -> ``("auto", {"a": "1", "b": "x"})``; a plain name has no options."""
+    if not (name.endswith("]") and "[" in name):
+        return name, {}
+    base, _, rest = name[:-1].partition("[")
+    return base, dict(kv.split("=", 1) for kv in rest.split(";") if kv)
 
 
 LEARNERS = ("logistic", "random_forest", "gradient_boosting", "mlp")
@@ -195,10 +202,15 @@ LEARNER_FREE = frozenset({"random", "committee"})
 
 
 def model_config(name: str):
+    """The default settings of learner ``name``; ``auto[spreading_labels=100]`` sets options of
+    ``model: auto`` (``key=value`` pairs separated by ``;``)."""
     from core.project import default_model_config
 
-    config = default_model_config(name)
-    mlp = config.mlp if name == "auto" else config
+    base, params = parse_spec(name)
+    config = default_model_config(base)
+    if params:
+        config = type(config).model_validate({**config.model_dump(), **params})
+    mlp = config.mlp if base == "auto" else config
     if mlp.kind == "mlp":
         mlp.device = "cpu"
     return config
@@ -287,7 +299,8 @@ def _cache_file(task: tuple) -> Path:
     key, _, seed, strategy, learners = task
     budget = _SOURCES[key.rsplit("-LT", 1)[0]].budget
     slug = "".join(ch if ch.isalnum() else "_" for ch in strategy)
-    return _CACHE["dir"] / f"{key}_s{seed}_b{budget}_{slug}_{'+'.join(learners)}.json"
+    models = "".join(ch if ch.isalnum() or ch == "+" else "_" for ch in "+".join(learners))
+    return _CACHE["dir"] / f"{key}_s{seed}_b{budget}_{slug}_{models}.json"
 
 
 def _full_pool_cached(key: str, seed: int, learner: str) -> float:
@@ -530,6 +543,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="baseline strategies, run with every learner")
     ap.add_argument("--product", default="auto",
                     help="strategies run with model: auto (the first is the product default)")
+    ap.add_argument("--product-models", default="auto",
+                    help="models the --product strategies run with, e.g. "
+                         "'auto,auto[spreading_labels=100]' (options of model: auto in brackets, "
+                         "';'-separated); the rows are '<model> · <strategy>'")
     ap.add_argument("--budget", type=int, default=300, help="labels (letter: --letter-budget)")
     ap.add_argument("--letter-budget", type=int, default=1000)
     ap.add_argument("--dependent-learners", default="",
@@ -560,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                  if v.strip()]
     baselines = [v.strip() for v in args.strategies.split(",") if v.strip()]
     product = [v.strip() for v in args.product.split(",") if v.strip()]
+    product_models = [v.strip() for v in args.product_models.split(",") if v.strip()]
     irs = [float(v) for v in args.irs.split(",")]
     loaders = {
         "digits": lambda: load_digits_source(args.budget),
@@ -578,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{ds}-LT{ir:g}"
             for seed in seeds:
                 for strat in product:
-                    tasks.append((key, ir, seed, strat, ["auto"]))
+                    tasks += [(key, ir, seed, strat, [m]) for m in product_models]
                 for strat in baselines:
                     if strat in LEARNER_FREE:
                         tasks.append((key, ir, seed, strat, learners))
@@ -620,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loop at {n} items from 20 labels: {loops[n]['few']}", flush=True)
     elapsed = time.time() - t_start
 
-    order = [f"{lrn} · {s}" for s in baselines for lrn in learners] + [f"auto · {s}" for s in product]
+    order = [f"{lrn} · {s}" for s in baselines for lrn in learners]
+    order += [f"{m} · {s}" for s in product for m in product_models]
     raw = {k: {n: summarise(d[n], reference[k]) for n in order if n in d} for k, d in results.items()}
     (args.out / "results.json").write_text(json.dumps(
         {"summary": raw, "full_pool_ba": full, "loops": loops, "curves": results},
@@ -673,6 +692,11 @@ def main(argv: list[str] | None = None) -> int:
         + "; ".join(f"{k}: " + ", ".join(f"{lrn} {np.mean(v):.3f}" for lrn, v in f.items())
                     for k, f in full.items()) + ".",
     ]
+    if len(product_models) > 1 or len(product) > 1:  # variants of the product: seed by seed
+        lines += ["", "AUC seed by seed (seeds " + ", ".join(map(str, seeds)) + "): " + "; ".join(
+            f"{k} `{n}` " + " / ".join(f"{v:.3f}" for v in m["auc_runs"])
+            for k, d in raw.items() for n, m in d.items() if n.split(" · ")[0] not in LEARNERS)
+            + "."]
     if loops:
         lines += ["", "Per-round time with the product defaults on a synthetic long-tailed pool "
                   "(32-d, 10 classes, labels growing from 100 by 10 a round over 12 rounds; fit + "
