@@ -131,12 +131,32 @@ async def _saved(page) -> int:
     return int(await page.locator(".tw-status-box [data-saved]").get_attribute("data-saved"))
 
 
-async def _current_item(page) -> str | None:
-    """The single selected item the inspector shows, or None when nothing is selected."""
-    count = await page.locator(".tw-selection-count").get_attribute("data-count")
-    if count != "1":
-        return None
-    return await page.locator(".tw-inspector .tw-item-id").get_attribute("data-item")
+async def _current_item(page, wait_s: float = WAIT_MS / 1000) -> str | None:
+    """The single selected item the inspector shows, or None when not exactly one is selected.
+
+    The count and the inspector are read in two round trips, and the page may change between
+    them: after the last item of a batch is labelled, the count read may still say 1 while the
+    inspector already says nothing is selected. Waiting for an item id then waited for one that
+    never came (the one-user latency run that stopped for 120 s); so a missing id re-reads the
+    count. Raises ``TimeoutError`` only when the count stays at 1 without an item id for
+    ``wait_s`` seconds (a page whose inspector does not follow its selection).
+    """
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    count = page.locator(".tw-selection-count")
+    item_id = page.locator(".tw-inspector .tw-item-id")
+    deadline = time.monotonic() + wait_s
+    while await count.get_attribute("data-count") == "1":
+        if await item_id.count():  # does not wait: the id is there now, or the count is re-read
+            try:
+                return await item_id.get_attribute("data-item", timeout=1000)
+            except PlaywrightTimeout:  # the selection moved on between the two reads
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page shows one selected item but its inspector no item id "
+                               f"after {wait_s:g} s")
+        await asyncio.sleep(0.05)  # polling page state, not a fixed wait
+    return None
 
 
 async def _moved_on(page, item: str) -> None:
