@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import panel as pn
@@ -55,6 +56,30 @@ def layout_arg(argv: Sequence[str] = ()) -> str | None:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--layout")
     return parser.parse_known_args(list(argv))[0].layout
+
+
+def run_in_slices(steps: Sequence[Callable[[], None]], schedule: Callable[[Callable[[], None]], None],
+                  finish: Callable[[], None], cancelled: Callable[[], bool] = lambda: False) -> None:
+    """Run each of ``steps`` in a callback of its own (``schedule`` queues one for a later turn
+    of the event loop), then ``finish``. A step that raises is logged and the next one still
+    comes, and so does ``finish``; ``cancelled()`` true (a newer build) ends the chain there."""
+    pending = list(steps)
+
+    def next_step() -> None:
+        if cancelled():
+            return
+        if pending:
+            step = pending.pop(0)
+            try:
+                step()
+            except Exception:  # noqa: BLE001  (a slice that fails must not stop the page)
+                log.exception("a slice of building the page failed")
+        if pending:
+            schedule(next_step)
+        else:
+            finish()
+
+    schedule(next_step)
 
 
 class App(pn.viewable.Viewer):
@@ -192,8 +217,8 @@ class App(pn.viewable.Viewer):
     def _deferred_view(self, name: str):
         """View ``name``, built when it is first rendered (a tab opened): a hidden tab's view
         also follows no label or model until then."""
-        return pn.param.ParamFunction(lambda: self._view(name), lazy=True,
-                                      sizing_mode="stretch_width")
+        return pn.param.ParamFunction(lambda: self._guarded(name, lambda: self._view(name)),
+                                      lazy=True, sizing_mode="stretch_width")
 
     def _relayout(self, *_, then: Callable[[], None] | None = None):
         """Build the views of the layout; ``then`` runs once they are all built."""
@@ -204,8 +229,9 @@ class App(pn.viewable.Viewer):
         self._build += 1
         # A layout switched before the last build ended still runs what that build was to run.
         then = self._then = then or self._then
-        self.sidebar.objects = [pn.Card(self._view(n), title=self._title(n), sizing_mode="stretch_width",
-                                        css_classes=[f"tw-card-{n}"]) for n in layout.sidebar]
+        self.sidebar.objects = [self._guarded(n, lambda n=n: pn.Card(
+            self._view(n), title=self._title(n), sizing_mode="stretch_width",
+            css_classes=[f"tw-card-{n}"])) for n in layout.sidebar]
         rows, cells = [], []
         for row in layout.main:
             has_map = "map" in row and len(row) > 1
@@ -214,39 +240,51 @@ class App(pn.viewable.Viewer):
             rows.append(pn.Row(*[self._pending(fixed(c)) for c in row], sizing_mode="stretch_width"))
             cells += [(rows[-1], k, c, fixed(c)) for k, c in enumerate(row)]
         self.body.objects = rows
+        steps = [partial(self._place, *cell) for cell in cells]
         doc = pn.state.curdoc
         if doc is None or doc.session_context is None:  # no server (tests, notebooks): at once
-            for row, k, cell, beside_map in cells:
-                row[k] = self._cell(cell, beside_map=beside_map)
-            self._finished(then)
-            return
-        if not cells:
+            for step in steps:
+                step()
             self._finished(then)
             return
         build = self._build
 
-        def next_cell() -> None:
-            if build != self._build or not cells:
-                return  # another layout replaced this one meanwhile, or done
-            row, k, cell, beside_map = cells.pop(0)
-            with set_curdoc(doc):
-                try:
-                    row[k] = self._cell(cell, beside_map=beside_map)
-                except Exception as err:  # noqa: BLE001  (shown in its place; the others come)
-                    log.exception("could not build the view %s", cell)
-                    row[k] = html_pane(f"<div class='tw-error'>Could not show {escape(cell)}: "
-                                       f"{escape(err)}</div>", **self._size(beside_map))
-                if cells:  # the next view on a later turn of the loop: other tabs' clicks between
-                    doc.add_next_tick_callback(next_cell)
-                else:
-                    self._finished(then)
+        def schedule(step: Callable[[], None]) -> None:
+            def in_doc() -> None:
+                with set_curdoc(doc):
+                    step()
+            doc.add_next_tick_callback(in_doc)
 
-        doc.add_next_tick_callback(next_cell)
+        run_in_slices(steps, schedule, finish=lambda: self._finished(then),
+                      cancelled=lambda: build != self._build)
+
+    def _place(self, row: pn.Row, k: int, cell, beside_map: bool) -> None:
+        """Build ``cell`` (a view or a group of tabs) into ``row[k]``, its error in its place."""
+        name = cell if isinstance(cell, str) else " / ".join(cell.tabs)
+        row[k] = self._guarded(name, lambda: self._cell(cell, beside_map=beside_map), beside_map)
+
+    def _guarded(self, name: str, build: Callable[[], pn.viewable.Viewable],
+                 beside_map: bool = False) -> pn.viewable.Viewable:
+        """``build()``, or in its place the error it raised (logged): one view that cannot be
+        shown never keeps the page's other views, or what runs after them, from coming."""
+        try:
+            return build()
+        except Exception as err:  # noqa: BLE001  (shown in its place; the others come)
+            log.exception("could not build the view %s", name)
+            return html_pane(f"<div class='tw-error'>Could not show {escape(name)}: "
+                             f"{escape(err)}</div>", **self._size(beside_map))
 
     def _finished(self, then: Callable[[], None] | None) -> None:
         self._then = None
-        if then is not None:
+        if then is None:
+            return
+        try:
             then()
+        except Exception as err:  # noqa: BLE001  (the page says so instead of waiting silently)
+            log.exception("could not finish building the page")
+            self.body.insert(0, html_pane(
+                f"<div class='tw-error'>The page could not start following the other tabs or ask "
+                f"for the first batch: {escape(err)}. Reload the page.</div>"))
 
     def _pending(self, beside_map: bool):
         """What a view's place shows until the view is built (a fraction of a second)."""
