@@ -15,6 +15,7 @@ Targets (issue 10): p50 <= 0.3 s and p95 <= 1 s with five sessions, browsers inc
 docs/benchmarks.md (``--no-write`` only prints).
 
     python benchmarks/latency.py [--labels 60] [--users 5] [--think 1.0] [--no-write]
+                                 [--settings one,team,stress]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from team_driver import team_session  # noqa: E402
 SECTION = "Team server: click-to-saved latency"
 TARGET_P50_S, TARGET_P95_S = 0.3, 1.0
 STALL_MS = 150  # the server logs event-loop stalls longer than this (dashboard.loopwatch)
+SETTINGS = ("one", "team", "stress")  # one user alone; the team with 1 s pauses; without pauses
 _STALL = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ event loop blocked (\d+) ms from \S+: "
                     r"\d+%: (.*?)(?: \|\| |$)")
 
@@ -105,23 +107,40 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
     }
 
 
+def _settings(text: str) -> list[str]:
+    """``--settings one,team``: the named settings, in the benchmark's order."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SETTINGS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown setting(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(SETTINGS)}")
+    return [n for n in SETTINGS if n in names]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", type=int, default=60, help="labels per user")
     parser.add_argument("--users", type=int, default=5)
     parser.add_argument("--think", type=float, default=1.0, help="pause after each label (s)")
+    parser.add_argument("--settings", default=",".join(SETTINGS), type=_settings,
+                        help="comma-separated settings to run, of " + ", ".join(SETTINGS)
+                        + " (docs/benchmarks.md is written only when all run)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     os.environ["TAILWISE_LOOP_WATCH"] = str(STALL_MS)  # the servers log their event-loop stalls
     t0 = time.time()
     rows = []
+    runs = {
+        "one": (f"1 user, no retraining, {args.think:g} s pause", 1, args.think, False),
+        "team": (f"{args.users} users + 1 retraining in a loop, {args.think:g} s pause",
+                 args.users, args.think, True),
+        "stress": (f"{args.users} users + 1 retraining in a loop, no pause (stress)",
+                   args.users, 0.0, True),
+    }
     with tempfile.TemporaryDirectory(prefix="tailwise-latency-") as tmp:
-        rows.append((f"1 user, no retraining, {args.think:g} s pause",
-                     measure(1, args.labels, args.think, False, Path(tmp) / "one")))
-        rows.append((f"{args.users} users + 1 retraining in a loop, {args.think:g} s pause",
-                     measure(args.users, args.labels, args.think, True, Path(tmp) / "team")))
-        rows.append((f"{args.users} users + 1 retraining in a loop, no pause (stress)",
-                     measure(args.users, args.labels, 0.0, True, Path(tmp) / "stress")))
+        for setting in args.settings:
+            name, users, think, retrain = runs[setting]
+            rows.append((name, measure(users, args.labels, think, retrain, Path(tmp) / setting)))
     lines = ["| setting | labels | p50 (s) | p95 (s) | max (s) | > 5 s | retrains | page errors | "
              f"'database is locked' | loop stalls > {STALL_MS} ms (longest) | "
              "load average (before -> after) |",
@@ -131,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {r['labels']} | {r['p50']:.3f} | {r['p95']:.3f} | {r['max']:.2f} | "
                      f"{r['over_5s']:.0%} | {r['retrains']} | {r['page_errors']} | {r['locked']} | "
                      f"{r['stalls']}{longest} | {r['load']} |")
+    if args.settings != list(SETTINGS):  # a part of the benchmark: printed, never written
+        print("\n".join(lines))
+        return 0
     where = "; ".join(f"{name}: " + ", ".join(f"{w} ({ms} ms)" for ms, w in r["top_stalls"])
                       for name, r in rows if r["stalls"])
     team = rows[1][1]
