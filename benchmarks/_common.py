@@ -86,12 +86,15 @@ def run_header(command: str, elapsed_s: float | None = None, machine: str | None
 
 
 def write_section(doc: str | Path, title: str, body: str, *, command: str | None = None,
-                  elapsed_s: float | None = None, machine: str | None = None) -> Path:
+                  elapsed_s: float | None = None, machine: str | None = None,
+                  keep: tuple[str, ...] = ()) -> Path:
     """Replace the ``## title`` section of ``doc`` with ``body`` (appended when absent).
 
     With ``command`` the section starts with the command, date and machine (``machine`` overrides
     the description of this machine, e.g. one saved with the results). Other sections are left
-    untouched; the file is created with a ``# Benchmarks`` title if missing.
+    untouched; the file is created with a ``# Benchmarks`` title if missing. ``keep``: titles
+    (prefixes) of hand-written ``###`` subsections of the old section that are carried over,
+    after the new body, unless the body writes a subsection of that title itself.
     """
     doc = Path(doc)
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
@@ -108,12 +111,39 @@ def write_section(doc: str | Path, title: str, body: str, *, command: str | None
         text = text.rstrip() + "\n\n" + block
     else:
         nxt = text.find("\n## ", start + len(header))
+        old = text[start:nxt] if nxt >= 0 else text[start:]
+        kept = [sub for sub in hand_written(old, keep)
+                if not any(sub.startswith(f"### {k}") for k in keep
+                           if any(t.startswith(k) for t in subsection_titles(body)))]
+        if kept:
+            block = block.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
         text = text[:start] + block + (text[nxt:] if nxt >= 0 else "")
     doc.parent.mkdir(parents=True, exist_ok=True)
     tmp = doc.with_name(doc.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, doc)
     return doc
+
+
+def subsection_titles(text: str) -> list[str]:
+    """The titles of the ``###`` subsections of ``text``."""
+    return [line[4:].strip() for line in text.splitlines() if line.startswith("### ")]
+
+
+def hand_written(section: str, keep: tuple[str, ...]) -> list[str]:
+    """The ``###`` subsections of ``section`` (heading and text, stripped) whose title starts
+    with one of ``keep``."""
+    out, current = [], None
+    for line in section.splitlines():
+        if line.startswith("### "):
+            if current is not None:
+                out.append("\n".join(current).strip())
+            current = [line] if any(line[4:].startswith(k) for k in keep) else None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        out.append("\n".join(current).strip())
+    return out
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

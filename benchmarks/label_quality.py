@@ -52,12 +52,18 @@ warnings.filterwarnings("ignore", message="The number of unique classes")
 warnings.filterwarnings("ignore", message="The least populated class")
 
 SECTION = "Label quality"
+# hand-written subsections a rewrite of the section carries over (unless it writes them itself)
+HAND_WRITTEN = ("Scope", "What the figures say", "Cost of the out-of-fold predictions",
+                "Prevalence: previous estimate vs this one")
 IR = 100.0
 NOISE = 0.1
 MODES = ("uniform", "class")
 CHECKPOINTS = (100, 300)
 BATCH = 20
 FITS = ("clean", "noisy")  # + "reviewed" at the last checkpoint
+# what the prevalence is told (main's --schema / --label-error): the pool's classes as the
+# declared schema, and the annotators' error rate (None: labels taken as right)
+PREVALENCE = {"schema": True, "label_error": "suspects"}
 
 
 # ---------------------------------------------------------------------------- data
@@ -222,12 +228,16 @@ def assess(arrays, prefix: str, seed: int) -> dict:
     n_pool = len(pool_raw)
     y_pool, y_test = arrays["y_pool"].astype(str), arrays["y_test"].astype(str)
     unlabelled = np.setdiff1d(np.arange(n_pool), rows)
+    declared = tuple(sorted(set(y_pool.tolist()))) if PREVALENCE["schema"] else ()
+    label_error = PREVALENCE["label_error"]
+    if label_error == "known":  # the user gives the rate the oracle flips at
+        label_error = NOISE if prefix.startswith(("noisy", "reviewed")) else None
     t0 = time.perf_counter()
     quality = assess_round(kind="auto", model=model, classes=classes, ids=np.arange(len(raw)),
                            embedding=raw, proba=proba, rows=rows, y=labels,
                            oof=(oof_rows, oof_raw), ground_truth=None,
                            test=(np.arange(n_pool, len(raw)), y_test), unlabelled=unlabelled,
-                           seed=seed)
+                           seed=seed, declared=declared, label_error=label_error)
     seconds = time.perf_counter() - t0
     floors = {}
     test_codes = np.array([index.get(v, -1) for v in y_test], dtype=np.int64)
@@ -240,6 +250,7 @@ def assess(arrays, prefix: str, seed: int) -> dict:
     ba = evaluate(y_test, predicted, sorted(set(y_test.tolist())))["balanced_accuracy"]
     truth = {c: int(np.sum(y_pool[unlabelled] == c)) for c in sorted(set(y_pool.tolist()))}
     return {"quality": quality, "ba": float(ba), "truth_pool": truth, "ece_floor": floors,
+            "classes": classes,
             "method":
             model.calibrator_.method, "seconds": seconds, "learner": str(g("learner"))}
 
@@ -332,7 +343,8 @@ def prevalence_rows(scored: dict, fit: str) -> list[dict]:
             for name, true in cp[fit]["truth_pool"].items():
                 v = prev.get(name, {"estimate": 0.0, "low": 0.0, "high": 0.0})
                 out.append({"pool": pool, "seed": seed, "mode": mode, "labels": c, "class": name,
-                            "rare": name in s["tails"], "seen": name in prev, "truth": true, **v,
+                            "rare": name in s["tails"], "seen": name in cp[fit]["classes"],
+                            "truth": true, **v,
                             "inside": v["low"] - 1e-9 <= true <= v["high"] + 1e-9})
     return out
 
@@ -624,7 +636,12 @@ def use_prevalence_of(commit: str) -> None:
     old = types.ModuleType(f"prevalence_{commit}")
     exec(compile(source, f"{commit}:core/quality/prevalence.py", "exec"), old.__dict__)
 
+    import inspect
+
+    known = set(inspect.signature(old.adjusted_prevalence).parameters)
+
     def adjusted(q_pool, classes, prior, q_held, codes, **kw):
+        kw = {k: v for k, v in kw.items() if k in known}  # what the old estimate could be told
         if len(codes):
             return old.adjusted_prevalence(q_pool, classes, prior, q_held, codes, **kw)
         return old.estimate_prevalence(q_pool, classes, prior, seed=kw.get("seed", 0)), {
@@ -650,8 +667,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prevalence-from", default="", metavar="COMMIT",
                     help="score the prevalence with core/quality/prevalence.py of COMMIT (its "
                          "rows then serve as --previous of a later run)")
+    ap.add_argument("--schema", choices=("declared", "found"), default="declared",
+                    help="declared: the pool's classes are the project's schema, so a class no "
+                         "label has shown yet is counted too; found: only classes labelled")
+    ap.add_argument("--label-error", default="suspects",
+                    help="annotator error rate the prevalence corrects for: suspects (the "
+                         "product's: confident learning's share of flagged labels), none, known "
+                         "(the oracle's "
+                         f"{NOISE:g} on noisy fits) or a number")
     args = ap.parse_args(argv)
     limit_threads(1)
+    PREVALENCE["schema"] = args.schema == "declared"
+    PREVALENCE["label_error"] = {"none": None, "suspects": "suspects", "known": "known"}.get(
+        args.label_error) if args.label_error in ("none", "suspects", "known") else float(
+        args.label_error)
     if args.prevalence_from:
         use_prevalence_of(args.prevalence_from)
     args.pool_list = [p.strip() for p in args.pools.split(",") if p.strip()]
@@ -705,7 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs:
         command = "python benchmarks/label_quality.py " + shlex.join(
             sys.argv[1:] if argv is None else argv)
-        write_section(Path(args.docs), SECTION, body, command=command, elapsed_s=elapsed)
+        write_section(Path(args.docs), SECTION, body, command=command, elapsed_s=elapsed,
+                      keep=HAND_WRITTEN)
         print(f"updated {args.docs}")
     return 0
 

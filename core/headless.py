@@ -265,7 +265,8 @@ def stopping_since_last_run(out: Path, session, state) -> dict[str, Any] | None:
         earlier = (old.get("stopping") or {}).get("prediction_change")
     except (OSError, ValueError, AttributeError):
         pass
-    return stopping_guidance(change, earlier, state.prevalence, session.rare_class_names())
+    return stopping_guidance(change, earlier, state.prevalence, session.rare_class_names(),
+                             (state.prevalence_details or {}).get("unseen_classes", ()))
 
 
 def _predictions(session, state):

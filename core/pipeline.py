@@ -234,7 +234,8 @@ def _assess(project: ProjectConfig, dataset: Dataset, embedding: np.ndarray, mod
     return assess_round(kind=project.model.kind, model=model, classes=classes, ids=dataset.ids,
                         embedding=embedding, proba=proba, rows=rows, y=y.astype(str), oof=oof,
                         ground_truth=dataset.ground_truth, test=(test_rows, test_y),
-                        unlabelled=np.flatnonzero(~labelled), seed=project.seed)
+                        unlabelled=np.flatnonzero(~labelled), seed=project.seed,
+                        declared=tuple(project.class_names))
 
 
 SPREADING_ROWS = 3_000  # unlabelled rows label spreading (model: auto, few labels) works on

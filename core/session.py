@@ -500,7 +500,8 @@ class Session:
         change = prediction_change(None if before is None else before.predicted, state.predicted)
         earlier = None if before is None or not before.stopping else before.stopping.get(
             "prediction_change")
-        return stopping_guidance(change, earlier, state.prevalence, self.rare_class_names())
+        return stopping_guidance(change, earlier, state.prevalence, self.rare_class_names(),
+                                 (state.prevalence_details or {}).get("unseen_classes", ()))
 
     def rare_class_names(self) -> list[str]:
         """The rare classes: named in the project file or flagged in the store."""

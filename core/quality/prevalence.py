@@ -193,11 +193,30 @@ def strength_posterior(counts: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray
     return grid, weight / weight.sum()
 
 
+def soft_labels(p_held: np.ndarray, codes: np.ndarray, label_error: float) -> np.ndarray:
+    """Each label as a distribution over the *true* class: ``P(true = t | label, held-out
+    posterior) ∝ P(label | t) p_t`` under annotators who give a wrong label with probability
+    ``label_error``, drawn uniformly from the other classes. With ``label_error`` 0 the labels
+    are one-hot: taken as true."""
+    p_held = np.asarray(p_held, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    n, k = p_held.shape
+    one_hot = np.zeros((n, k))
+    one_hot[np.arange(n), codes] = 1.0
+    if label_error <= 0.0 or k < 2 or not n:
+        return one_hot
+    likelihood = np.where(one_hot > 0, 1.0 - label_error, label_error / (k - 1))
+    weight = likelihood * np.maximum(p_held, 1e-12)
+    return weight / weight.sum(axis=1, keepdims=True)
+
+
 def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *,
-                    level: float = LEVEL, draws: int = DRAWS, seed: int = 0
+                    level: float = LEVEL, draws: int = DRAWS, seed: int = 0,
+                    label_error: float = 0.0, unseen: int = 0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """``(estimate, low, high, strength)`` per class: the counts among pool items with posteriors
-    ``p_pool``, checked by labelled items with held-out posteriors ``p_held`` and true ``codes``.
+    ``p_pool``, checked by labelled items with held-out posteriors ``p_held`` and labels
+    ``codes`` (given with error rate ``label_error``: :func:`soft_labels`).
 
     Every cell's class mix is ``Dirichlet(strength * predicted class + UNSEEN / k + label
     counts)`` with the cell's own strength drawn from its :func:`strength_posterior` (a cell
@@ -206,7 +225,11 @@ def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *
     where it is wrong). Each draw takes a strength and a mix per cell and a multinomial count
     of the cell's pool items; the interval is the ``level`` range of the summed counts
     (integers: a count is whole), the estimate their mean. ``strength``: the mean prior
-    strength, weighted by the cells' pool items."""
+    strength, weighted by the cells' pool items. The last ``unseen`` columns are classes no
+    label has shown yet (no posterior predicts them): the phantom label is spread over the
+    other ``k - unseen`` classes, and each unseen one gets the same share on top, so its count
+    comes from that share and the cells' prior only: an interval from 0 up to what the labels
+    checking each cell leave room for (and the seen classes' counts are as without them)."""
     p_pool = np.asarray(p_pool, dtype=np.float64)
     p_held = np.asarray(p_held, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
@@ -216,16 +239,17 @@ def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *
     pool_cell = confidence_cells(p_pool)
     n_pool = np.bincount(pool_cell, minlength=n_cells)
     counts = np.zeros((n_cells, k))
-    np.add.at(counts, (confidence_cells(p_held), codes), 1.0)
+    np.add.at(counts, confidence_cells(p_held), soft_labels(p_held, codes, label_error))
     mean = np.full((n_cells, k), OTHER_CLASSES)
     mean[np.arange(n_cells), np.arange(n_cells) // bands] = 1.0
     mean /= mean.sum(axis=1, keepdims=True)
+    phantom = UNSEEN / max(k - unseen, 1)
     rng = np.random.default_rng(seed)
     estimate, total, strength = np.zeros(k), np.zeros((draws, k)), 0.0
     for cell in np.flatnonzero(n_pool):
         grid, weight = strength_posterior(counts[cell], mean[cell])
         strength += n_pool[cell] * float(grid @ weight)
-        alpha = grid[:, None] * mean[cell] + counts[cell] + UNSEEN / k  # one row per strength
+        alpha = grid[:, None] * mean[cell] + counts[cell] + phantom  # one row per strength
         estimate += n_pool[cell] * (weight @ (alpha / alpha.sum(axis=1, keepdims=True)))
         mix = rng.standard_gamma(alpha[rng.choice(len(grid), size=draws, p=weight)])
         mix /= mix.sum(axis=1, keepdims=True)
@@ -239,11 +263,21 @@ def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *
 def adjusted_prevalence(q_pool: np.ndarray, classes: tuple[str, ...] | list[str],
                         prior: np.ndarray, q_held: np.ndarray, codes: np.ndarray, *,
                         method: str = "labelled", level: float = LEVEL, draws: int = DRAWS,
-                        seed: int = 0) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+                        seed: int = 0, declared: tuple[str, ...] | list[str] = (),
+                        label_error: float = 0.0
+                        ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """``({class: {"estimate", "low", "high"}}, details)``: :func:`adjusted_counts` of the pool
     items with calibrated balanced posteriors ``q_pool``, checked by the labelled items with
     held-out (out-of-fold, calibrated) balanced posteriors ``q_held`` and label ``codes``.
     Both are turned into pool posteriors under the labelled class mix ``prior`` first.
+
+    ``declared``: the classes of the label schema; those the model has not seen (no label yet)
+    are counted too, as columns no prediction names: their interval runs from 0 to what the
+    labels that checked each cell leave room for (a class that 300 labels never showed is rare,
+    not absent). ``label_error``: the share of labels the annotators get wrong (from their
+    agreement, or given), below 1 - 1/k; each label then weighs as a true-class distribution
+    (:func:`soft_labels`), so a flipped label of a common class is not counted as the model
+    missing a rare one.
 
     With no held-out labels at all (``q_held`` and ``codes`` empty: too few labels for
     out-of-fold predictions) nothing checks the model: the estimate is the sum of its pool
@@ -251,19 +285,36 @@ def adjusted_prevalence(q_pool: np.ndarray, classes: tuple[str, ...] | list[str]
     one label), which is wide, as it should be."""
     q_pool = np.asarray(q_pool, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64).reshape(-1)
+    unseen = [c for c in dict.fromkeys(declared) if c not in set(classes)]
+    names = [*classes, *unseen]
     if len(q_pool) == 0:
-        return ({c: {"estimate": 0.0, "low": 0.0, "high": 0.0} for c in classes},
+        return ({c: {"estimate": 0.0, "low": 0.0, "high": 0.0} for c in names},
                 {"checked_by": 0})
     if len(codes) != len(q_held):
         raise ValueError(f"{len(q_held)} held-out rows but {len(codes)} labels")
-    p_pool = correct(q_pool, prior, method)
-    p_held = (correct(np.asarray(q_held, dtype=np.float64), prior, "labelled")  # labelled mix
-              if len(codes) else np.zeros((0, p_pool.shape[1])))
+    if not 0.0 <= label_error < 1.0 - 1.0 / max(len(names), 2):
+        raise ValueError(f"label_error {label_error} must lie in [0, 1 - 1/classes): with more "
+                         "wrong labels than right ones a label says nothing")
+    p_pool = _widen(correct(q_pool, prior, method), len(unseen))
+    p_held = _widen(correct(np.asarray(q_held, dtype=np.float64), prior, "labelled")  # labelled mix
+                    if len(codes) else np.zeros((0, len(classes))), len(unseen))
     estimate, low, high, strength = adjusted_counts(p_pool, p_held, codes, level=level,
-                                                    draws=draws, seed=seed)
+                                                    draws=draws, seed=seed,
+                                                    label_error=label_error,
+                                                    unseen=len(unseen))
     if not len(codes):
         estimate = p_pool.sum(axis=0)
     values = {c: {"estimate": float(estimate[j]), "low": float(min(low[j], estimate[j])),
-                  "high": float(max(high[j], estimate[j]))} for j, c in enumerate(classes)}
-    return values, {"checked_by": int(len(codes)), "prior_strength": strength,
-                    "confidence_bands": list(CONFIDENCE_EDGES)}
+                  "high": float(max(high[j], estimate[j]))} for j, c in enumerate(names)}
+    details = {"checked_by": int(len(codes)), "prior_strength": strength,
+               "confidence_bands": list(CONFIDENCE_EDGES)}
+    if unseen:
+        details["unseen_classes"] = unseen
+    if label_error:
+        details["label_error"] = float(label_error)
+    return values, details
+
+
+def _widen(p: np.ndarray, extra: int) -> np.ndarray:
+    """``p`` with ``extra`` zero columns (classes no label has shown yet)."""
+    return np.hstack([p, np.zeros((len(p), extra))]) if extra else p

@@ -19,6 +19,10 @@ MIN_TEST_ITEMS = 10
 __all__ = ["RoundQuality", "assess_round", "calibration_method", "cv_calibration"]
 
 
+SUSPECTS_SHARE = "suspects"  # label_error: estimated by confident learning (the suspects' share)
+MAX_LABEL_ERROR = 0.3  # an estimate above this says more about the model than about the labels
+
+
 @dataclass
 class RoundQuality:
     """What :func:`assess_round` found (JSON-friendly values)."""
@@ -43,12 +47,17 @@ def assess_round(*, kind: str, model: Any, classes: tuple[str, ...], ids: np.nda
                  embedding: np.ndarray, proba: np.ndarray, rows: np.ndarray, y: np.ndarray,
                  oof: tuple[np.ndarray | None, np.ndarray | None],
                  ground_truth: np.ndarray | None, test: tuple[np.ndarray, np.ndarray] | None,
-                 unlabelled: np.ndarray, seed: int = 0) -> RoundQuality:
+                 unlabelled: np.ndarray, seed: int = 0, declared: tuple[str, ...] = (),
+                 label_error: float | str | None = "suspects") -> RoundQuality:
     """Suspects among the cross-validated labels, the calibration report and the prevalence.
 
     ``rows``/``y``: the training rows and their labels; ``oof = (rows into y, probabilities)``
     before calibration; ``test``: rows and labels of the test split; ``unlabelled``: rows with
-    no label at all (the pool the prevalence counts).
+    no label at all (the pool the prevalence counts); ``declared``: the schema's classes (those
+    without a label yet are counted too); ``label_error``: the annotators' error rate the
+    prevalence corrects the checking labels for (``"suspects"``, the default: the share of the
+    cross-validated labels that confident learning flags, at most :data:`MAX_LABEL_ERROR`; a
+    number: a rate known otherwise; None: labels taken as right).
     """
     out = RoundQuality()
     oof_rows, oof_raw = oof
@@ -64,13 +73,19 @@ def assess_round(*, kind: str, model: Any, classes: tuple[str, ...], ids: np.nda
     held = _held_out(model, classes, y, oof)
     if held is None:  # nothing to check the model by: the interval says so by its width
         held = (np.zeros((0, len(classes))), np.zeros(0, dtype=np.int64))
+    if label_error == SUSPECTS_SHARE:
+        checked = len(oof_rows) if oof_rows is not None else 0
+        label_error = min(len(out.suspects) / checked, MAX_LABEL_ERROR) if checked else None
     out.prevalence, details = adjusted_prevalence(proba[unlabelled], classes, prior, *held,
-                                                  seed=seed)
+                                                  seed=seed, declared=declared,
+                                                  label_error=float(label_error or 0.0))
     out.prevalence_details = prevalence_report(
         out.prevalence, method="labelled, checked by the out-of-fold labels" if details.get(
             "checked_by") else "labelled, not checked by any label", n_pool=len(unlabelled),
         **details)
     return out
+
+
 
 
 def _held_out(model: Any, classes: tuple[str, ...], y: np.ndarray,

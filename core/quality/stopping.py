@@ -38,16 +38,20 @@ def change_since(previous: dict[str, str], ids: np.ndarray, predicted: np.ndarra
 
 def stopping_guidance(change: float | None, previous_change: float | None,
                       prevalence: dict[str, dict[str, float]] | None,
-                      rare_classes: list[str]) -> dict[str, Any]:
+                      rare_classes: list[str], no_label: tuple[str, ...] | list[str] = ()
+                      ) -> dict[str, Any]:
     """``{"prediction_change", "rare_in_pool": {estimate, low, high} | None, "rare_unseen",
     "advice", "text"}``.
 
     ``advice`` is ``"continue"`` while predictions move, rare items are expected in the pool or
-    a rare class has no label yet (``rare_unseen``: the model cannot count a class it never saw),
-    ``"diminishing"`` when every signal says little is left; the text says why either way.
+    a rare class has no label yet (``rare_unseen``: absent from ``prevalence`` or named in
+    ``no_label``, the schema's classes the prevalence counts without a label; the model has never
+    seen them), ``"diminishing"`` when every signal says little is left; the text says why
+    either way.
     """
-    rare = [c for c in rare_classes if prevalence and c in prevalence]
-    unseen = [c for c in rare_classes if prevalence is not None and c not in prevalence]
+    unseen = [c for c in rare_classes
+              if prevalence is not None and (c not in prevalence or c in set(no_label))]
+    rare = [c for c in rare_classes if prevalence and c in prevalence and c not in unseen]
     rare_in_pool = None
     if rare:
         rare_in_pool = {key: float(sum(prevalence[c][key] for c in rare))
@@ -66,7 +70,12 @@ def stopping_guidance(change: float | None, previous_change: float | None,
                      f"({', '.join(rare)}) still unlabelled in the pool "
                      f"(90 % interval {rare_in_pool['low']:,.0f}–{rare_in_pool['high']:,.0f})")
     if unseen:
-        parts.append(f"no label yet for {', '.join(unseen)}: how many the pool holds is unknown")
+        counted = [c for c in unseen if c in prevalence]
+        parts.append(f"no label yet for {', '.join(unseen)}: " + (
+            "the pool may hold " + ", ".join(
+                f"{prevalence[c]['low']:,.0f}–{prevalence[c]['high']:,.0f} {c}" for c in counted)
+            + " (90 % interval; a class no label has shown is counted only from the labels that "
+            "were not it)" if counted else "how many the pool holds is unknown"))
     advice = "continue" if moving or hunting else "diminishing"
     verdict = ("more labels should still help" if advice == "continue"
                else "more labels are likely to buy little; check the rare classes before stopping")

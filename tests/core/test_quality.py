@@ -506,6 +506,13 @@ def test_stopping_guidance_continues_while_anything_is_left():
     unseen = stopping_guidance(0.002, 0.004, few, ["rare", "ghost"])
     assert unseen["advice"] == "continue" and unseen["rare_unseen"] == ["ghost"]
     assert "no label yet for ghost" in unseen["text"]
+    # a class of the schema without a label, counted by the prevalence: still unseen, never summed
+    # as found, its interval named
+    declared = {**few, "ghost": {"estimate": 3.0, "low": 0.0, "high": 25.0}}
+    counted = stopping_guidance(0.002, 0.004, declared, ["rare", "ghost"], no_label=("ghost",))
+    assert counted["advice"] == "continue" and counted["rare_unseen"] == ["ghost"]
+    assert counted["rare_in_pool"] == {"estimate": 0.4, "low": 0.0, "high": 1.2}
+    assert "the pool may hold 0–25 ghost" in counted["text"]
     first = stopping_guidance(None, None, None, ["rare"])
     assert first["advice"] == "continue" and first["rare_in_pool"] is None
     assert first["text"].startswith("first model")
@@ -540,3 +547,61 @@ def test_round_guidance_measures_change_and_rare_items_left():
     assert second["rare_in_pool"]["estimate"] == pytest.approx(2.4)
     none_yet = round_guidance(0, 1, np.zeros((6, 0)), (), unlabelled, labels[:1], None, ["rare"])
     assert none_yet["prediction_change"] is None and none_yet["rare_in_pool"] is None
+
+
+def test_a_declared_class_no_label_has_shown_gets_an_interval_from_zero():
+    """The schema declares 'c' but no label has shown it: the model knows only 'a' and 'b', yet
+    the pool holds 15 'c'. Its count is reported with an interval from 0 that holds them while
+    few labels checked the pool, and shrinks as more labels that are never 'c' check it."""
+    rng = np.random.default_rng(0)
+    n = 2_000
+    truth = rng.choice(3, n, p=[0.7, 0.2925, 0.0075])  # 13 'c'
+    predicted = np.where(truth == 2, rng.integers(0, 2, n), truth)
+    q_pool = np.full((n, 2), 0.05)
+    q_pool[np.arange(n), predicted] = 0.95
+    prior = np.array([0.5, 0.5])
+    highs = []
+    for m in (30, 300):
+        codes = np.repeat([0, 1], [m // 2, m - m // 2])
+        q_held = np.full((m, 2), 0.05)
+        q_held[np.arange(m), codes] = 0.95
+        est, details = adjusted_prevalence(q_pool, ("a", "b"), prior, q_held, codes,
+                                           declared=("a", "b", "c"), seed=1)
+        assert details["unseen_classes"] == ["c"]
+        assert est["c"]["low"] <= np.sum(truth == 2) <= est["c"]["high"]
+        assert est["c"]["estimate"] > 0.0
+        highs.append(est["c"]["high"])
+    assert highs[1] < highs[0] / 3  # ten times the labels, none of them 'c'
+    assert est["c"]["low"] == 0.0
+    assert est["a"]["low"] <= np.sum(truth == 0) <= est["a"]["high"]
+    seen_only, details = adjusted_prevalence(q_pool, ("a", "b"), prior, q_held, codes)
+    assert "c" not in seen_only and "unseen_classes" not in details
+
+
+def test_a_known_label_error_rate_stops_flipped_labels_counting_as_model_errors():
+    """A model that is right on every item, checked by labels of which 10 % were flipped to a
+    uniformly drawn other class: taken as right, the flips make the model look wrong and push
+    the rare class's count up; told the annotators' error rate, the labels the model confidently
+    contradicts weigh as likely flips and the interval holds the true count."""
+    rng = np.random.default_rng(0)
+    k, n, m = 3, 5_000, 300
+    prior_pool = [0.80, 0.17, 0.03]
+    truth = rng.choice(k, n, p=prior_pool)
+    q_pool = np.full((n, k), 0.01)
+    q_pool[np.arange(n), truth] = 0.98
+    true_lab = rng.choice(k, m, p=prior_pool)
+    q_held = np.full((m, k), 0.01)
+    q_held[np.arange(m), true_lab] = 0.98
+    flip = rng.random(m) < 0.1
+    given = np.where(flip, (true_lab + rng.integers(1, k, m)) % k, true_lab)
+    prior = np.full(k, 1 / k)
+    count = np.bincount(truth, minlength=k)
+    plain, _ = adjusted_prevalence(q_pool, "abc", prior, q_held, given, seed=0)
+    told, details = adjusted_prevalence(q_pool, "abc", prior, q_held, given, seed=0,
+                                        label_error=0.1)
+    assert details["label_error"] == 0.1
+    assert plain["c"]["low"] > count[2]  # the flips, counted as confusions, over-count 'c'
+    assert told["c"]["low"] <= count[2] <= told["c"]["high"]
+    assert abs(told["c"]["estimate"] - count[2]) < 0.5 * abs(plain["c"]["estimate"] - count[2])
+    with pytest.raises(ValueError, match="label_error"):
+        adjusted_prevalence(q_pool, "abc", prior, q_held, given, label_error=0.7)
