@@ -563,11 +563,13 @@ def report(scored: dict, costs: dict, args) -> str:
               "cell's class mix is a Dirichlet posterior (the prediction as prior mean, its "
               "strength with a posterior of its own per cell, capped at the labels that checked "
               "the cell and integrated over; one phantom label for unseen confusions) "
-              "updated by the labelled items whose out-of-fold prediction falls in the cell. "
-              "Coverage = share of (pool, class, seed, noise) cases whose true count of unlabelled "
-              "items lies inside the reported 90 % interval (a class the model never saw counts "
-              "as estimate 0 and a miss; *coverage (classes seen)* leaves those out, with the "
-              "cases left in brackets); *abs. error* = mean |estimate − truth|; *width* = mean "
+              "updated by the labelled items whose out-of-fold prediction falls in the cell, each "
+              "label weighed as a true-class distribution under the annotators' error rate ("
+              f"{args.label_error_note}). The pool's classes are "
+              f"{args.schema_note}. Coverage = share of (pool, class, seed, noise) cases whose "
+              "true count of unlabelled items lies inside the reported 90 % interval; "
+              "*coverage (classes seen)* leaves out the classes the model had no label of, with "
+              "the cases left in brackets; *abs. error* = mean |estimate − truth|; *width* = mean "
               "interval width; *width / count* = summed widths over summed true counts.", ""]
     prev_table = []
     for fit, c, r in by_checkpoint(scored, prevalence_rows):
@@ -678,6 +680,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     limit_threads(1)
     PREVALENCE["schema"] = args.schema == "declared"
+    args.schema_note = (
+        "the project's declared schema (a project lists its classes; a class no label has shown "
+        "yet is counted from 0 up)" if PREVALENCE["schema"] else
+        "only those labelled so far (a class no label has shown is absent: estimate 0, a miss)")
+    args.label_error_note = {
+        "suspects": "the product's default: the share of the cross-validated labels confident "
+                    "learning flags as suspect",
+        None: "none: labels taken as right",
+        "known": f"given: the oracle's {NOISE:g} on the noisy fits, none on the clean ones",
+    }.get(PREVALENCE["label_error"], f"given: {PREVALENCE['label_error']}")
     PREVALENCE["label_error"] = {"none": None, "suspects": "suspects", "known": "known"}.get(
         args.label_error) if args.label_error in ("none", "suspects", "known") else float(
         args.label_error)
