@@ -17,7 +17,9 @@ Run: ``python benchmarks/label_quality.py`` (full: digits, fashion-mnist, penbas
 5 seeds), ``--pools digits-LT100 --seeds 2`` for a quick look, ``--docs ''`` to leave the docs.
 A previous prevalence estimate on the same runs: ``--cached-only --docs '' --prevalence-from
 COMMIT --out OTHER`` (``OTHER/runs`` a link to the runs) writes ``OTHER/prevalence_rows.json``,
-which ``--previous`` then reports beside the current estimate.
+which ``--previous`` then reports beside the current estimate. ``--schema found`` and
+``--label-error none`` tell the prevalence only the classes labelled so far and take the labels as
+right (what it did before declared classes and the label-error correction).
 """
 
 from __future__ import annotations
@@ -684,15 +686,18 @@ def main(argv: list[str] | None = None) -> int:
         "the project's declared schema (a project lists its classes; a class no label has shown "
         "yet is counted from 0 up)" if PREVALENCE["schema"] else
         "only those labelled so far (a class no label has shown is absent: estimate 0, a miss)")
+    named = {"none": None, "suspects": "suspects", "known": "known"}
+    try:
+        PREVALENCE["label_error"] = (named[args.label_error] if args.label_error in named
+                                     else float(args.label_error))
+    except ValueError:
+        ap.error(f"--label-error {args.label_error!r}: use none, suspects, known or a rate")
     args.label_error_note = {
         "suspects": "the product's default: the share of the cross-validated labels confident "
                     "learning flags as suspect",
         None: "none: labels taken as right",
         "known": f"given: the oracle's {NOISE:g} on the noisy fits, none on the clean ones",
     }.get(PREVALENCE["label_error"], f"given: {PREVALENCE['label_error']}")
-    PREVALENCE["label_error"] = {"none": None, "suspects": "suspects", "known": "known"}.get(
-        args.label_error) if args.label_error in ("none", "suspects", "known") else float(
-        args.label_error)
     if args.prevalence_from:
         use_prevalence_of(args.prevalence_from)
     args.pool_list = [p.strip() for p in args.pools.split(",") if p.strip()]
