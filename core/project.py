@@ -304,9 +304,9 @@ class AutoConfig(_Strict):
         "out-of-fold predictions are reused. 0: every retrain.",
     )
     spreading_labels: int = Field(
-        0, ge=0, description="While fewer items than this are labelled (e.g. 100), blend label "
-        "spreading over the kNN graph of the embedding (labelled + unlabelled items) into the "
-        "learner's probabilities where it does as well out of fold; 0 (the default) turns it off.",
+        100, ge=0, description="While fewer items than this are labelled, blend label spreading "
+        "over the kNN graph of the embedding (labelled + unlabelled items) into the learner's "
+        "probabilities where it does as well out of fold; 0 turns it off.",
     )
     spreading_weight: float = Field(
         0.5, ge=0, le=1, description="Share of the label-spreading probabilities in the blend.",

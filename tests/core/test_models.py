@@ -331,9 +331,9 @@ def test_auto_blends_label_spreading_while_labels_are_few(tmp_path):
     assert off.fit(X[lab], y[lab], X_unlabelled=X[rest]).spreading_ is None
     many = build_model(AutoConfig(candidates=["logistic"], spreading_labels=5), seed=0)
     assert many.fit(X[lab], y[lab], X_unlabelled=X[rest]).spreading_ is None
-    # off by default: the benchmark did not show it helping on every pool (docs/strategies.md)
+    # on by default below 100 labels (the benchmark: docs/strategies.md)
     default = build_model(AutoConfig(candidates=["logistic"]), seed=0)
-    assert default.fit(X[lab], y[lab], X_unlabelled=X[rest]).spreading_ is None
+    assert default.fit(X[lab], y[lab], X_unlabelled=X[rest]).spreading_ is not None
 
 
 def test_retrains_spread_labels_over_a_sample_of_the_pool_while_labels_are_few():
