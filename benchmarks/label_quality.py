@@ -136,11 +136,11 @@ def fit_arrays(x_pool, x_test, rows: np.ndarray, labels: np.ndarray, seed: int,
 
 def run_one(pool: str, seed: int, mode: str, out: Path) -> Path:
     """Simulate one noisy run and save the fits at every checkpoint (cached)."""
-    from core.quality.suspects import find_suspects
     from core.simulate import simulate
 
     path = out / f"{pool}_s{seed}_{mode}.npz"
     if path.exists():
+        refresh_review(path, pool, seed)
         return path
     x_pool, y_pool, x_test, y_test = split(pool, seed)
     x = np.concatenate([x_pool, x_test])
@@ -166,25 +166,58 @@ def run_one(pool: str, seed: int, mode: str, out: Path) -> Path:
         learner = str(arrays[f"noisy{m}_learner"])
         for key, value in fit_arrays(x_pool, x_test, rows, y_pool[rows], seed, learner).items():
             arrays[f"clean{m}_{key}"] = value
-    # the expert reviews the top-k suspects of the last noisy fit (k = flipped labels)
+    arrays.update(review(arrays, x_pool, x_test, y_pool, seed))
+    _save(path, arrays)
+    return path
+
+
+def reviewed_items(arrays) -> np.ndarray:
+    """Positions (into the last noisy fit's labels) of the top-k suspects the product lists now
+    (k = flipped labels): what the expert reviews."""
+    from core.quality.suspects import find_suspects
+
+    p = f"noisy{max(CHECKPOINTS)}_"
+    labels = arrays[p + "labels"].astype(object)
+    flipped = int(np.sum(labels != arrays["y_pool"].astype(object)[arrays[p + "rows"]]))
+    oof_rows = arrays[p + "oof_rows"]
+    suspects = find_suspects(np.arange(len(labels)).astype(str)[oof_rows], labels[oof_rows],
+                             arrays[p + "oof_raw"], tuple(arrays[p + "classes"].tolist()))
+    return np.asarray([int(s["id"]) for s in suspects[:flipped]], np.int64)
+
+
+def review(arrays, x_pool, x_test, y_pool, seed: int) -> dict[str, np.ndarray]:
+    """The expert reviews the top-k suspects of the last noisy fit and gives the true class; the
+    model is refitted (same learner) on the reviewed labels."""
     m = max(CHECKPOINTS)
     p = f"noisy{m}_"
     rows, labels = arrays[p + "rows"], arrays[p + "labels"].astype(object)
-    flipped = int(np.sum(labels != y_pool[rows]))
-    suspects = find_suspects(np.arange(len(rows)).astype(str)[arrays[p + "oof_rows"]],
-                             labels[arrays[p + "oof_rows"]], arrays[p + "oof_raw"],
-                             tuple(arrays[p + "classes"].tolist()))
+    top = reviewed_items(arrays)
     reviewed = labels.copy()
-    top = [int(s["id"]) for s in suspects[:flipped]]
     reviewed[top] = y_pool[rows[top]]
-    for key, value in fit_arrays(x_pool, x_test, rows, reviewed, seed,
-                                 str(arrays[p + "learner"])).items():
-        arrays[f"reviewed{m}_{key}"] = value
-    arrays["reviewed_items"] = np.asarray(top, np.int64)
+    out = {f"reviewed{m}_{key}": value for key, value in fit_arrays(
+        x_pool, x_test, rows, reviewed, seed, str(arrays[p + "learner"])).items()}
+    out["reviewed_items"] = top
+    return out
+
+
+def refresh_review(path: Path, pool: str, seed: int) -> bool:
+    """Refit the review of a cached run whose top-k suspects differ from what the product lists
+    now (a change of the suspect ranking); True when it did."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    top = reviewed_items(arrays)
+    if np.array_equal(np.sort(top), np.sort(arrays["reviewed_items"])):
+        return False
+    x_pool, y_pool, x_test, _ = split(pool, seed)
+    arrays.update(review(arrays, x_pool, x_test, y_pool, seed))
+    _save(path, arrays)
+    return True
+
+
+def _save(path: Path, arrays: dict) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
-    return path
 
 
 def _run_task(task: tuple) -> str:
@@ -662,7 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cost", default="10000,100000", help="pool sizes for the retrain cost")
     ap.add_argument("--cached-only", action="store_true",
-                    help="report only the runs already under --out/runs (compute nothing new)")
+                    help="report only the runs already under --out/runs (fits no new run; refits a "
+                         "review whose top-k suspects the ranking now lists otherwise)")
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "label_quality")
     ap.add_argument("--docs", default=str(DOC), help="markdown to update ('' = none)")
     ap.add_argument("--previous", default="",

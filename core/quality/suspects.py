@@ -3,9 +3,15 @@
 Out-of-fold probabilities of the labelled items (each predicted by a model that never saw its
 label) feed cleanlab's confident learning: :func:`cleanlab.filter.find_label_issues` decides which
 labels are likely wrong (per-class thresholds from the confident joint, so a rare class is not
-flagged merely for being rare) and ranks them by cleanlab's self-confidence label quality score
-(:func:`cleanlab.rank.get_label_quality_scores`). ``score`` is how suspicious a label is: one
-minus that quality (the out-of-fold probability of the given label), highest first.
+flagged merely for being rare). They are ranked by ``score``, the probability that the label is
+wrong given the model and the annotators' error pattern: the labels' joint with the true classes
+that confident learning estimates (:func:`cleanlab.count.estimate_joint`, ``Q[given, true]``)
+turns the out-of-fold probabilities ``p`` (balanced posteriors, so ``p_j`` stands for the
+likelihood of class ``j``) into ``P(true = j | given, item) ∝ Q[given, j] · p_j``, and ``score =
+1 - P(true = given | given, item)``. Under errors without a pattern (a flat off-diagonal) this
+orders much like one minus the out-of-fold probability of the label (the ranking before); when
+one class is mistaken for another, a label on an item that looks like a class often mistaken for
+it ranks above a disagreement between classes the annotators are not seen to confuse.
 
 Which labels are checked: the ones the round cross-validates (every training label up to
 ``model.max_rows`` = 1,500 by default; beyond that every label of the classes below a common cap
@@ -24,18 +30,20 @@ import numpy as np
 SUSPECT_COLUMNS = ("id", "label", "suggested", "score", "reason")
 CONFIRM_ORIGIN = "confirm"  # an expert's "this label is right": the item stops being suspect
 
-__all__ = ["CONFIRM_ORIGIN", "SUSPECT_COLUMNS", "find_suspects", "suspect_reason"]
+__all__ = ["CONFIRM_ORIGIN", "SUSPECT_COLUMNS", "find_suspects", "label_error_probability",
+           "suspect_reason"]
 
 
 def find_suspects(ids: np.ndarray, labels: np.ndarray, proba: np.ndarray,
                   classes: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
     """Suspect labels, most suspicious first: one dict per flagged item with ``id``, ``label``,
-    ``suggested`` (the class the model prefers), ``score`` (1 - out-of-fold probability of the
-    label), ``p_label`` and ``p_suggested``.
+    ``suggested`` (the class the model prefers), ``score`` (the probability that the label is
+    wrong, see the module text), ``p_label`` and ``p_suggested`` (out-of-fold probabilities).
 
     ``proba`` are out-of-fold probabilities (rows = ``ids``, columns = ``classes``). Only classes
     present among ``labels`` take part (cleanlab needs examples of every class it scores).
     """
+    from cleanlab.count import estimate_joint
     from cleanlab.filter import find_label_issues
 
     ids = np.asarray(ids, dtype=object)
@@ -53,18 +61,32 @@ def find_suspects(ids: np.ndarray, labels: np.ndarray, proba: np.ndarray,
     codes = np.array([index[v] for v in labels], dtype=np.int64)
     with warnings.catch_warnings():  # few examples of a rare class: expected here
         warnings.simplefilter("ignore")
-        ranked = find_label_issues(codes, p, return_indices_ranked_by="self_confidence",
-                                   n_jobs=1)
+        flagged = np.flatnonzero(find_label_issues(codes, p, n_jobs=1))
+        wrong = label_error_probability(codes, p, estimate_joint(codes, p))
     out = []
-    for i in np.asarray(ranked, dtype=np.int64):
+    for i in flagged:
         others = p[i].copy()
         others[codes[i]] = -1.0
         best = int(np.argmax(others))
         out.append({"id": str(ids[i]), "label": present[codes[i]], "suggested": present[best],
-                    "score": float(1.0 - p[i, codes[i]]), "p_label": float(p[i, codes[i]]),
+                    "score": float(wrong[i]), "p_label": float(p[i, codes[i]]),
                     "p_suggested": float(p[i, best])})
     out.sort(key=lambda r: (-r["score"], r["id"]))
     return out
+
+
+def label_error_probability(codes: np.ndarray, proba: np.ndarray,
+                            joint: np.ndarray) -> np.ndarray:
+    """``1 - P(true = given | given, item)`` per row: ``P(true = j | given, item) ∝ joint[given, j]
+    · proba[j]`` (``joint``: the estimated joint of given and true labels, ``proba``: balanced
+    posteriors). A row whose weights are all zero falls back to ``1 - proba[given]``."""
+    rows = np.arange(len(codes))
+    weight = np.asarray(joint, dtype=np.float64)[codes] * proba
+    total = weight.sum(axis=1)
+    fallback = 1.0 - proba[rows, codes]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wrong = 1.0 - weight[rows, codes] / total
+    return np.clip(np.where(total > 0, wrong, fallback), 0.0, 1.0)
 
 
 def suspect_reason(row: Mapping[str, Any], annotator: str | None = None) -> str:

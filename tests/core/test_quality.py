@@ -28,7 +28,7 @@ from core.quality.review import (
     resolve,
     second_opinions,
 )
-from core.quality.suspects import find_suspects, suspect_reason
+from core.quality.suspects import find_suspects, label_error_probability, suspect_reason
 
 
 # ----------------------------------------------------------------------------- agreement
@@ -118,10 +118,68 @@ def test_suspects_find_flipped_labels_most_suspicious_first():
     assert scores == sorted(scores, reverse=True)
     for r in rows:
         assert r["label"] == given[int(r["id"][2:])] and r["suggested"] != r["label"]
-        assert r["score"] == pytest.approx(1.0 - r["p_label"])
+        assert 0.0 <= r["score"] <= 1.0
     text = suspect_reason(rows[0], "ann")
     assert text.startswith(f"labelled {rows[0]['label']} by ann; model gives {rows[0]['suggested']} at")
     assert "out of fold" in text
+
+
+def test_label_error_probability_by_hand():
+    codes = np.array([0, 1, 0])
+    proba = np.array([[0.6, 0.4], [0.5, 0.5], [0.3, 0.7]])
+    joint = np.array([[0.4, 0.1], [0.0, 0.5]])
+    wrong = label_error_probability(codes, proba, joint)
+    # row 0: weights 0.4 * 0.6 = 0.24 (true 0) and 0.1 * 0.4 = 0.04 (true 1): 0.04 / 0.28
+    # row 1: class 0 is never labelled 1 (joint 0): the label is right; row 2: 0.07 / 0.19
+    assert wrong == pytest.approx([0.04 / 0.28, 0.0, 0.07 / 0.19])
+    # a label whose joint row is all zero falls back to one minus its probability
+    assert label_error_probability(np.array([1]), np.array([[0.8, 0.2]]),
+                                   np.array([[1.0, 0.0], [0.0, 0.0]])) == pytest.approx([0.8])
+
+
+def test_label_error_probability_orders_like_the_label_probability_without_an_error_pattern():
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet(np.ones(4), size=50)
+    codes = rng.integers(0, 4, 50)
+    flat = np.full((4, 4), 0.02) + np.eye(4) * 0.2  # every confusion equally likely
+    wrong = label_error_probability(codes, proba, flat)
+    p_label = proba[np.arange(50), codes]
+    assert np.array_equal(np.argsort(-wrong, kind="stable"), np.argsort(p_label, kind="stable"))
+
+
+def _look_alike_noise(seed: int, n: int = 400):
+    """Four classes; a and b overlap (hard but rightly labelled items), c is mistaken for the
+    rarer d in a quarter of its labels (class-dependent noise)."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [1.6, 0.0], [0.0, 5.0], [5.0, 5.0]])
+    y = rng.choice(4, size=n, p=[0.35, 0.35, 0.2, 0.1])
+    x = centres[y] + rng.normal(0, 0.8, (n, 2))
+    given = np.array(list("abcd"), dtype=object)[y]
+    c_items = np.flatnonzero(given == "c")
+    flipped = rng.choice(c_items, len(c_items) // 4, replace=False)
+    given[flipped] = "d"
+    return x, given, flipped
+
+
+def test_suspects_rank_a_systematic_confusion_above_hard_but_right_labels():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    hits, hits_by_label_probability, flipped_total = 0, 0, 0
+    for seed in range(4):
+        x, given, flipped = _look_alike_noise(seed)
+        proba = cross_val_predict(LogisticRegression(max_iter=500, class_weight="balanced"), x,
+                                  given, cv=5, method="predict_proba")
+        ids = np.array([f"id{i}" for i in range(len(given))], dtype=object)
+        rows = find_suspects(ids, given, proba, ("a", "b", "c", "d"))
+        k, wrong = len(flipped), {f"id{i}" for i in flipped}
+        # the ranking before: one minus the out-of-fold probability of the label
+        by_label_probability = sorted(rows, key=lambda r: (r["p_label"], r["id"]))
+        hits += len({r["id"] for r in rows[:k]} & wrong)
+        hits_by_label_probability += len({r["id"] for r in by_label_probability[:k]} & wrong)
+        flipped_total += k
+    assert hits >= 0.55 * flipped_total  # 50 of 80 when written
+    assert hits >= hits_by_label_probability + 8  # 34 of 80 by the label's probability
 
 
 def test_clean_labels_of_a_rare_class_are_not_suspect_for_being_rare():
