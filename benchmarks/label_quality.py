@@ -484,6 +484,22 @@ def oof_cost(sizes: list[int], seed: int = 0, labels: int = 1_000) -> dict[int, 
     return out
 
 
+def previous_suspects(previous: dict | None, scored: dict, mode: str) -> tuple[str, str, str]:
+    """``("0.52 → ", "57 → ", "; before: ...")`` prefixes for the suspect targets from a previous
+    ranking's ``results.json`` on the same runs, or empty strings when there is none (or it
+    lacks one of these runs)."""
+    keys = [f"{p}|{s}|{m}" for (p, s, m) in scored if m == mode]
+    if not previous or not keys or any(k not in previous for k in keys):
+        return "", "", ""
+    runs = [previous[k] for k in keys]
+    prec = (sum(r["suspects"]["hits_at_k"] for r in runs)
+            / max(1, sum(r["suspects"]["flipped"] for r in runs)))
+    gain = sum(r["ba"]["reviewed"] - r["ba"]["noisy"] for r in runs)
+    loss = sum(r["ba"]["clean"] - r["ba"]["noisy"] for r in runs)
+    return (f"{prec:.2f} → ", f"{100 * gain / loss:.0f} → " if loss else "",
+            f"; before → after: the previous ranking on the same {len(keys)} runs")
+
+
 def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -532,10 +548,11 @@ def report(scored: dict, costs: dict, args) -> str:
                            f"{clean.mean():.3f}", f"{noisy.mean():.3f}", f"{rev.mean():.3f}",
                            f"{100 * recovered[0]:.0f} % ({100 * recovered[1]:.0f}–"
                            f"{100 * recovered[2]:.0f} %)"])
-        targets.append(f"- suspects, {mode} noise: precision = recall at k {prec[0]:.2f} "
-                       f"(target ≥ 0.6: {mark(prec[0] >= 0.6)}); balanced-accuracy loss "
-                       f"recovered {100 * recovered[0]:.0f} % (target ≥ 50 %: "
-                       f"{mark(recovered[0] >= 0.5)}).")
+        before = previous_suspects(args.previous_suspects_runs, scored, mode)
+        targets.append(f"- suspects, {mode} noise: precision = recall at k {before[0]}"
+                       f"{prec[0]:.2f} (target ≥ 0.6: {mark(prec[0] >= 0.6)}); balanced-accuracy "
+                       f"loss recovered {before[1]}{100 * recovered[0]:.0f} % (target ≥ 50 %: "
+                       f"{mark(recovered[0] >= 0.5)}){before[2]}.")
     lines.append(markdown_table(
         ["noise", "runs", "flipped k", "precision = recall at k", "listed", "precision (list)",
          "recall (list)", "BA clean", "BA noisy", "BA reviewed", "recovered"], rows_table))
@@ -620,7 +637,7 @@ def report(scored: dict, costs: dict, args) -> str:
             f"{np.mean([v['truth'] for v in r]):.1f}"])
         if fit == "noisy" or fit == "clean":
             targets.append(f"- prevalence coverage, {fit} labels, {c} labels: "
-                           f"{100 * inside:.0f} % (target ≥ 85 %: {mark(inside >= 0.85)}).")
+                           f"{100 * inside:.1f} % (target ≥ 85 %: {mark(inside >= 0.85)}).")
     lines.append(markdown_table(["labels given", "labels", "cases", "coverage",
                                  "coverage (rare)", "coverage (classes seen)", "abs. error",
                                  "width", "width / count",
@@ -702,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--previous", default="",
                     help="prevalence_rows.json of a previous estimate on the same runs: "
                          "reported beside the current one")
+    ap.add_argument("--previous-suspects", default="",
+                    help="results.json of a previous suspect ranking on the same runs: its "
+                         "figures are reported beside the targets")
     ap.add_argument("--prevalence-from", default="", metavar="COMMIT",
                     help="score the prevalence with core/quality/prevalence.py of COMMIT (its "
                          "rows then serve as --previous of a later run)")
@@ -773,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     args.test_note = ", ".join(f"{n} ({p})" for p, n in tests.items())
     args.previous_rows = (json.loads(Path(args.previous).read_text(encoding="utf-8"))
                           if args.previous else None)
+    args.previous_suspects_runs = (json.loads(Path(args.previous_suspects).read_text(
+        encoding="utf-8")) if args.previous_suspects else None)
     (args.out / "prevalence_rows.json").write_text(json.dumps(all_prevalence_rows(scored)))
     body = report(scored, costs, args)
     body += ("\n\nEach run's fits are kept under `--out/runs` and reused; the trust report is "
