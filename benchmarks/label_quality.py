@@ -19,7 +19,10 @@ A previous prevalence estimate on the same runs: ``--cached-only --docs '' --pre
 COMMIT --out OTHER`` (``OTHER/runs`` a link to the runs) writes ``OTHER/prevalence_rows.json``,
 which ``--previous`` then reports beside the current estimate. ``--schema found`` and
 ``--label-error none`` tell the prevalence only the classes labelled so far and take the labels as
-right (what it did before declared classes and the label-error correction).
+right (what it did before declared classes and the label-error correction). A change of the
+suspect ranking refits each cached run's review (``--cached-only`` too); ``--previous-suspects``
+(the ``results.json`` written before the change, on the same runs) puts the previous ranking's
+figures beside the targets.
 """
 
 from __future__ import annotations
