@@ -86,8 +86,6 @@ def assess_round(*, kind: str, model: Any, classes: tuple[str, ...], ids: np.nda
     return out
 
 
-
-
 def _held_out(model: Any, classes: tuple[str, ...], y: np.ndarray,
               oof: tuple[np.ndarray | None, np.ndarray | None]
               ) -> tuple[np.ndarray, np.ndarray] | None:

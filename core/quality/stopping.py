@@ -49,8 +49,9 @@ def stopping_guidance(change: float | None, previous_change: float | None,
     seen them), ``"diminishing"`` when every signal says little is left; the text says why
     either way.
     """
+    no_label = set(no_label)
     unseen = [c for c in rare_classes
-              if prevalence is not None and (c not in prevalence or c in set(no_label))]
+              if prevalence is not None and (c not in prevalence or c in no_label)]
     rare = [c for c in rare_classes if prevalence and c in prevalence and c not in unseen]
     rare_in_pool = None
     if rare:
