@@ -93,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "ensemble_probe")
     args = ap.parse_args(argv)
     limit_threads(1)
-    loaders = {
-        "digits": lambda: le.load_digits_source(args.budget),
-        "fashion-mnist": lambda: le.load_fashion_source(args.budget),
-        "penbased": lambda: le.load_keel_source("penbased", args.budget, 100, 800),
-        "letter": lambda: le.load_keel_source("letter", args.letter_budget, 50, 600),
-    }
+    loaders = le.source_loaders(args.budget, args.letter_budget)
     args.out.mkdir(parents=True, exist_ok=True)
     pools = [p for p in args.pools.split(",") if p]
     seeds = [int(s) for s in args.seeds.split(",") if s]

@@ -115,6 +115,16 @@ def load_keel_source(name: str, budget: int, test_per_class: int, n_max: int) ->
     )
 
 
+def source_loaders(budget: int, letter_budget: int) -> dict[str, Callable[[], Source]]:
+    """The benchmark's data sets by name, each loaded when called (letter has its own budget)."""
+    return {
+        "digits": lambda: load_digits_source(budget),
+        "fashion-mnist": lambda: load_fashion_source(budget),
+        "penbased": lambda: load_keel_source("penbased", budget, 100, 800),
+        "letter": lambda: load_keel_source("letter", letter_budget, 50, 600),
+    }
+
+
 def make_split(
     src: Source, ir: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -579,12 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     product = [v.strip() for v in args.product.split(",") if v.strip()]
     product_models = [v.strip() for v in args.product_models.split(",") if v.strip()]
     irs = [float(v) for v in args.irs.split(",")]
-    loaders = {
-        "digits": lambda: load_digits_source(args.budget),
-        "fashion-mnist": lambda: load_fashion_source(args.budget),
-        "penbased": lambda: load_keel_source("penbased", args.budget, 100, 800),
-        "letter": lambda: load_keel_source("letter", args.letter_budget, 50, 600),
-    }
+    loaders = source_loaders(args.budget, args.letter_budget)
     t_start = time.time()
     datasets = [v for v in args.datasets.split(",") if v]
     for ds in datasets:
