@@ -208,7 +208,11 @@ class AppState(param.Parameterized):
                                                    "for every page (e.g. retraining after a restart).")
     job_progress = param.Number(default=0.0, bounds=(0.0, 1.0))
     job_message = param.String(default="")
-    status = param.String(default="", doc="Last confirmation, e.g. 'saved 3 labels'.")
+    status = param.String(default="", doc="Last confirmation of this expert's own action, "
+                                          "e.g. 'saved 3 labels'.")
+    notice = param.String(default="", doc="What the page did by itself meanwhile (a batch "
+                          "chosen when it opened, or by a new model): shown beside the last "
+                          "confirmation, never in its place.")
     error = param.String(default="", doc="Last error message, '' when none.")
     saved_events = param.Integer(default=0, doc="Label events this session has had committed.")
     cluster_method = param.String(default="kmeans", doc="The cluster method of the clusters "
@@ -921,7 +925,7 @@ class AppState(param.Parameterized):
                 return
             ids = await self.next_batch_async(select_first=False)
             if ids and not self.error:  # the expert did not ask: say why the queue changed
-                self.status = (f"model v{self.queue_model} chose a new batch: {len(ids)} items "
+                self.notice = (f"model v{self.queue_model} chose a new batch: {len(ids)} items "
                                f"({self.strategy})")
 
     async def first_batch_async(self) -> list[str]:
@@ -931,7 +935,7 @@ class AppState(param.Parameterized):
             return self.queue_ids
         ids = await self.next_batch_async(select_first=False)
         if ids and not self.error:
-            self.status = f"first batch ready: {len(ids)} items ({self.strategy})"
+            self.notice = f"first batch ready: {len(ids)} items ({self.strategy})"
         return ids
 
     # ------------------------------------------------------------------ retraining

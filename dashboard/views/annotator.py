@@ -20,7 +20,8 @@ class AnnotatorView(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
 
-    def _status(self, status: str, error: str, job: str, message: str, saved: int) -> str:
+    def _status(self, status: str, notice: str, error: str, job: str, message: str,
+                saved: int) -> str:
         parts = [f'<span class="tw-saved" data-saved="{int(saved)}" hidden></span>']
         if error:
             parts.append(f'<div class="tw-error" role="alert">⚠ {escape(error)}</div>')
@@ -28,6 +29,8 @@ class AnnotatorView(pn.viewable.Viewer):
             parts.append(f'<div class="tw-job">{escape(job)}: {escape(message)}</div>')
         if status:
             parts.append(f'<div class="tw-status">✓ {escape(status)}</div>')
+        if notice:
+            parts.append(f'<div class="tw-notice">↻ {escape(notice)}</div>')
         if len(parts) == 1:
             parts.append('<div class="tw-status tw-idle">ready</div>')
         return "".join(parts)
@@ -58,7 +61,8 @@ class AnnotatorView(pn.viewable.Viewer):
                                     width=90, description="Show labels and models from other sessions")
         refresh.on_click(lambda _: s.refresh(now=True))
         who = html_pane(pn.bind(self._who, s.param.annotator), sizing_mode="stretch_width")
-        status = html_pane(pn.bind(self._status, self.state.param.status, self.state.param.error,
+        status = html_pane(pn.bind(self._status, self.state.param.status, self.state.param.notice,
+                                      self.state.param.error,
                                       self.state.param.job, self.state.param.job_message,
                                       self.state.param.saved_events),
                               css_classes=["tw-status-box"], sizing_mode="stretch_width")

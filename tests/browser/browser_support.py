@@ -157,16 +157,18 @@ def make_team_project(folder: Path, n_items: int = 2400, seed: int = 0) -> Path:
     return path
 
 
-def open_dashboard(page, server: Server, annotator: str | None = None):
-    """Load the dashboard and wait until the map and the class buttons are on the page."""
+def open_dashboard(page, server: Server, annotator: str | None = None,
+                   timeout_ms: int = 120_000):
+    """Load the dashboard and wait until the map and the class buttons are on the page
+    (each within ``timeout_ms``: longer for a page in a throttled browser)."""
     from playwright.sync_api import expect
 
     page.goto(server.url)
-    expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=120_000)
-    expect(page.locator(".tw-label-0").first).to_be_visible(timeout=30_000)
+    expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=timeout_ms)
+    expect(page.locator(".tw-label-0").first).to_be_visible(timeout=timeout_ms)
     # The page asks for the first batch when it opens and selects its first item: wait for it,
     # so that a later selection is never overwritten by (or confused with) that one.
-    expect(page.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=120_000)
+    expect(page.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=timeout_ms)
     if annotator is not None:
         box = page.locator(".tw-annotator input")
         box.fill(annotator)

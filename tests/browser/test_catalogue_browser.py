@@ -76,7 +76,7 @@ def test_first_screen_at_1500x1000(page: Page, sky_server, screenshots):
     # The inspector shows the next queued item by default, with its images and info.
     expect(page.locator(".tw-inspector .tw-item-id")).to_be_visible(timeout=WAIT_MS)
     # The page asked for a batch by itself; the model trained after the start may renew it since.
-    expect(page.locator(".tw-status").first).to_contain_text(
+    expect(page.locator(".tw-notice")).to_contain_text(
         re.compile(r"first batch ready: 10 items|model v\d+ chose a new batch: 10 items"), timeout=WAIT_MS)
     # Nothing unknown is shown as '?' or NaN.
     text = page.locator("body").inner_text()

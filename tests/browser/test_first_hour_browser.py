@@ -50,7 +50,8 @@ def test_queue_shows_a_batch_that_arrives_while_the_table_is_built(browser, dash
         page = context.new_page()
         context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 8})
         try:
-            open_dashboard(page, dashboard_server)
+            # 8 times slower JavaScript: ~25 s per page here, over 120 s on a slow CI machine.
+            open_dashboard(page, dashboard_server, timeout_ms=600_000)
             first = page.locator(".tw-inspector .tw-item-id")
             expect(first).to_be_visible(timeout=WAIT_MS)
             rows = page.locator(".tw-queue .tabulator-row")

@@ -300,13 +300,16 @@ def test_a_new_model_refreshes_the_queue_of_every_tab(session):
 
     async def tick():
         assert b.refresh()
-        while "chose a new batch" not in b.status:  # the new batch is chosen in a worker thread
+        while "chose a new batch" not in b.notice:  # the new batch is chosen in a worker thread
             await asyncio.sleep(0.01)
         return b.queue_model
 
+    own = b.status  # the confirmation of what this expert did last
+    assert own.startswith("queued")
     assert run_async(asyncio.wait_for(tick(), 60)) == first + 1
     assert b.model_version == first + 1 and len(b.queue_ids) == b.batch_size
-    assert b.status.startswith(f"model v{first + 1} chose a new batch: {b.batch_size} items")
+    assert b.notice.startswith(f"model v{first + 1} chose a new batch: {b.batch_size} items")
+    assert b.status == own  # said beside it, never in its place
 
 
 def test_tabs_renew_their_queues_for_a_new_model_one_at_a_time(session, monkeypatch):
