@@ -62,6 +62,7 @@ class ImbalanceLoss:
         self.beta = float(beta)
         self.gamma = float(gamma)
         self.device = None
+        self._constants: dict = {}
 
     @property
     def has_deferred_stage(self) -> bool:
@@ -78,6 +79,14 @@ class ImbalanceLoss:
     def _tensor(self, values: np.ndarray):
         torch, _ = _torch()
         return torch.as_tensor(values, dtype=torch.float32, device=self.device)
+
+    def _constant(self, name: str, values: Callable[[], np.ndarray]):
+        """``_tensor(values())`` made once per device: the counts, and so the per-class terms,
+        never change during a loss's life (a training step then converts nothing)."""
+        key = (name, str(self.device))
+        if key not in self._constants:
+            self._constants[key] = self._tensor(values())
+        return self._constants[key]
 
     def __call__(self, logits, target, sample_weight=None):
         per_item = self.per_item(logits.float(), target)
@@ -106,7 +115,7 @@ class ClassBalancedCE(ImbalanceLoss):
 
     def per_item(self, logits, target):
         _, F = _torch()
-        w = self._tensor(class_balanced_weights(self.counts, self.beta))
+        w = self._constant("weights", lambda: class_balanced_weights(self.counts, self.beta))
         return F.cross_entropy(logits, target, reduction="none") * w[target]
 
 
@@ -139,11 +148,12 @@ class LDAMDRWLoss(ImbalanceLoss):
 
     def per_item(self, logits, target):
         _, F = _torch()
-        margins = self._tensor(ldam_margins(self.counts) * LDAM_SCALE)
+        margins = self._constant("margins", lambda: ldam_margins(self.counts) * LDAM_SCALE)
         shifted = logits.scatter_add(1, target[:, None], -margins[target][:, None])
         loss = F.cross_entropy(shifted, target, reduction="none")
         if self._reweighted:
-            loss = loss * self._tensor(class_balanced_weights(self.counts, self.beta))[target]
+            loss = loss * self._constant(
+                "weights", lambda: class_balanced_weights(self.counts, self.beta))[target]
         return loss
 
 
@@ -154,7 +164,7 @@ class LogitAdjustedCE(ImbalanceLoss):
 
     def per_item(self, logits, target):
         _, F = _torch()
-        adjust = self._tensor(self.tau * np.log(class_priors(self.counts)))
+        adjust = self._constant("adjust", lambda: self.tau * np.log(class_priors(self.counts)))
         return F.cross_entropy(logits + adjust, target, reduction="none")
 
 
@@ -165,7 +175,7 @@ class BalancedSoftmaxCE(ImbalanceLoss):
 
     def per_item(self, logits, target):
         _, F = _torch()
-        adjust = self._tensor(np.log(np.maximum(self.counts, 1.0)))
+        adjust = self._constant("adjust", lambda: np.log(np.maximum(self.counts, 1.0)))
         return F.cross_entropy(logits + adjust, target, reduction="none")
 
 

@@ -75,6 +75,21 @@ def test_ldam_margins_largest_for_rarest_and_drw_switches_weights():
     assert not torch.allclose(before, loss(logits, target))
 
 
+@pytest.mark.parametrize("name", ["class_balanced", "ldam_drw", "logit_adjusted", "balanced_softmax"])
+def test_per_class_terms_are_made_once_and_give_the_same_loss(name):
+    """A loss converts its per-class terms to a tensor once per device, not at every step."""
+    logits, target = _batch(k=3, seed=5)
+    loss = build_loss(name, np.array([90, 9, 1]))
+    first = loss(logits, target)
+    made = {k: id(v) for k, v in loss._constants.items()}
+    assert made and torch.equal(loss(logits, target), first)
+    assert {k: id(v) for k, v in loss._constants.items()} == made  # reused, not rebuilt
+    fresh = build_loss(name, np.array([90, 9, 1]))
+    assert torch.equal(fresh(logits, target), first)
+    other = build_loss(name, np.array([1, 9, 90]))  # other counts: other terms
+    assert not torch.equal(other(logits, target), first)
+
+
 def test_loss_registry_matches_project_names():
     assert tuple(LOSS_REGISTRY) == LOSSES
 
