@@ -261,6 +261,24 @@ def test_results_do_not_depend_on_the_thread_setting():
     assert np.array_equal(runs[0], runs[1])
 
 
+def test_predictions_shared_by_threads_equal_one_thread(monkeypatch):
+    """The pool's chunks spread over threads (one torch thread each) give the same numbers."""
+    import core.models.mlp as mlp
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1_000, 6)).astype(np.float32)
+    y = np.array(["a", "b", "c"], dtype=object)[(X[:, 0] > 0).astype(int) + (X[:, 1] > 1)]
+    model = build_model(MLPConfig(**SMALL_MLP), seed=0).fit(X[:200], y[:200])
+    monkeypatch.setattr(mlp, "PREDICT_CHUNK", 64)  # 16 chunks
+    runs = {}
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(mlp, "PREDICT_WORKERS", workers)
+        runs[workers] = (model.predict_proba(X), model.embed(X))
+    for workers in (2, 3):
+        np.testing.assert_array_equal(runs[workers][0], runs[1][0])
+        np.testing.assert_array_equal(runs[workers][1], runs[1][1])
+
+
 @pytest.mark.parametrize("loss, warns", [("logit_adjusted", True), ("ce", False)])
 def test_riws_with_a_rebalancing_loss_warns(loss, warns):
     import warnings
