@@ -210,13 +210,32 @@ def soft_labels(p_held: np.ndarray, codes: np.ndarray, label_error: float) -> np
     return weight / weight.sum(axis=1, keepdims=True)
 
 
-def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *,
+def pool_cells(q_pool: np.ndarray, prior: np.ndarray, method: str = "labelled",
+               n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(items per cell, summed pool posteriors)`` of the pool items with balanced posteriors
+    ``q_pool`` (:func:`correct` under ``prior``, then :func:`confidence_cells`), ``n_classes``
+    (default: the columns) classes wide. ``labelled`` corrects row by row, so the pool is
+    walked in chunks with no pool-sized float64 copy; ``em`` needs every row at once."""
+    k = q_pool.shape[1]
+    width = k if n_classes is None else n_classes
+    n_cells = width * (len(CONFIDENCE_EDGES) + 1)
+    step = CHUNK if method == "labelled" else max(len(q_pool), 1)
+    n_pool, total = np.zeros(n_cells, dtype=np.int64), np.zeros(width)
+    for i in range(0, len(q_pool), step):
+        p = correct(np.asarray(q_pool[i:i + step], dtype=np.float64), prior, method)
+        n_pool += np.bincount(confidence_cells(p), minlength=n_cells)
+        total[:k] += p.sum(axis=0)
+    return n_pool, total
+
+
+def adjusted_counts(n_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *,
                     level: float = LEVEL, draws: int = DRAWS, seed: int = 0,
                     label_error: float = 0.0, unseen: int = 0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """``(estimate, low, high, strength)`` per class: the counts among pool items with posteriors
-    ``p_pool``, checked by labelled items with held-out posteriors ``p_held`` and labels
-    ``codes`` (given with error rate ``label_error``: :func:`soft_labels`).
+    """``(estimate, low, high, strength)`` per class: the counts among pool items, ``n_pool``
+    of them in each cell (:func:`pool_cells`), checked by labelled items with held-out
+    posteriors ``p_held`` and labels ``codes`` (given with error rate ``label_error``:
+    :func:`soft_labels`).
 
     Every cell's class mix is ``Dirichlet(strength * predicted class + UNSEEN / k + label
     counts)`` with the cell's own strength drawn from its :func:`strength_posterior` (a cell
@@ -230,14 +249,11 @@ def adjusted_counts(p_pool: np.ndarray, p_held: np.ndarray, codes: np.ndarray, *
     other ``k - unseen`` classes, and each unseen one gets the same share on top, so its count
     comes from that share and the cells' prior only: an interval from 0 up to what the labels
     checking each cell leave room for (and the seen classes' counts are as without them)."""
-    p_pool = np.asarray(p_pool, dtype=np.float64)
     p_held = np.asarray(p_held, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
-    k = p_pool.shape[1]
+    k = p_held.shape[1]
     bands = len(CONFIDENCE_EDGES) + 1
     n_cells = k * bands
-    pool_cell = confidence_cells(p_pool)
-    n_pool = np.bincount(pool_cell, minlength=n_cells)
     counts = np.zeros((n_cells, k))
     np.add.at(counts, confidence_cells(p_held), soft_labels(p_held, codes, label_error))
     mean = np.full((n_cells, k), OTHER_CLASSES)
@@ -283,7 +299,7 @@ def adjusted_prevalence(q_pool: np.ndarray, classes: tuple[str, ...] | list[str]
     out-of-fold predictions) nothing checks the model: the estimate is the sum of its pool
     posteriors and the interval what cells checked by no label can hold (a prior worth at most
     one label), which is wide, as it should be."""
-    q_pool = np.asarray(q_pool, dtype=np.float64)
+    q_pool = np.asarray(q_pool)
     codes = np.asarray(codes, dtype=np.int64).reshape(-1)
     unseen = [c for c in dict.fromkeys(declared) if c not in set(classes)]
     names = [*classes, *unseen]
@@ -295,15 +311,15 @@ def adjusted_prevalence(q_pool: np.ndarray, classes: tuple[str, ...] | list[str]
     if not 0.0 <= label_error < 1.0 - 1.0 / max(len(names), 2):
         raise ValueError(f"label_error {label_error} must lie in [0, 1 - 1/classes): with more "
                          "wrong labels than right ones a label says nothing")
-    p_pool = _widen(correct(q_pool, prior, method), len(unseen))
+    n_pool, pool_sum = pool_cells(q_pool, prior, method, len(names))
     p_held = _widen(correct(np.asarray(q_held, dtype=np.float64), prior, "labelled")  # labelled mix
                     if len(codes) else np.zeros((0, len(classes))), len(unseen))
-    estimate, low, high, strength = adjusted_counts(p_pool, p_held, codes, level=level,
+    estimate, low, high, strength = adjusted_counts(n_pool, p_held, codes, level=level,
                                                     draws=draws, seed=seed,
                                                     label_error=label_error,
                                                     unseen=len(unseen))
     if not len(codes):
-        estimate = p_pool.sum(axis=0)
+        estimate = pool_sum
     values = {c: {"estimate": float(estimate[j]), "low": float(min(low[j], estimate[j])),
                   "high": float(max(high[j], estimate[j]))} for j, c in enumerate(names)}
     details = {"checked_by": int(len(codes)), "prior_strength": strength,

@@ -11,8 +11,10 @@ from core.errors import ConfigError, LabelStoreError
 from core.labels import LabelStore
 from core.quality.agreement import agreement_summary, cohen_kappa, fleiss_kappa, krippendorff_alpha
 from core.quality.noise import noisy_answers
+from core.quality import prevalence
 from core.quality.prevalence import (
     adjusted_prevalence,
+    confidence_cells,
     correct,
     em_prior,
     estimate_prevalence,
@@ -277,6 +279,20 @@ def test_correction_by_the_labelled_prior_by_hand():
     np.testing.assert_allclose(correct(q, np.array([0.9, 0.1])), [[0.9, 0.1]])
     with pytest.raises(ValueError, match="unknown prevalence method"):
         correct(q, np.array([0.5, 0.5]), "magic")
+
+
+@pytest.mark.parametrize("method", ["labelled", "em"])
+def test_pool_cells_walked_in_chunks_count_what_the_whole_pool_holds(monkeypatch, method):
+    rng = np.random.default_rng(3)
+    q = rng.dirichlet(np.full(4, 0.3), size=1_000).astype(np.float32)
+    prior = np.array([0.6, 0.25, 0.1, 0.05])
+    p = correct(q.astype(np.float64), prior, method)
+    expected = np.bincount(confidence_cells(p), minlength=5 * 3)  # one unseen class: 5 wide
+    monkeypatch.setattr(prevalence, "CHUNK", 97)  # 11 chunks, the last one short
+    cells, total = prevalence.pool_cells(q, prior, method, n_classes=5)
+    np.testing.assert_array_equal(cells, expected)
+    np.testing.assert_allclose(total, np.append(p.sum(axis=0), 0.0))
+    assert cells.sum() == len(q)
 
 
 def test_em_recovers_a_shifted_prior():
