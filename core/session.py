@@ -599,13 +599,14 @@ class Session:
         from core.query import QueryContext
 
         labels = self.labels_by_row()
+        labelled = labels != None  # noqa: E711  (object array; one pass over the pool)
         state = self._state
         kw = {
             "embedding": self.embedding,
             "pool_ids": self.dataset.ids,
-            "labelled_mask": labels != None,
+            "labelled_mask": labelled,
             "labels": labels,
-            "rng": np.random.default_rng([self.project.seed, int((labels != None).sum())]),
+            "rng": np.random.default_rng([self.project.seed, int(labelled.sum())]),
             "rare_classes": tuple(c.name for c in self.classes if c.rare),  # the store's flags
             "target_class": target_class,
             "requester": requester,
