@@ -75,7 +75,8 @@ def test_ldam_margins_largest_for_rarest_and_drw_switches_weights():
     assert not torch.allclose(before, loss(logits, target))
 
 
-@pytest.mark.parametrize("name", ["class_balanced", "ldam_drw", "logit_adjusted", "balanced_softmax"])
+@pytest.mark.parametrize("name",
+                         ["class_balanced", "ldam_drw", "logit_adjusted", "balanced_softmax"])
 def test_per_class_terms_are_made_once_and_give_the_same_loss(name):
     """A loss converts its per-class terms to a tensor once per device, not at every step."""
     logits, target = _batch(k=3, seed=5)
