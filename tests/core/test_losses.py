@@ -85,6 +85,8 @@ def test_per_class_terms_are_made_once_and_give_the_same_loss(name):
     made = {k: id(v) for k, v in loss._constants.items()}
     assert made and torch.equal(loss(logits, target), first)
     assert {k: id(v) for k, v in loss._constants.items()} == made  # reused, not rebuilt
+    loss.to(torch.device("cpu"))  # another device: the terms are made again there
+    assert torch.equal(loss(logits, target), first) and len(loss._constants) == 2 * len(made)
     fresh = build_loss(name, np.array([90, 9, 1]))
     assert torch.equal(fresh(logits, target), first)
     other = build_loss(name, np.array([1, 9, 90]))  # other counts: other terms
