@@ -600,3 +600,64 @@ def test_record_labels_writes_different_labels_as_one_undoable_action(store):
         store.record_labels({"a": "bird"}, "ann")
     assert len(store.undo_action("ann")) == 3
     assert store.current() == {"c": "dog"}
+
+
+def test_bulk_undo_refuses_from_either_side_and_restores_every_earlier_label(store):
+    """The refusal is searched from the smaller side (the events after the action, or the action
+    itself); either way a covered item stops the whole undo, and an allowed undo of thousands of
+    items restores each item's earlier label and split exactly (cache, counts, changes alike)."""
+    from core.labels import store as store_module
+
+    n = store_module.BULK_ROWS + 200
+    ids = [f"i{k}" for k in range(n)]
+    store.record_many(ids[:100], "dog", "bob")
+    store.record_many(ids[100:150], "cat", "bob", split="test")
+    before = store.current()
+    first = store.record_many(ids, "axolotl", "ann")[0]
+    assert store.current() == dict.fromkeys(ids, "axolotl")
+    # Few later events: searched from them.
+    store.record(ids[7], "dog", "carol")
+    with pytest.raises(LabelStoreError, match=r"item 'i7' was changed by 'carol' to 'dog'"):
+        store.undo_count("ann")
+    assert store.undo("carol").label == "axolotl"
+    # More later events than the action holds (a small action of ann's): searched from the action.
+    store.record("solo", "cat", "ann")
+    store.record_many([f"other{k}" for k in range(50)] + ["solo"], "dog", "dave")
+    with pytest.raises(LabelStoreError, match=r"item 'solo' was changed by 'dave'"):
+        store.undo_count("ann")
+    assert store.undo_count("dave") == 51 and store.undo_count("ann") == 1
+    # Nothing after ann's bulk action covers it any more: undone in one action.
+    assert store.undo_count("ann") == n
+    assert store.current() == before
+    assert store.current(split="test") == {i: "cat" for i in ids[100:150]}
+    assert store.label_counts() == {**dict.fromkeys(store.class_names, 0), "cat": 50, "dog": 100}
+    assert store.label_counts(split="train")["dog"] == 100
+    assert store.label_counts(split="test")["cat"] == 50
+    last, changes = store.changes_since(first - 1)
+    assert last == store.last_event_id()
+    assert {i: lab for i, (lab, _) in changes.items() if lab is not None} == {
+        **{i: "dog" for i in ids[:100]}, **{i: "cat" for i in ids[100:150]}}
+    fresh = type(store)(store.path)  # the cache rebuilt from SQL agrees with the updated one
+    assert fresh.current() == store.current() and fresh.splits() == store.splits()
+    assert fresh.label_counts(split="test") == store.label_counts(split="test")
+    fresh.close()
+
+
+def test_labels_of_a_few_items_is_exact_while_the_cache_is_behind_or_busy(store, monkeypatch):
+    """A page asking for a few items' labels reads them from the file while the cache is far
+    behind (a bulk action just written) or being refreshed by another thread: same answer."""
+    from core.labels import store as store_module
+
+    store.record("a", "cat", "ann")
+    assert store.current() == {"a": "cat"}  # the cache is built
+    other = LabelStore(store.path)
+    other.record_many([f"b{k}" for k in range(40)] + ["a"], "dog", "bob")
+    other.record("c", "axolotl", "bob")
+    other.retract("b3", "bob")
+    monkeypatch.setattr(store_module, "READ_CHUNK", 10)  # 43 new events: "far behind"
+    assert store.labels_of(["a", "b3", "b4", "c", "zz"]) == {"a": "dog", "b4": "dog", "c": "axolotl"}
+    with store._cache_lock:  # another thread refreshing: not waited for
+        assert store.labels_of(["a", "b3"]) == {"a": "dog"}
+    assert store.current()["a"] == "dog" and "b3" not in store.current()  # the cache catches up
+    assert store.labels_of(["a", "b3"]) == {"a": "dog"}
+    other.close()
