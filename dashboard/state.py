@@ -256,6 +256,7 @@ class AppState(param.Parameterized):
         self._writing = asyncio.Lock()
         self._queue_asked_for: int | None = None  # the model a new batch was last asked of
         self._frame_sync: asyncio.Future | None = None  # the map table's update after a bulk action
+        self._selection_rows: tuple[list[str], np.ndarray] | None = None  # (selection, its rows)
         self._sync_model()
         self.param.watch(self._keep_user, "annotator")
 
@@ -331,7 +332,15 @@ class AppState(param.Parameterized):
         return [c.name for c in self.classes if c.rare]
 
     def selected_rows(self) -> np.ndarray:
-        return self.session.positions(self.selection) if self.selection else np.empty(0, np.int64)
+        return self.rows_of(self.selection)
+
+    def rows_of(self, item_ids: list[str]) -> np.ndarray:
+        """Rows of ``item_ids``; for the selection a box, lasso or tap made, the rows it came from
+        (no id lookup per item: a box may hold 10^5 items, each view asks on the serving loop)."""
+        known = self._selection_rows
+        if known is not None and known[0] is item_ids:
+            return known[1]
+        return self.session.positions(item_ids) if item_ids else np.empty(0, np.int64)
 
     def queue_rows(self) -> np.ndarray:
         return self.session.positions(self.queue_ids) if self.queue_ids else np.empty(0, np.int64)
@@ -406,9 +415,12 @@ class AppState(param.Parameterized):
 
     def select_rows(self, rows, add: bool = False) -> list[str]:
         """Select items by row number (rows come from the index, so ids need no check)."""
-        ids = self.dataset.ids[np.asarray(rows, dtype=np.int64)].tolist()
+        rows = np.asarray(rows, dtype=np.int64)
+        ids = self.dataset.ids[rows].tolist()
         if add:
             ids = list(dict.fromkeys(self.selection + ids))
+        else:
+            self._selection_rows = (ids, rows)  # before the views hear of the new selection
         self.selection = ids
         return ids
 
@@ -664,11 +676,15 @@ class AppState(param.Parameterized):
             self.map_version = self.frame.version
 
     async def _sync_frame_async(self) -> None:
-        """Apply a large batch of labels to the shared table off the serving thread."""
-        await asyncio.get_running_loop().run_in_executor(STORE_WRITER, self.session.sync_map_frame,
-                                                         self.frame)
+        """Apply a large batch of labels to the shared table, and to the store's cache of current
+        labels, off the serving thread (the views that redraw next read both)."""
+        await asyncio.get_running_loop().run_in_executor(STORE_WRITER, self._sync_frame_and_cache)
         if self.frame.version != self.map_version:
             self.map_version = self.frame.version
+
+    def _sync_frame_and_cache(self) -> None:
+        self.session.store.refresh()
+        self.session.sync_map_frame(self.frame)
 
     # ------------------------------------------------------------------ classes
     def _class_signature(self) -> tuple:

@@ -170,7 +170,7 @@ class InspectorView(pn.viewable.Viewer):
         if not selection:
             return ("<div class='tw-inspector tw-muted'>Select items on the map (box, lasso or tap), "
                     "or take the next batch from the queue: its first item is shown here.</div>")
-        rows = self.state.session.positions(selection)
+        rows = self.state.rows_of(selection)
         if len(rows) == 1:
             current = self.state.labels_of(selection)  # just this item: never every label
             labels = {int(rows[0]): current.get(selection[0])}  # row -> label

@@ -250,6 +250,14 @@ def test_large_label_and_undo_actions_run_off_the_serving_thread(session, monkey
         return real_label(*args, **kwargs)
 
     monkeypatch.setattr(session, "label", slow_label)
+    refreshed: list[str] = []
+    real_refresh = session.store.refresh
+
+    def refresh():
+        refreshed.append(threading.current_thread().name)
+        real_refresh()
+
+    monkeypatch.setattr(session.store, "refresh", refresh)
 
     async def scenario():
         job = asyncio.ensure_future(writer.label_selection_async("4"))
@@ -268,6 +276,12 @@ def test_large_label_and_undo_actions_run_off_the_serving_thread(session, monkey
     assert len(threads) == 1 and threads[0].startswith("tailwise-store")
     assert writer.job == "" and "undone 200 labels" in writer.status
     assert writer.frame.counts("label").get("4", 0) == 0  # the shared table followed the undo
+    # The store's cache of current labels was brought up to date on the store's thread too
+    # (the views that redraw next read it), and the box's rows come without an id lookup.
+    assert refreshed and all(name.startswith("tailwise-store") for name in refreshed)
+    assert session.store.labels_of(picked[:200]) == {}
+    np.testing.assert_array_equal(other.selected_rows(), session.positions(picked))
+    assert other.selected_rows() is other.rows_of(other.selection)
 
 
 def test_the_model_panel_says_which_learner_auto_chose(session):
