@@ -352,7 +352,9 @@ class Session:
         return self.store.rename_class(old, new)
 
     def _check_ids(self, item_ids: Iterable[str]) -> list[str]:
-        ids = [str(i) for i in item_ids]
+        ids = list(map(str, item_ids))
+        if self.dataset._index.keys() >= set(ids):  # C loops: a bulk action holds 10^5 ids
+            return ids
         unknown = [i for i in ids if not self.dataset.has(i)]
         if unknown:
             raise ConfigError(f"unknown item id(s) {unknown[:5]} (not in data set {self.dataset.name!r})")

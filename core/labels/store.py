@@ -134,7 +134,7 @@ class LabelStore:
         if isinstance(item_ids, (str, bytes)):
             raise LabelStoreError("record_many takes a list of item ids, got one string; "
                                   "use record() for a single item")
-        return self.record_labels({i: label for i in item_ids}, annotator, origin=origin,
+        return self.record_labels(dict.fromkeys(item_ids, label), annotator, origin=origin,
                                   model_version=model_version, note=note, split=split)
 
     def record_labels(self, labels: Mapping[str, str | None], annotator: str, origin: str = "bulk",
@@ -633,10 +633,10 @@ def _insert_bulk(conn: sqlite3.Connection, action_id: int, pairs: list[tuple[str
     annotator, when, origin, model_version, note = common
     distinct = {lab for _, lab in pairs}
     if len(distinct) == 1:  # record_many, a retraction: one label for all
-        payload, item, label = json.dumps([i for i, _ in pairs], ensure_ascii=False), "j.value", "?"
+        payload, item, label = _json_array([i for i, _ in pairs]), "j.value", "?"
         label_param: tuple = (distinct.pop(),)
     else:
-        payload, item, label = json.dumps(pairs, ensure_ascii=False), "j.value ->> 0", "j.value ->> 1"
+        payload, item, label = _json_array(pairs), "j.value ->> 0", "j.value ->> 1"
         label_param = ()
     kept = (f"COALESCE((SELECT e.split FROM events AS e WHERE e.item_id = {item} "
             "ORDER BY e.event_id DESC LIMIT 1), 'train')")
@@ -653,6 +653,14 @@ def _insert_bulk(conn: sqlite3.Connection, action_id: int, pairs: list[tuple[str
         return list(range(first, last + 1))
     return [int(r[0]) for r in conn.execute(
         "SELECT event_id FROM events WHERE action_id = ? ORDER BY event_id", (action_id,))]
+
+
+def _json_array(values: list) -> str:
+    """``json.dumps(values)``, encoded READ_CHUNK values at a time: one call on 10^5 ids holds the
+    interpreter for its whole length (other threads, the pages' too, wait meanwhile)."""
+    parts = (json.dumps(values[k:k + READ_CHUNK], ensure_ascii=False)[1:-1]
+             for k in range(0, len(values), READ_CHUNK))
+    return "[" + ", ".join(parts) + "]"
 
 
 def _insert_action(conn: sqlite3.Connection, action_id: int, rows: list[tuple]) -> list[int]:
