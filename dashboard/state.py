@@ -683,8 +683,8 @@ class AppState(param.Parameterized):
             self.map_version = self.frame.version
 
     def _sync_frame_and_cache(self) -> None:
-        self.session.store.refresh()
-        self.session.sync_map_frame(self.frame)
+        self.session.sync_map_frame(self.frame)  # its read of the new events feeds the cache too
+        self.session.store.refresh()  # (if that stood elsewhere, the rest here)
 
     # ------------------------------------------------------------------ classes
     def _class_signature(self) -> tuple:

@@ -311,12 +311,12 @@ class LabelStore:
                     "SELECT e.item_id, e.label, e.event_id, e.split FROM events AS e "
                     "WHERE e.event_id > ? ORDER BY e.event_id", (self._cache_last_id,))
             while rows := cursor.fetchmany(READ_CHUNK):
-                self._apply_to_cache(rows)
+                self._apply_to_cache(*zip(*rows))
             self._cache_valid = True  # only once complete: a failed read is redone next time
 
-    def _apply_to_cache(self, rows: list[tuple]) -> None:
-        """``(item, label, event_id, split)`` rows in event order, applied to the cache."""
-        items, labels, event_ids, splits = zip(*rows)
+    def _apply_to_cache(self, items: Sequence[str], labels: Sequence[str | None],
+                        event_ids: Sequence[int], splits: Sequence[str]) -> None:
+        """Columns of events in event order, applied to the cache."""
         latest = dict(zip(items, labels))  # in event order: an item's latest event wins
         self._cache.update(latest)
         self._cache_test.difference_update(latest)
@@ -351,17 +351,29 @@ class LabelStore:
 
     def changes_since(self, event_id: int) -> tuple[int, dict[str, tuple[str | None, str]]]:
         """``(last event id, item id -> (current label or None, its annotator))`` for the items
-        with events after ``event_id``: what a view must redraw, without reading every event."""
+        with events after ``event_id``: what a view must redraw, without reading every event.
+
+        When the cache of current labels stands at the same event, the same read brings it up to
+        date too (after a bulk action both follow 10^5 events: one read instead of two)."""
+        event_id = int(event_id)
         # One range scan of the primary key in event order; later events overwrite earlier ones
         # in the dict (a GROUP BY per item sorted every event since: 3x slower at 3 x 10^5).
-        cursor = self.db.connection().execute(
-            "SELECT item_id, label, annotator, event_id FROM events WHERE event_id > ? "
-            "ORDER BY event_id", (int(event_id),))
-        last, out = int(event_id), {}
-        while rows := cursor.fetchmany(READ_CHUNK):  # C loops per chunk, see _refresh_cache
-            items, labels, annotators, event_ids = zip(*rows)
-            out.update(zip(items, zip(labels, annotators)))
-            last = int(event_ids[-1])
+        locked = self._cache_lock.acquire(blocking=False)
+        try:
+            feed = locked and self._cache_valid and self._cache_last_id == event_id
+            cursor = self.db.connection().execute(
+                "SELECT item_id, label, event_id, split, annotator FROM events WHERE event_id > ? "
+                "ORDER BY event_id", (event_id,))
+            last, out = event_id, {}
+            while rows := cursor.fetchmany(READ_CHUNK):  # C loops per chunk, see _refresh_cache
+                columns = tuple(zip(*rows))
+                out.update(zip(columns[0], zip(columns[1], columns[4])))
+                last = int(columns[2][-1])
+                if feed:
+                    self._apply_to_cache(*columns[:4])
+        finally:
+            if locked:
+                self._cache_lock.release()
         return last, out
 
     def action(self, action_id: int) -> list[LabelEvent]:

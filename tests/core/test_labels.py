@@ -661,3 +661,27 @@ def test_labels_of_a_few_items_is_exact_while_the_cache_is_behind_or_busy(store,
     assert store.current()["a"] == "dog" and "b3" not in store.current()  # the cache catches up
     assert store.labels_of(["a", "b3"]) == {"a": "dog"}
     other.close()
+
+
+def test_changes_since_brings_a_cache_at_the_same_event_up_to_date(store):
+    """One read of the new events serves both the map's changes and the cache of current labels
+    when both stood at the same event; otherwise the cache refreshes on its own, same answers."""
+    store.record_many(["a", "b"], "cat", "ann")
+    assert store.current() == {"a": "cat", "b": "cat"}
+    last = store.last_event_id()
+    store.record_many([f"i{k}" for k in range(30)] + ["a"], "dog", "bob", split="test")
+    store.retract("b", "bob")
+    new_last, changes = store.changes_since(last)
+    assert new_last == store.last_event_id() and changes["a"] == ("dog", "bob")
+    assert changes["b"] == (None, "bob") and len(changes) == 32
+    assert store._cache_last_id == new_last  # fed by the same read
+    assert store.current(split="test") == {**{f"i{k}": "dog" for k in range(30)}, "a": "dog"}
+    assert "b" not in store.current()
+    other = LabelStore(store.path)
+    other.record("c", "axolotl", "carol")
+    assert store.changes_since(0)[1]["c"] == ("axolotl", "carol")  # not at the cache's event
+    assert store.current()["c"] == "axolotl"
+    fresh = LabelStore(store.path)
+    assert fresh.current() == store.current() and fresh.splits() == store.splits()
+    fresh.close()
+    other.close()

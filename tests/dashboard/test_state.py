@@ -174,6 +174,8 @@ def test_retrain_refreshes_an_existing_queue(session):
     state.next_batch()
     assert run_async(state.retrain_async())
     assert len(state.queue_ids) == 3 and state.status.endswith("queue refreshed")
+    # asked of the new model while the page redrew with it
+    assert state.queue_model == state.model_version == session.state.model_version
 
 
 def test_a_restarted_server_shows_the_last_model_then_retrains_in_the_background(
