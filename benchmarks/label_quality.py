@@ -234,11 +234,13 @@ class _CachedModel:
     """What :func:`assess_round` asks of a model, rebuilt from a fit's saved arrays: the
     "embedding" is the learner's raw probabilities, so ``predict_proba_raw`` returns its input."""
 
-    def __init__(self, oof_raw: np.ndarray, codes: np.ndarray, seed: int) -> None:
-        from core.models.calibration import Calibrator, choose_calibrator
+    def __init__(self, oof_raw: np.ndarray, codes: np.ndarray, classes: tuple[str, ...],
+                 seed: int) -> None:
+        from core.models.auto import MIN_ROWS_FOR_TEMPERATURE, out_of_fold_calibration
+        from core.models.calibration import Calibrator
 
-        if len(codes) >= 10:
-            choice = choose_calibrator(oof_raw, codes, seed=seed)
+        if len(codes) >= MIN_ROWS_FOR_TEMPERATURE:
+            choice = out_of_fold_calibration(oof_raw, codes, classes, seed=seed)
             self.calibrator_, self.oof_calibrated_ = choice.calibrator, choice.held_out
         else:
             self.calibrator_, self.oof_calibrated_ = Calibrator(), oof_raw
@@ -259,7 +261,7 @@ def assess(arrays, prefix: str, seed: int) -> dict:
     rows, labels = g("rows"), g("labels").astype(str)
     oof_rows, oof_raw = g("oof_rows"), g("oof_raw")
     codes = np.array([index[v] for v in labels[oof_rows]], dtype=np.int64)
-    model = _CachedModel(oof_raw, codes, seed)
+    model = _CachedModel(oof_raw, codes, classes, seed)
     pool_raw, test_raw = g("pool_raw").astype(np.float64), g("test_raw").astype(np.float64)
     raw = np.concatenate([pool_raw, test_raw])
     proba = model.calibrator_.apply(raw)

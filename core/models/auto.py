@@ -2,11 +2,12 @@
 
 :class:`AutoModel` runs :func:`core.models.selection.select_learner`, fits the chosen learner on
 every label and serves its probabilities, calibrated by the calibrator (none, one temperature or
-class-wise vector scaling) that scores best on its out-of-fold predictions
-(:func:`core.models.calibration.choose_calibrator`). Out-of-fold predictions of the chosen learner
-are computed at every comparison (where they come for free) and otherwise once the labels grew by
-``oof_growth`` since the last ones (``earlier_oof``; suspect labels, calibration and prevalence
-estimates all rest on them), so most retrains fit the learner once. Pass the previous round's
+class-wise vector scaling) that scores best on its out-of-fold predictions, the labels read through
+the annotators' error rate confident learning estimates (:func:`out_of_fold_calibration`).
+Out-of-fold predictions of the chosen learner are computed at every comparison (where they come
+for free) and otherwise once the labels grew by ``oof_growth`` since the last ones
+(``earlier_oof``; suspect labels, calibration and prevalence estimates all rest on them), so most
+retrains fit the learner once. Pass the previous round's
 ``choice_`` as ``previous`` so the choice stays put unless a challenger is clearly better.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.models.base import TailwiseModel
-from core.models.calibration import Calibrator, choose_calibrator
+from core.models.calibration import CalibrationChoice, Calibrator, choose_calibrator
 from core.models.learners import LEARNERS
 from core.models.selection import (
     EarlierOOF,
@@ -32,6 +33,20 @@ from core.models.validation import check_features, check_labels
 from core.project import AutoConfig
 
 MIN_ROWS_FOR_TEMPERATURE = 10
+
+
+def out_of_fold_calibration(oof: np.ndarray, codes: np.ndarray, classes: tuple[str, ...], *,
+                            seed: int = 0) -> CalibrationChoice:
+    """The calibration ``model: auto`` serves, chosen on out-of-fold probabilities ``oof`` of
+    labels ``codes``: :func:`~core.models.calibration.choose_calibrator` with the labels read
+    through the annotators' error rate that confident learning estimates on the same predictions
+    (:func:`~core.quality.suspects.estimated_label_error`), so the probabilities aim at the true
+    class rather than at the annotators' slips."""
+    from core.quality.suspects import estimated_label_error
+
+    names = np.asarray(classes, dtype=object)[np.asarray(codes, dtype=np.int64)]
+    label_error = estimated_label_error(names, oof, classes)
+    return choose_calibrator(oof, codes, seed=seed, label_error=label_error)
 
 
 class AutoModel(TailwiseModel):
@@ -99,7 +114,7 @@ class AutoModel(TailwiseModel):
             if helps:
                 self.spreading_ = LabelSpreading(seed=self.seed).fit(X, codes, len(classes), Xu)
         if len(rows) >= MIN_ROWS_FOR_TEMPERATURE:
-            calibration = choose_calibrator(oof, codes[rows], seed=self.seed)
+            calibration = out_of_fold_calibration(oof, codes[rows], tuple(classes), seed=self.seed)
             self.calibrator_ = calibration.calibrator
             self.oof_calibrated_ = calibration.held_out
         else:  # too few labels to judge a calibration: keep the last round's temperature

@@ -11,7 +11,7 @@ import numpy as np
 
 from core.quality.prevalence import adjusted_prevalence, prevalence_report
 from core.quality.reliability import calibration_report
-from core.quality.suspects import find_suspects
+from core.quality.suspects import MAX_LABEL_ERROR, find_suspects
 
 CALIBRATION_SAMPLE = 20_000  # held-out ground-truth rows a calibration report looks at, at most
 MIN_TEST_ITEMS = 10
@@ -20,7 +20,6 @@ __all__ = ["RoundQuality", "assess_round", "calibration_method", "cv_calibration
 
 
 SUSPECTS_SHARE = "suspects"  # label_error: estimated by confident learning (the suspects' share)
-MAX_LABEL_ERROR = 0.3  # an estimate above this says more about the model than about the labels
 
 
 @dataclass

@@ -30,8 +30,10 @@ import numpy as np
 SUSPECT_COLUMNS = ("id", "label", "suggested", "score", "reason")
 CONFIRM_ORIGIN = "confirm"  # an expert's "this label is right": the item stops being suspect
 
-__all__ = ["CONFIRM_ORIGIN", "SUSPECT_COLUMNS", "find_suspects", "label_error_probability",
-           "suspect_reason"]
+MAX_LABEL_ERROR = 0.3  # an estimate above this says more about the model than about the labels
+
+__all__ = ["CONFIRM_ORIGIN", "MAX_LABEL_ERROR", "SUSPECT_COLUMNS", "estimated_label_error",
+           "find_suspects", "label_error_probability", "suspect_reason"]
 
 
 def find_suspects(ids: np.ndarray, labels: np.ndarray, proba: np.ndarray,
@@ -73,6 +75,17 @@ def find_suspects(ids: np.ndarray, labels: np.ndarray, proba: np.ndarray,
                     "p_suggested": float(p[i, best])})
     out.sort(key=lambda r: (-r["score"], r["id"]))
     return out
+
+
+def estimated_label_error(labels: np.ndarray, proba: np.ndarray,
+                          classes: tuple[str, ...] | list[str]) -> float:
+    """The annotators' error rate as confident learning sees it: the share of the labels with
+    out-of-fold probabilities ``proba`` that :func:`find_suspects` flags, at most
+    :data:`MAX_LABEL_ERROR` (0 for fewer than two labels)."""
+    if len(labels) < 2:
+        return 0.0
+    flagged = find_suspects(np.arange(len(labels)).astype(str), labels, proba, classes)
+    return min(len(flagged) / len(labels), MAX_LABEL_ERROR)
 
 
 def label_error_probability(codes: np.ndarray, proba: np.ndarray,

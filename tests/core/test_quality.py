@@ -272,6 +272,124 @@ def test_calibrator_round_trips_and_refuses_unknown_methods():
         Calibrator.from_dict({"method": "isotonic"})
 
 
+def test_observed_label_probability_under_label_noise_by_hand():
+    from core.models.calibration import balanced_log_loss, observed_label_proba
+
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    codes = np.array([0, 1])
+    # right with 0.9, or one of the two other classes flipped to it with 0.1 / 2
+    expected = [0.9 * 0.7 + 0.05 * 0.3, 0.9 * 0.1 + 0.05 * 0.9]
+    np.testing.assert_allclose(observed_label_proba(proba, codes, 0.1), expected)
+    np.testing.assert_allclose(observed_label_proba(proba, codes, 0.0), [0.7, 0.1])
+    assert balanced_log_loss(proba, codes, 0.1) == pytest.approx(-np.mean(np.log(expected)))
+
+
+def _honest_with_flipped_labels(n: int, k: int, flip: float, seed: int):
+    """Calibrated probabilities, true classes drawn from them, and labels flipped at ``flip``
+    to a uniformly drawn other class."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2.0, (n, k))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    true = np.array([rng.choice(k, p=row) for row in proba])
+    labels = true.copy()
+    flipped = rng.random(n) < flip
+    labels[flipped] = (true[flipped] + rng.integers(1, k, flipped.sum())) % k
+    return proba, true, labels
+
+
+def test_calibration_read_through_the_label_error_keeps_honest_probabilities():
+    """Fitted to flipped labels as if they were right, a temperature flattens calibrated
+    probabilities; told the error rate, it leaves them (about) as they are, as on true labels."""
+    from core.models.calibration import fit_calibrator, fit_temperature, log_proba
+
+    proba, true, labels = _honest_with_flipped_labels(3000, 4, 0.2, seed=3)
+    z = log_proba(proba)
+    on_true = fit_temperature(z, true)
+    naive = fit_temperature(z, labels)
+    aware = fit_temperature(z, labels, label_error=0.2)
+    assert 0.9 < on_true < 1.1
+    assert naive > 1.3  # the slips read as over-confidence
+    assert abs(aware - 1.0) < 0.12
+    vector = fit_calibrator("vector", proba, labels, label_error=0.2)
+    naive_vector = fit_calibrator("vector", proba, labels)
+    assert np.all(np.abs(np.asarray(vector.scale) - 1.0) < 0.15)
+    assert np.all(np.asarray(naive_vector.scale) < 0.85)
+    # the aware fits score better on the true classes (a proper scoring rule)
+    from core.models.calibration import balanced_log_loss
+
+    assert balanced_log_loss(vector.apply(proba), true) < balanced_log_loss(
+        naive_vector.apply(proba), true)
+
+
+def test_vector_scaling_under_label_error_stops_at_a_minimum_of_its_loss():
+    """No step along any scale or bias lowers the noise-aware objective the fit reports
+    (a wrong gradient would leave L-BFGS short of the minimum)."""
+    from core.models.base import softmax
+    from core.models.calibration import (
+        VECTOR_L2,
+        balanced_log_loss,
+        fit_vector_scaling,
+        log_proba,
+    )
+
+    proba, _, labels = _honest_with_flipped_labels(400, 3, 0.2, seed=6)
+    proba = proba ** 2 / (proba ** 2).sum(axis=1, keepdims=True)  # over-confident
+    scale, bias = fit_vector_scaling(proba, labels, label_error=0.2)
+    z = log_proba(proba)
+
+    def objective(w: np.ndarray, b: np.ndarray) -> float:
+        return (balanced_log_loss(softmax(z * w + b), labels, 0.2)
+                + VECTOR_L2 * (np.sum((w - 1.0) ** 2) + np.sum(b ** 2)))
+
+    best = objective(scale, bias)
+    for j in range(len(scale)):
+        for step in (-0.02, 0.02):
+            w, b = scale.copy(), bias.copy()
+            w[j] += step
+            assert objective(w, b) >= best - 1e-6
+            w, b = scale.copy(), bias.copy()
+            b[j] += step
+            assert objective(w, b) >= best - 1e-6
+
+
+def test_choose_calibrator_records_the_label_error_and_refuses_a_bad_one():
+    from core.models.calibration import Calibrator, choose_calibrator
+
+    proba, _, labels = _honest_with_flipped_labels(300, 3, 0.1, seed=4)
+    choice = choose_calibrator(proba, labels, seed=0, label_error=0.1)
+    assert choice.calibrator.label_error == 0.1
+    assert Calibrator.from_dict(choice.calibrator.to_dict()).label_error == 0.1
+    for bad in (-0.1, 0.5, 1.0):
+        with pytest.raises(ValueError, match="label_error must be a share"):
+            choose_calibrator(proba, labels, seed=0, label_error=bad)
+
+
+def test_auto_model_calibrates_through_the_label_error_confident_learning_estimates():
+    """A real ``model: auto`` fit on labels with 15 % flipped: the served calibrator read the
+    labels through the error rate the suspects give on its own out-of-fold predictions."""
+    from core.models import build_model
+    from core.project import AutoConfig
+    from core.quality.suspects import estimated_label_error
+
+    rng = np.random.default_rng(5)
+    k, n = 4, 400
+    centres = rng.normal(0, 3, (k, 8))
+    true = rng.integers(0, k, n)
+    x = centres[true] + rng.normal(0, 1, (n, 8))
+    given = true.copy()
+    flipped = rng.random(n) < 0.15
+    given[flipped] = (true[flipped] + rng.integers(1, k, flipped.sum())) % k
+    names = np.array([f"c{c}" for c in range(k)])
+    config = AutoConfig(candidates=["logistic"])
+    model = build_model(config, seed=0).fit(x, names[given])
+    rate = estimated_label_error(names[given][model.oof_rows_], model.oof_proba_,
+                                 tuple(model.classes_))
+    assert 0.08 < rate <= 0.3
+    assert model.calibrator_.label_error == pytest.approx(rate)
+    clean = build_model(config, seed=0).fit(x, names[true])
+    assert clean.calibrator_.label_error < rate
+
+
 # ----------------------------------------------------------------------------- prevalence
 def test_correction_by_the_labelled_prior_by_hand():
     q = np.array([[0.5, 0.5]])  # balanced posterior: as likely as not
