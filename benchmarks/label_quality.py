@@ -19,7 +19,9 @@ A previous prevalence estimate on the same runs: ``--cached-only --docs '' --pre
 COMMIT --out OTHER`` (``OTHER/runs`` a link to the runs) writes ``OTHER/prevalence_rows.json``,
 which ``--previous`` then reports beside the current estimate. ``--schema found`` and
 ``--label-error none`` tell the prevalence only the classes labelled so far and take the labels as
-right (what it did before declared classes and the label-error correction). A change of the
+right (what it did before declared classes and the label-error correction); ``--calibration-labels
+right`` calibrates with the labels taken as right (before the calibration read them through the
+estimated label error). A change of the
 suspect ranking refits each cached run's review (``--cached-only`` too); ``--previous-suspects``
 (the ``results.json`` written before the change, on the same runs) puts the previous ranking's
 figures beside the targets.
@@ -69,6 +71,9 @@ FITS = ("clean", "noisy")  # + "reviewed" at the last checkpoint
 # what the prevalence is told (main's --schema / --label-error): the pool's classes as the
 # declared schema, and the annotators' error rate (None: labels taken as right)
 PREVALENCE = {"schema": True, "label_error": "suspects"}
+# the calibration reads the labels through the estimated label error (the product's); False: as
+# before that change, labels taken as right (--calibration-labels right)
+CALIBRATION = {"label_error": True}
 
 
 # ---------------------------------------------------------------------------- data
@@ -237,10 +242,12 @@ class _CachedModel:
     def __init__(self, oof_raw: np.ndarray, codes: np.ndarray, classes: tuple[str, ...],
                  seed: int) -> None:
         from core.models.auto import MIN_ROWS_FOR_TEMPERATURE, out_of_fold_calibration
-        from core.models.calibration import Calibrator
+        from core.models.calibration import Calibrator, choose_calibrator
 
         if len(codes) >= MIN_ROWS_FOR_TEMPERATURE:
-            choice = out_of_fold_calibration(oof_raw, codes, classes, seed=seed)
+            choice = (out_of_fold_calibration(oof_raw, codes, classes, seed=seed)
+                      if CALIBRATION["label_error"]
+                      else choose_calibrator(oof_raw, codes, seed=seed))
             self.calibrator_, self.oof_calibrated_ = choice.calibrator, choice.held_out
         else:
             self.calibrator_, self.oof_calibrated_ = Calibrator(), oof_raw
@@ -253,6 +260,13 @@ class _CachedModel:
 def assess(arrays, prefix: str, seed: int) -> dict:
     """The product's trust report of one saved fit, plus what the benchmark scores it against."""
     from core.metrics import evaluate
+    from core.models.calibration import (
+        Calibrator,
+        balanced_log_loss,
+        choose_calibrator,
+        fit_calibrator,
+    )
+    from core.quality.reliability import class_reliability
     from core.quality.round import assess_round
 
     g = lambda key: arrays[prefix + key]  # noqa: E731
@@ -279,17 +293,33 @@ def assess(arrays, prefix: str, seed: int) -> dict:
                            test=(np.arange(n_pool, len(raw)), y_test), unlabelled=unlabelled,
                            seed=seed, declared=declared, label_error=label_error)
     seconds = time.perf_counter() - t0
-    floors = {}
+    floors, family_best, taken_right = {}, {}, {}
     test_codes = np.array([index.get(v, -1) for v in y_test], dtype=np.int64)
     known = test_codes >= 0
+    held = (test_raw[known], test_codes[known])
+    # the calibration before this change (labels taken as right), and the best the calibration
+    # family could do: each method fitted on the very test items it is scored on
+    previous = (choose_calibrator(oof_raw, codes, seed=seed).calibrator if len(codes) >= 10
+                else Calibrator())
+    in_sample = ([fit_calibrator(m, *held) for m in ("temperature", "vector")]
+                 if len(np.unique(held[1])) >= 2 else [])
     for name in tail_classes(y_pool):
         if name in index and np.any(test_codes == index[name]):
-            floors[name] = ece_floor(proba[n_pool:][known], test_codes[known], index[name],
-                                     np.random.default_rng([seed, index[name]]))
+            j = index[name]
+            floors[name] = ece_floor(proba[n_pool:][known], test_codes[known], j,
+                                     np.random.default_rng([seed, j]))
+            family_best[name] = min([class_reliability(c.apply(held[0]), held[1], j)["ece"]
+                                     for c in in_sample], default=np.nan)
+            taken_right[name] = class_reliability(previous.apply(held[0]), held[1], j)["ece"]
+    log_loss = {"before": balanced_log_loss(held[0], held[1]),
+                "previous": balanced_log_loss(previous.apply(held[0]), held[1]),
+                "after": balanced_log_loss(proba[n_pool:][known], held[1])}
     predicted = np.asarray(classes, dtype=object)[proba[n_pool:].argmax(axis=1)]
     ba = evaluate(y_test, predicted, sorted(set(y_test.tolist())))["balanced_accuracy"]
     truth = {c: int(np.sum(y_pool[unlabelled] == c)) for c in sorted(set(y_pool.tolist()))}
     return {"quality": quality, "ba": float(ba), "truth_pool": truth, "ece_floor": floors,
+            "ece_family_best": family_best, "ece_taken_right": taken_right,
+            "log_loss": log_loss, "label_error": model.calibrator_.label_error,
             "classes": classes,
             "method":
             model.calibrator_.method, "seconds": seconds, "learner": str(g("learner"))}
@@ -370,6 +400,8 @@ def calibration_rows(scored: dict, fit: str) -> list[dict]:
                     out.append({"pool": pool, "seed": seed, "mode": mode, "labels": c,
                                 "class": name, "before": v["ece_before"], "after": v["ece_after"],
                                 "floor": cp[fit]["ece_floor"].get(name, np.nan),
+                                "family_best": cp[fit]["ece_family_best"].get(name, np.nan),
+                                "taken_right": cp[fit]["ece_taken_right"].get(name, np.nan),
                                 "n": v["n"], "method": cp[fit]["method"]})
     return out
 
@@ -582,7 +614,14 @@ def report(scored: dict, costs: dict, args) -> str:
               "mean "
               "ECE that perfectly calibrated probabilities (the calibrated ones, outcomes drawn "
               "from them) would show on the same test items — below it no calibration can be "
-              "measured.", ""]
+              "measured. The labels are read through the annotators' error rate confident "
+              "learning estimates (*label error*: its mean); *taken as right* is the same choice "
+              "with the labels taken as right (the calibration before that change). *Family "
+              "best* is the lower ECE of one temperature and of vector scaling fitted on the test "
+              "items themselves, the very ones it is scored on: what this family of calibrators "
+              "could reach with unlimited, right labels, and an optimistic one (fitted in "
+              "sample). *Log loss*: class-balanced, of all test items, before → taken as right → "
+              "after (a proper scoring rule: lower is better).", ""]
     cal_table = []
     for fit, c, r in by_checkpoint(scored, calibration_rows):
         before = np.array([v["before"] for v in r])
@@ -591,15 +630,28 @@ def report(scored: dict, costs: dict, args) -> str:
         methods = {m: sum(v["method"] == m for v in r) / len(r) for m in
                    sorted({v["method"] for v in r})}
         floor = np.nanmean([v["floor"] for v in r])
-        cal_table.append([fit, c, len(r), f"{before.mean():.3f}", f"{after.mean():.3f}",
-                          f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})", f"{floor:.3f}",
+        right = np.array([v["taken_right"] for v in r])
+        best = np.array([v["family_best"] for v in r])
+        fits = [s["checkpoints"][c][fit] for s in scored.values()]
+        ll = {k: np.mean([f["log_loss"][k] for f in fits]) for k in ("before", "previous", "after")}
+        cal_table.append([fit, c, len(r), f"{before.mean():.3f}", f"{right.mean():.3f}",
+                          f"{after.mean():.3f}",
+                          f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})",
+                          f"{np.nanmean(best):.3f} ({np.nanmean(best) / before.mean():.2f})",
+                          f"{floor:.3f} ({floor / before.mean():.2f})",
+                          f"{np.mean([f['label_error'] for f in fits]):.3f}",
+                          f"{ll['before']:.3f} → {ll['previous']:.3f} → {ll['after']:.3f}",
                           ", ".join(f"{m} {100 * s:.0f} %" for m, s in methods.items())])
         if fit == "noisy":
             targets.append(f"- rare-class ECE after / before, noisy labels, {c} labels: "
-                           f"{ratio[0]:.2f} (target ≤ 0.5: {mark(ratio[0] <= 0.5)}).")
-    lines.append(markdown_table(["labels given", "labels", "cases", "ECE before", "ECE after",
-                                 "after / before", "ECE floor", "calibration chosen"],
-                                cal_table))
+                           f"{right.mean() / before.mean():.2f} → {ratio[0]:.2f} (target ≤ 0.5: "
+                           f"{mark(ratio[0] <= 0.5)}; family best fitted on the test items "
+                           f"themselves {np.nanmean(best) / before.mean():.2f}); before → after: "
+                           "labels taken as right → read through the estimated label error.")
+    lines.append(markdown_table(["labels given", "labels", "cases", "ECE before",
+                                 "ECE after, taken as right", "ECE after", "after / before",
+                                 "family best (/ before)", "ECE floor (/ before)", "label error",
+                                 "log loss", "calibration chosen"], cal_table))
     per_pool = []
     for fit, c, r in by_checkpoint(scored, calibration_rows):
         for pool in args.pool_list:
@@ -607,12 +659,14 @@ def report(scored: dict, costs: dict, args) -> str:
             if g:
                 before = np.mean([v["before"] for v in g])
                 after = np.mean([v["after"] for v in g])
-                per_pool.append([pool, fit, c, len(g), f"{before:.3f}", f"{after:.3f}",
-                                 f"{after / max(before, 1e-12):.2f}",
+                per_pool.append([pool, fit, c, len(g), f"{before:.3f}",
+                                 f"{np.mean([v['taken_right'] for v in g]):.3f}",
+                                 f"{after:.3f}", f"{after / max(before, 1e-12):.2f}",
+                                 f"{np.nanmean([v['family_best'] for v in g]):.3f}",
                                  f"{np.nanmean([v['floor'] for v in g]):.3f}"])
     lines += ["", "Per pool:", "", markdown_table(
-        ["pool", "labels given", "labels", "cases", "ECE before", "ECE after", "after / before",
-         "ECE floor"], per_pool)]
+        ["pool", "labels given", "labels", "cases", "ECE before", "ECE after, taken as right",
+         "ECE after", "after / before", "family best", "ECE floor"], per_pool)]
 
     lines += ["", "### Prevalence of every class in the unlabelled pool", "",
               "The product's estimate (`core.quality.prevalence.adjusted_prevalence`): the "
@@ -738,8 +792,13 @@ def main(argv: list[str] | None = None) -> int:
                          "product's: confident learning's share of flagged labels), none, known "
                          "(the oracle's "
                          f"{NOISE:g} on noisy fits) or a number")
+    ap.add_argument("--calibration-labels", choices=("noisy", "right"), default="noisy",
+                    help="noisy: the calibration reads the labels through the label error "
+                         "confident learning estimates (the product's); right: takes them as "
+                         "right (before that change; its prevalence rows then serve as --previous)")
     args = ap.parse_args(argv)
     limit_threads(1)
+    CALIBRATION["label_error"] = args.calibration_labels == "noisy"
     PREVALENCE["schema"] = args.schema == "declared"
     args.schema_note = (
         "the project's declared schema (a project lists its classes; a class no label has shown "

@@ -66,6 +66,9 @@ def assess_round(*, kind: str, model: Any, classes: tuple[str, ...], ids: np.nda
     method = calibration_method(model, kind)
     out.calibration = _calibration(model, method, classes, embedding, proba, rows, y, oof,
                                    ground_truth, test, raw_of, seed)
+    calibrator = getattr(model, "calibrator_", None)
+    if out.calibration is not None and calibrator is not None:
+        out.calibration["label_error"] = float(calibrator.label_error)  # what the fit assumed
     index = {c: j for j, c in enumerate(classes)}
     counts = np.bincount([index[v] for v in y.astype(str) if v in index], minlength=len(classes))
     prior = counts / max(counts.sum(), 1)

@@ -388,6 +388,17 @@ def test_auto_model_calibrates_through_the_label_error_confident_learning_estima
     assert model.calibrator_.label_error == pytest.approx(rate)
     clean = build_model(config, seed=0).fit(x, names[true])
     assert clean.calibrator_.label_error < rate
+    from core.quality.round import assess_round
+
+    labelled = np.arange(300)  # the last 100 items stay unlabelled
+    model = build_model(config, seed=0).fit(x[labelled], names[given][labelled])
+    quality = assess_round(kind="auto", model=model, classes=tuple(model.classes_),
+                           ids=np.arange(n).astype(str), embedding=x, proba=model.predict_proba(x),
+                           rows=labelled, y=names[given][labelled],
+                           oof=(model.oof_rows_, model.oof_proba_), ground_truth=None, test=None,
+                           unlabelled=np.arange(300, n), seed=0)
+    assert quality.calibration["label_error"] == pytest.approx(model.calibrator_.label_error)
+    assert quality.calibration["label_error"] > 0.05
 
 
 # ----------------------------------------------------------------------------- prevalence
