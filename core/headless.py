@@ -457,8 +457,10 @@ def _trust_lines(metrics: dict) -> list[str]:
     calibration = metrics.get("calibration") or {}
     if calibration:
         cal = metrics.get("calibration_details") or {}
-        lines += ["", f"Calibration ({_cell(cal.get('method', ''))}; expected calibration error "
-                  f"on {_cell(cal.get('source', ''))}, class-balanced):", "",
+        error = float(cal.get("label_error") or 0.0)
+        read = f", labels read as wrong {100 * error:.0f} % of the time" if error > 0 else ""
+        lines += ["", f"Calibration ({_cell(cal.get('method', ''))}{read}; expected calibration "
+                  f"error on {_cell(cal.get('source', ''))}, class-balanced):", "",
                   "| class | ECE before | ECE after |", "| --- | ---: | ---: |"]
         for name, v in calibration.items():
             lines.append(f"| {_cell(name)} | {v['ece_before']:.3f} | {v['ece_after']:.3f} |")

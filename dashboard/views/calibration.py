@@ -103,10 +103,13 @@ def calibration_text(state: AppState) -> str:
                 "enough held-out labels to judge the calibration yet (label more items of at least "
                 "two classes, or build a test split).</div>")
     source = SOURCES.get(report["source"], report["source"])
+    error = float(report.get("label_error") or 0.0)
+    read = (f" (fitted with the labels read as wrong {100 * error:.0f} % of the time, the share "
+            "flagged as suspect)" if error > 0 else "")
     return (f"<div class='tw-calibration-summary' data-source='{escape(report['source'])}'>"
-            f"Model v{model.model_version}: calibration <b>{escape(report['method'])}</b>, judged "
-            f"on {report['n']:,} items of {escape(source)}. ECE is class-balanced (each class weighs "
-            "the same); lower is better, 0 is perfect.</div>")
+            f"Model v{model.model_version}: calibration <b>{escape(report['method'])}</b>{read}, "
+            f"judged on {report['n']:,} items of {escape(source)}. ECE is class-balanced (each "
+            "class weighs the same); lower is better, 0 is perfect.</div>")
 
 
 class CalibrationView(pn.viewable.Viewer):

@@ -238,6 +238,12 @@ def test_calibration_view_draws_reliability_ece_prevalence_and_stopping(reviewed
         assert row["in words"].startswith(f"≈ {values['estimate']:,.0f} more '{cls}' in the pool, "
                                           f"90 % interval {values['low']:,.0f}–")
     assert "data-source" in view.text.object and model.calibration["method"] in view.text.object
+    from dashboard.views.calibration import calibration_text
+
+    assert "read as wrong" not in view.text.object  # a logistic model: no label-error calibration
+    model.calibration["label_error"] = 0.0625  # what model: auto's calibration records
+    assert "labels read as wrong 6 % of the time" in calibration_text(state)
+    del model.calibration["label_error"]
     stopping = view.stopping.object
     assert f"data-advice='{model.stopping['advice']}'" in stopping
     assert "first model" in stopping  # one round so far: no change between rounds yet
