@@ -265,6 +265,8 @@ def assess(arrays, prefix: str, seed: int) -> dict:
         balanced_log_loss,
         choose_calibrator,
         fit_calibrator,
+        fit_temperature,
+        log_proba,
     )
     from core.quality.reliability import class_reliability
     from core.quality.round import assess_round
@@ -311,6 +313,13 @@ def assess(arrays, prefix: str, seed: int) -> dict:
             family_best[name] = min([class_reliability(c.apply(held[0]), held[1], j)["ece"]
                                      for c in in_sample], default=np.nan)
             taken_right[name] = class_reliability(previous.apply(held[0]), held[1], j)["ece"]
+    # one temperature fitted out of fold (labels taken as right / read through the label error)
+    # against the one the test split asks for: how far the out-of-fold labels mislead the fit
+    temperatures = ({"right": fit_temperature(log_proba(oof_raw), codes),
+                     "aware": fit_temperature(log_proba(oof_raw), codes,
+                                              model.calibrator_.label_error),
+                     "test": fit_temperature(log_proba(held[0]), held[1])}
+                    if len(codes) >= 10 and len(np.unique(held[1])) >= 2 else None)
     log_loss = {"before": balanced_log_loss(held[0], held[1]),
                 "previous": balanced_log_loss(previous.apply(held[0]), held[1]),
                 "after": balanced_log_loss(proba[n_pool:][known], held[1])}
@@ -320,6 +329,7 @@ def assess(arrays, prefix: str, seed: int) -> dict:
     return {"quality": quality, "ba": float(ba), "truth_pool": truth, "ece_floor": floors,
             "ece_family_best": family_best, "ece_taken_right": taken_right,
             "log_loss": log_loss, "label_error": model.calibrator_.label_error,
+            "temperatures": temperatures,
             "classes": classes,
             "method":
             model.calibrator_.method, "seconds": seconds, "learner": str(g("learner"))}
@@ -621,7 +631,9 @@ def report(scored: dict, costs: dict, args) -> str:
               "items themselves, the very ones it is scored on: what this family of calibrators "
               "could reach with unlimited, right labels, and an optimistic one (fitted in "
               "sample). *Log loss*: class-balanced, of all test items, before → taken as right → "
-              "after (a proper scoring rule: lower is better).", ""]
+              "after (a proper scoring rule: lower is better). *T off by*: median factor between "
+              "one temperature fitted on the out-of-fold labels and the one the test split asks "
+              "for, labels taken as right → read through the label error.", ""]
     cal_table = []
     for fit, c, r in by_checkpoint(scored, calibration_rows):
         before = np.array([v["before"] for v in r])
@@ -634,6 +646,9 @@ def report(scored: dict, costs: dict, args) -> str:
         best = np.array([v["family_best"] for v in r])
         fits = [s["checkpoints"][c][fit] for s in scored.values()]
         ll = {k: np.mean([f["log_loss"][k] for f in fits]) for k in ("before", "previous", "after")}
+        temps = [f["temperatures"] for f in fits if f["temperatures"]]
+        off = {k: np.median([abs(np.log(t[k] / t["test"])) for t in temps])
+               for k in ("right", "aware")}
         cal_table.append([fit, c, len(r), f"{before.mean():.3f}", f"{right.mean():.3f}",
                           f"{after.mean():.3f}",
                           f"{ratio[0]:.2f} ({ratio[1]:.2f}–{ratio[2]:.2f})",
@@ -641,6 +656,7 @@ def report(scored: dict, costs: dict, args) -> str:
                           f"{floor:.3f} ({floor / before.mean():.2f})",
                           f"{np.mean([f['label_error'] for f in fits]):.3f}",
                           f"{ll['before']:.3f} → {ll['previous']:.3f} → {ll['after']:.3f}",
+                          f"{np.exp(off['right']):.2f} → {np.exp(off['aware']):.2f}",
                           ", ".join(f"{m} {100 * s:.0f} %" for m, s in methods.items())])
         if fit == "noisy":
             targets.append(f"- rare-class ECE after / before, noisy labels, {c} labels: "
@@ -651,7 +667,7 @@ def report(scored: dict, costs: dict, args) -> str:
     lines.append(markdown_table(["labels given", "labels", "cases", "ECE before",
                                  "ECE after, taken as right", "ECE after", "after / before",
                                  "family best (/ before)", "ECE floor (/ before)", "label error",
-                                 "log loss", "calibration chosen"], cal_table))
+                                 "log loss", "T off by", "calibration chosen"], cal_table))
     per_pool = []
     for fit, c, r in by_checkpoint(scored, calibration_rows):
         for pool in args.pool_list:
