@@ -104,8 +104,8 @@ def calibration_text(state: AppState) -> str:
                 "two classes, or build a test split).</div>")
     source = SOURCES.get(report["source"], report["source"])
     error = float(report.get("label_error") or 0.0)
-    read = (f" (fitted with the labels read as wrong {100 * error:.0f} % of the time, the share "
-            "flagged as suspect)" if error > 0 else "")
+    read = (f" (fitted with the labels read as wrong {100 * error:.0f} % of the time, as the "
+            "suspect labels suggest)" if error > 0 else "")
     return (f"<div class='tw-calibration-summary' data-source='{escape(report['source'])}'>"
             f"Model v{model.model_version}: calibration <b>{escape(report['method'])}</b>{read}, "
             f"judged on {report['n']:,} items of {escape(source)}. ECE is class-balanced (each "

@@ -366,8 +366,10 @@ def test_choose_calibrator_records_the_label_error_and_refuses_a_bad_one():
 
 def test_auto_model_calibrates_through_the_label_error_confident_learning_estimates():
     """A real ``model: auto`` fit on labels with 15 % flipped: the served calibrator read the
-    labels through the error rate the suspects give on its own out-of-fold predictions."""
+    labels through (a share of) the error rate the suspects give on its own out-of-fold
+    predictions."""
     from core.models import build_model
+    from core.models.auto import CALIBRATION_ERROR_SHARE
     from core.project import AutoConfig
     from core.quality.suspects import estimated_label_error
 
@@ -385,9 +387,9 @@ def test_auto_model_calibrates_through_the_label_error_confident_learning_estima
     rate = estimated_label_error(names[given][model.oof_rows_], model.oof_proba_,
                                  tuple(model.classes_))
     assert 0.08 < rate <= 0.3
-    assert model.calibrator_.label_error == pytest.approx(rate)
+    assert model.calibrator_.label_error == pytest.approx(CALIBRATION_ERROR_SHARE * rate)
     clean = build_model(config, seed=0).fit(x, names[true])
-    assert clean.calibrator_.label_error < rate
+    assert clean.calibrator_.label_error < model.calibrator_.label_error
     from core.quality.round import assess_round
 
     labelled = np.arange(300)  # the last 100 items stay unlabelled
