@@ -186,7 +186,7 @@ class InspectorView(pn.viewable.Viewer):
             parts.append(self._thumbnails(rows, labels))
         if len(rows) == 1:
             row, item = int(rows[0]), selection[0]
-            split = self.state.session.store.splits().get(item)
+            split = self.state.session.store.splits_of([item]).get(item)
             where = " <span class='tw-split-tag'>test split</span>" if split == "test" else ""
             # A second opinion is asked blind: another annotator's label would sway the answer.
             blind = self.state.is_second_opinion(item)

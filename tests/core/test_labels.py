@@ -681,7 +681,23 @@ def test_changes_since_brings_a_cache_at_the_same_event_up_to_date(store):
     other.record("c", "axolotl", "carol")
     assert store.changes_since(0)[1]["c"] == ("axolotl", "carol")  # not at the cache's event
     assert store.current()["c"] == "axolotl"
+    at = store.last_event_id()
+    other.record("d", "cat", "carol")
+    with store._cache_lock:  # held by another thread: not fed, and not waited for
+        assert store.changes_since(at) == (at + 1, {"d": ("cat", "carol")})
+        assert store._cache_last_id == at
+    assert store.current()["d"] == "cat"
     fresh = LabelStore(store.path)
     assert fresh.current() == store.current() and fresh.splits() == store.splits()
     fresh.close()
     other.close()
+
+
+def test_splits_of_a_few_items_matches_splits_also_while_the_cache_is_busy(store):
+    store.record_many(["a", "b"], "cat", "ann", split="test")
+    store.record("c", "dog", "ann")
+    store.retract("b", "ann")
+    assert store.splits_of(["a", "b", "c", "zz"]) == {"a": "test", "c": "train"}
+    with store._cache_lock:  # another thread refreshing: read from the file, same answer
+        assert store.splits_of(["a", "b", "c"]) == {"a": "test", "c": "train"}
+    assert store.splits_of(["a", "c"]) == {i: s for i, s in store.splits().items() if i in "ac"}

@@ -207,6 +207,20 @@ def test_the_inspector_counts_the_labels_of_a_large_selection(session):
     assert html.count("× ") == 3 and "<i>x" not in html
 
 
+def test_the_inspector_tags_one_item_of_the_test_split(session):
+    """One selected item's split is read for that item alone (not every label's split)."""
+    from dashboard.views.inspector import InspectorView
+
+    state = AppState(session, annotator="ann")
+    ids = session.dataset.ids[:3].tolist()
+    state.select(ids[:2])
+    state.label_selection("1", split="test")
+    state.select([ids[2]])
+    state.label_selection("1")
+    assert "tw-split-tag" in InspectorView(state).render([ids[0]])
+    assert "tw-split-tag" not in InspectorView(state).render([ids[2]])
+
+
 def test_thumbnail_is_upscaled_with_nearest_neighbour():
     from PIL import Image
 
