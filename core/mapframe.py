@@ -201,10 +201,12 @@ class MapFrame:
                 self.version += 1
 
     # ------------------------------------------------------------------ reading
-    def counts(self, name: str) -> dict[str, int]:
-        """Items per category of a categorical column (unlabelled under ``UNLABELLED``)."""
+    def counts(self, name: str, rows: np.ndarray | None = None) -> dict[str, int]:
+        """Items per category of a categorical column (unlabelled under ``UNLABELLED``), among
+        ``rows`` when given (one ``bincount`` of their codes: a box of 10^5 items costs ms)."""
         column = self.columns[name]
-        counts = np.bincount(column.codes.astype(np.int64), minlength=len(column.categories))
+        codes = column.codes if rows is None else column.codes[np.asarray(rows, dtype=np.int64)]
+        counts = np.bincount(codes.astype(np.int64), minlength=len(column.categories))
         return {c: int(k) for c, k in zip(column.categories, counts) if k}
 
     def values(self, name: str, rows: np.ndarray) -> np.ndarray:

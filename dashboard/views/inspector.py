@@ -14,11 +14,11 @@ import io
 import time
 
 import numpy as np
-import pandas as pd
 import panel as pn
 import param
 
 from core.layout import InspectorOptions
+from core.mapframe import UNLABELLED
 from dashboard.state import AppState, escape
 from dashboard.style import html_pane
 
@@ -178,9 +178,8 @@ class InspectorView(pn.viewable.Viewer):
             # Many items (a box may hold 10^5): their labels from the shared map table, kept up
             # to date with the store, in one vectorised read (per-item store reads held the page
             # that every tab shares for seconds after a bulk label).
-            names = self.state.frame.values("label", rows)
             shown = rows[: self.options.max_thumbnails]
-            labels = {int(r): (v or None) for r, v in zip(shown, names[: len(shown)])}
+            labels = {int(r): (v or None) for r, v in zip(shown, self.state.frame.values("label", shown))}
         parts = [f"<div class='tw-inspector'><h4>{len(rows)} selected</h4>"]
         if self.state.dataset.is_image:
             parts.append(self._thumbnails(rows, labels))
@@ -208,10 +207,8 @@ class InspectorView(pn.viewable.Viewer):
             if not blind:
                 parts.append("<b>history</b>" + self._history(item))
         else:
-            counts: dict[str, int] = {}
-            for value, count in pd.Series(names, copy=False).value_counts(sort=False).items():
-                key = str(value) or "–"
-                counts[key] = counts.get(key, 0) + int(count)
+            counts = {"–" if value == UNLABELLED else value: count
+                      for value, count in self.state.frame.counts("label", rows).items()}
             parts.append("<p>labels: " + ", ".join(f"{escape(v)} × {counts[v]}" for v in sorted(counts))
                          + "</p>")
         parts.append("</div>")
