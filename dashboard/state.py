@@ -892,8 +892,9 @@ class AppState(param.Parameterized):
         self.queue_ids = [str(i) for i in result.ids]
         self._skipped.clear()
         self._answered.clear()
-        self.error = ""
-        self.status = f"queued {len(self.queue_ids)} items ({self.strategy})"
+        if select_first:  # the expert asked; a batch the page asked for by itself is a notice
+            self.error = ""
+            self.status = f"queued {len(self.queue_ids)} items ({self.strategy})"
         if select_first or not self.selection:
             self.selection = self.queue_ids[:1]
 
