@@ -684,7 +684,7 @@ class AppState(param.Parameterized):
 
     def _sync_frame_and_cache(self) -> None:
         self.session.sync_map_frame(self.frame)  # its read of the new events feeds the cache too
-        self.session.store.refresh()  # (if that stood elsewhere, the rest here)
+        self.session.store.refresh()  # what that read did not feed the cache (it stood elsewhere)
 
     # ------------------------------------------------------------------ classes
     def _class_signature(self) -> tuple:
