@@ -28,7 +28,7 @@ from core.layout import Layout, Tabs, load_layout
 from core.project import ProjectConfig, load_project
 from core.serve import default_project
 from dashboard.client import ConnectionWatch, ControlGuard, TableResync
-from dashboard.state import AppState, Preparation, escape, open_shared
+from dashboard.state import AppState, Preparation, describe, escape, open_shared
 from dashboard.style import SYSTEM_FONT, html_pane, offline_design
 from dashboard.views import TITLES, view_classes
 
@@ -134,7 +134,13 @@ class App(pn.viewable.Viewer):
                 f"<div class='tw-error'>Could not open the project {escape(self.project_path)}: "
                 f"{escape(error)}</div>")]
             return True
-        self.ready(prep.future.result())
+        try:
+            self.ready(prep.future.result())
+        except Exception as err:  # noqa: BLE001  (the poll is stopped: say so instead of "Preparing")
+            log.exception("could not start the page of %s", self.project_path)
+            self.body.objects = [html_pane(
+                f"<div class='tw-error'>The page could not start: {escape(describe(err))}. "
+                "Reload the page.</div>")]
         return True
 
     def ready(self, session) -> None:
@@ -148,7 +154,7 @@ class App(pn.viewable.Viewer):
         schedule = None
         if doc is not None:
             def schedule(delay_s: float, callback) -> None:
-                doc.add_timeout_callback(callback, max(int(delay_s * 1000), 1))
+                doc.add_timeout_callback(self._reported(callback), max(int(delay_s * 1000), 1))
         self.state = AppState(session, user=pn.state.user or None, schedule=schedule,
                               offload_reads=doc is not None)
         if self.state.user and self.state.role is None:
@@ -160,12 +166,34 @@ class App(pn.viewable.Viewer):
         if doc is None:
             self._relayout()
             return
+        # Exceptions of this page's callbacks (clicks, keys, widget changes, async handlers and
+        # what Panel runs on the next tick) reach the server log with their traceback and the
+        # page that asked, instead of tornado's log alone (this setting is per session).
+        pn.config.exception_handler = self._callback_failed
         requester = self.state.requester  # a closed tab gives its queued items back
         pn.state.on_session_destroyed(lambda _context: session.release(requester))
         # Following the other tabs (and the first batch) starts once the views are built: a
         # HoloViews layer redrawn while its plot is still being sent to the browser would
         # reference models the page does not have yet.
         self._relayout(then=self._follow)
+
+    def _reported(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """``callback`` for Bokeh to run later (a timeout, the next tick): a failure goes to
+        :meth:`_callback_failed` like those of the callbacks Panel runs."""
+        def run() -> None:
+            try:
+                callback()
+            except Exception as err:  # noqa: BLE001  (logged and shown)
+                self._callback_failed(err)
+        return run
+
+    def _callback_failed(self, err: BaseException) -> None:
+        """Panel's exception handler for this session's callbacks: logged, and shown here."""
+        log.error("a callback of the page failed", exc_info=err)
+        if self.state is not None:
+            self.state._fail(err)
+        else:
+            self.body.insert(0, html_pane(f"<div class='tw-error'>{escape(describe(err))}</div>"))
 
     def _follow(self) -> None:
         """Follow the other tabs and ask for the first batch (the page is built)."""
@@ -253,7 +281,7 @@ class App(pn.viewable.Viewer):
             def in_doc() -> None:
                 with set_curdoc(doc):
                     step()
-            doc.add_next_tick_callback(in_doc)
+            doc.add_next_tick_callback(self._reported(in_doc))
 
         run_in_slices(steps, schedule, finish=lambda: self._finished(then),
                       cancelled=lambda: build != self._build)

@@ -403,6 +403,22 @@ class AppState(param.Parameterized):
         table.index = rows
         return table
 
+    # ------------------------------------------------------------------ background work
+    def spawn(self, work, what: str) -> asyncio.Task:
+        """Run the coroutine ``work`` as a task of the event loop; a failure is logged with its
+        traceback and shown on this page (a bare task's exception surfaced, at best, as
+        "Task exception was never retrieved" when it was garbage-collected)."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(partial(self._task_done, what))
+        return task
+
+    def _task_done(self, what: str, task: asyncio.Future) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        err = task.exception()
+        log.error("%s failed (tab of %r)", what, self.identity, exc_info=err)
+        self.status, self.error = "", f"{what} failed: {describe(err)}"
+
     # ------------------------------------------------------------------ selection
     def select(self, item_ids, add: bool = False) -> list[str]:
         """Select items by id (unknown ids raise); ``add`` extends the current selection."""
@@ -633,7 +649,7 @@ class AppState(param.Parameterized):
         if items is None or len(self.last_changed) > LARGE_ACTION:
             self.last_changed = None
             if _running_loop() is not None:  # a bulk action: the table's update off the loop,
-                self._frame_sync = asyncio.ensure_future(self._announce_bulk())  # views after it
+                self._frame_sync = self.spawn(self._announce_bulk(), "the map table's update")
                 return
         self._sync_frame()
         self.changes += 1
@@ -1099,7 +1115,7 @@ class AppState(param.Parameterized):
             # The queue was chosen by an older model: ask the new one now (on the work pool),
             # while the charts adopt the model at the summaries' pace.
             self._queue_asked_for = state.model_version
-            asyncio.ensure_future(self._renew_queue_async())
+            self.spawn(self._renew_queue_async(), "the new model's batch")
             changed = True
         if now:
             self._summary.flush()

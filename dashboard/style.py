@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import inspect
+import logging
+from functools import lru_cache, wraps
 from pathlib import Path
 
 import panel as pn
+
+from dashboard.state import describe, escape
+
+log = logging.getLogger("tailwise")
 
 CSS_FILE = Path(__file__).with_name("tailwise.css")
 
@@ -34,10 +40,31 @@ def offline_design():
 
 
 def html_pane(obj, **params) -> pn.pane.HTML:
-    """An HTML pane carrying the Tailwise stylesheet."""
+    """An HTML pane carrying the Tailwise stylesheet. A bound function (``pn.bind``) is drawn
+    under :func:`drawn_or_error`."""
     if "width" not in params:
         params.setdefault("sizing_mode", "stretch_width")
+    if callable(obj) and hasattr(obj, "_dinfo"):
+        obj = drawn_or_error(obj)
     return pn.pane.HTML(obj, stylesheets=[stylesheet()], **params)
+
+
+def drawn_or_error(draw):
+    """``draw`` (a function bound to parameters) that never raises: a failure is logged with its
+    traceback and drawn as the error in the pane's place.
+
+    A bound pane is redrawn by a watcher of the parameters it follows; an exception there went
+    up into whatever set the parameter (e.g. the selection after a label) and stopped the other
+    views following it too, so the page could show one selected item and an inspector that never
+    followed it."""
+    @wraps(draw)  # keeps the ``_dinfo`` Panel reads the dependencies from
+    def drawn(*args, **kwargs):
+        try:
+            return draw(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001  (drawn in its place; the other views go on)
+            log.exception("could not draw %s", getattr(inspect.unwrap(draw), "__qualname__", draw))
+            return f"<div class='tw-error'>Could not show this part of the page: {escape(describe(err))}</div>"
+    return drawn
 
 
 def class_select(state, *, none: str | None = None, **params) -> pn.widgets.Select:

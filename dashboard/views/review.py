@@ -8,7 +8,6 @@ every decision is a label event. The list is read on the work pool, never on the
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pandas as pd
@@ -58,7 +57,7 @@ class OffLoopView(pn.viewable.Viewer):
         if not self.state.offload_reads:
             self._show(self._read())
             return
-        asyncio.ensure_future(self.refresh_async())
+        self.state.spawn(self.refresh_async(), "reading the review data")
 
     async def refresh_async(self) -> None:
         self._asked += 1

@@ -3,6 +3,7 @@ and a selection made before the inspector exists is what it shows once built."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import panel as pn
@@ -98,3 +99,104 @@ def test_a_selection_made_before_the_inspector_is_built_is_shown_once_it_is(sess
     other = str(session.dataset.ids[6])
     app.state.select([other])  # and it follows the selection from then on
     assert f"data-item='{other}'" in _html(app)
+
+
+def _failing_history(monkeypatch):
+    """The inspector cannot read an item's history (any failure while it draws)."""
+    from dashboard.views.inspector import InspectorView
+
+    def history(self, item: str) -> str:
+        raise RuntimeError("history <unreadable>")
+
+    monkeypatch.setattr(InspectorView, "_history", history)
+
+
+def test_a_view_that_cannot_draw_the_selection_shows_why_and_the_selection_still_changes(
+        session, dashboard_project, monkeypatch, caplog):
+    """A view redraws in a watcher of the parameter it follows: its exception used to go up into
+    whatever set the selection, so ``select`` raised and the views after it never heard of it."""
+    app = App(dashboard_project, layout="default")
+    app.state = AppState(session)
+    app._relayout()
+    _failing_history(monkeypatch)
+    item = str(session.dataset.ids[5])
+    with caplog.at_level(logging.ERROR, logger="tailwise"):
+        assert app.state.select([item]) == [item]
+    html = _html(app)
+    assert "data-count=\"1\"" in html  # the map's count of selected items followed
+    assert "Could not show this part of the page: RuntimeError: history &lt;unreadable&gt;" in html
+    failed = [r for r in caplog.records if r.exc_info and "history <unreadable>" in str(r.exc_info[1])]
+    assert failed and "could not draw" in failed[0].getMessage()  # with its traceback
+
+
+def test_a_label_is_announced_and_the_queue_moves_on_even_if_a_view_cannot_draw(
+        session, dashboard_project, monkeypatch):
+    """The label of a queued item is saved, announced to the other views and the next queued
+    item selected, although the inspector fails to draw that item (it says so in its place)."""
+    app = App(dashboard_project, layout="default")
+    app.state = state = AppState(session, annotator="ann")
+    app._relayout()
+    queue = state.next_batch()
+    assert len(queue) >= 2 and state.selection == queue[:1]
+    _failing_history(monkeypatch)
+    changes = state.changes
+    events = state.label_selection(session.classes[0].name)
+    assert len(events) == 1 and state.saved_events == 1
+    assert state.selection == [queue[1]]  # the queue moved on
+    assert state.changes == changes + 1  # and the other views heard of the label
+    assert "Could not show this part of the page" in _html(app)
+
+
+def test_a_page_that_cannot_start_says_so_instead_of_preparing_for_ever(
+        session, dashboard_project, caplog):
+    """The poll stops before the page starts: a failure there left "Preparing…" on the page."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    app = App(dashboard_project, layout="default")
+    ready: Future = Future()
+    ready.set_result(session)
+    app.preparation = SimpleNamespace(future=ready)
+
+    def fail(_session) -> None:
+        raise RuntimeError("no state <for you>")
+
+    app.ready = fail
+    with caplog.at_level(logging.ERROR, logger="tailwise"):
+        assert app._check() is True
+    assert "The page could not start: RuntimeError: no state &lt;for you&gt;" in _html(app)
+    assert any(r.exc_info for r in caplog.records if "could not start the page" in r.getMessage())
+
+
+def test_background_work_that_fails_is_logged_and_shown_on_the_page(session, caplog):
+    from async_support import run_async
+
+    state = AppState(session)
+
+    async def work() -> None:
+        raise RuntimeError("renewal <failed>")
+
+    async def scenario() -> None:
+        task = state.spawn(work(), "the new model's batch")
+        await asyncio.wait([task])
+        await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
+
+    with caplog.at_level(logging.ERROR, logger="tailwise"):
+        run_async(scenario())
+    assert state.error == "the new model's batch failed: RuntimeError: renewal <failed>"
+    assert any(r.exc_info for r in caplog.records if "the new model's batch failed" in r.getMessage())
+
+
+def test_a_callback_of_the_page_that_fails_is_logged_and_shown(session, dashboard_project, caplog):
+    """What Panel's exception handler for the session (and the page's own timeout and next-tick
+    callbacks) do with a failure."""
+    app = App(dashboard_project, layout="default")
+    app.state = AppState(session)
+
+    def click() -> None:
+        raise KeyError("item-7")
+
+    with caplog.at_level(logging.ERROR, logger="tailwise"):
+        app._reported(click)()
+    assert app.state.error == "KeyError: 'item-7'"
+    assert any(r.exc_info for r in caplog.records if "callback of the page failed" in r.getMessage())
