@@ -79,15 +79,25 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
     if retrain:
         users["trainer"] = "pw-trainer"
     load_before = load_average()
+    artifacts = ROOT / "artifacts"
     with serve_dashboard(project, extra_args=basic_auth_args(folder, users)) as server:
         try:
             runs, trainer, elapsed = asyncio.run(team_session(
                 server, users, n_labels, choose, trainer="trainer" if retrain else None,
                 think_s=think_s))
+        except BaseException:
+            # Kept under a name of its own: the rerun that follows a failure overwrote the log
+            # of the one-user run that stopped (issue 10), and with it the server's side.
+            kept = artifacts / f"latency-server-{folder.name}-failed-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            artifacts.mkdir(exist_ok=True)
+            kept.write_text(server.log.read_text(errors="replace"), encoding="utf-8")
+            print(f"{folder.name}: failed; server log {kept}, page state in "
+                  f"{artifacts / 'screenshots'}/team-failure-*.txt", file=sys.stderr)
+            raise
         finally:
             log = server.log.read_text(errors="replace")
-            (ROOT / "artifacts").mkdir(exist_ok=True)
-            (ROOT / "artifacts" / f"latency-server-{folder.name}.log").write_text(log, encoding="utf-8")
+            artifacts.mkdir(exist_ok=True)
+            (artifacts / f"latency-server-{folder.name}.log").write_text(log, encoding="utf-8")
     latencies = np.array([x for run in runs for x in run.latencies_s])
     stalls = stalls_while_labelling(log, min(run.started for run in runs))
     longest = max(stalls, default=(0, ""))

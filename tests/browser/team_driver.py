@@ -78,6 +78,26 @@ ERROR_DIAGNOSIS_JS = """
 """
 
 
+# What a failed run leaves beside its screenshot: the parts of the page the driver reads (inside
+# shadow roots), so that a stop is explained by the page as it was, not guessed afterwards.
+PAGE_STATE_JS = """
+(() => {
+  const found = {};
+  const wanted = ['.tw-selection-count', '.tw-inspector', '.tw-status-box', '.tw-error', '.tw-building'];
+  const walk = (root) => {
+    for (const selector of wanted) {
+      for (const el of root.querySelectorAll(selector)) {
+        (found[selector] = found[selector] || []).push(el.outerHTML.slice(0, 600));
+      }
+    }
+    for (const node of root.querySelectorAll('*')) if (node.shadowRoot) walk(node.shadowRoot);
+  };
+  walk(document);
+  return found;
+})()
+"""
+
+
 @dataclass
 class UserRun:
     """What one user did: acknowledged labels ``(item, label)``, latencies (s), page errors."""
@@ -230,6 +250,22 @@ async def retrain_loop(page, run: UserRun, stop: Callable[[], bool], pause_s: fl
         await asyncio.sleep(pause_s)
 
 
+async def write_failure(page, run: UserRun, err: BaseException, path) -> None:
+    """Write why ``run`` stopped: the error, the page's errors so far and the state of the parts
+    of the page the driver reads (the selection count, the inspector, the status line)."""
+    import json
+
+    try:
+        shown = await page.evaluate(PAGE_STATE_JS)
+    except Exception as read_err:  # noqa: BLE001  (a closed page: say so in the file)
+        shown = {"could not read the page": repr(read_err)}
+    path.write_text("\n".join([
+        f"{run.name} stopped after {len(run.acknowledged)} acknowledged labels at "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: {type(err).__name__}: {err}",
+        "", "page errors:", *(run.page_errors or ["(none)"]),
+        "", "page state:", json.dumps(shown, indent=1)]), encoding="utf-8")
+
+
 async def team_session(server: Server, users: dict[str, str], n_labels: int,
                        choose: Callable[[str, int], str], trainer: str | None = None,
                        think_s: float = 0.0) -> tuple[list[UserRun], UserRun | None, float]:
@@ -254,9 +290,10 @@ async def team_session(server: Server, users: dict[str, str], n_labels: int,
         async def labeller(page, run):
             try:
                 await label_items(page, run, n_labels, choose, think_s=think_s)
-            except Exception:
+            except Exception as err:
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=SCREENSHOTS / f"team-failure-{run.name}.png", full_page=True)
+                await write_failure(page, run, err, SCREENSHOTS / f"team-failure-{run.name}.txt")
                 raise
 
         tasks = [labeller(p, r) for p, r in zip(pages, runs)]

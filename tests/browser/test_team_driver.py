@@ -73,3 +73,30 @@ def test_an_inspector_that_never_follows_its_selection_is_an_error():
     error, seconds = run(_on_page("show(1, null)", wait_s=1.5))
     assert isinstance(error, TimeoutError) and "no item id" in str(error)
     assert 1.5 <= seconds < 10
+
+
+@pytest.mark.browser
+def test_a_stopped_run_leaves_the_page_state_it_stopped_in(tmp_path):
+    """The file beside a failure's screenshot holds the error, the page's errors and the parts
+    of the page the driver reads (inside their shadow roots)."""
+    from playwright.async_api import async_playwright
+    from team_driver import UserRun, write_failure
+
+    async def scenario(path):
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.set_content(PAGE)
+                await page.evaluate("show(1, null)")
+                user = UserRun("expert1", page_errors=["console: boom"])
+                await write_failure(page, user, TimeoutError("no item id"), path)
+            finally:
+                await browser.close()
+
+    path = tmp_path / "team-failure-expert1.txt"
+    run(scenario(path))
+    text = path.read_text(encoding="utf-8")
+    assert "expert1 stopped after 0 acknowledged labels" in text and "TimeoutError: no item id" in text
+    assert "console: boom" in text
+    assert 'data-count=\\"1\\"' in text and "Select items on the map" in text
