@@ -633,14 +633,17 @@ class AppState(param.Parameterized):
         of a queue a new model replaced meanwhile count as queued (the expert was walking it)."""
         if not self.queue_ids or not set(done_ids) <= set(self.queue_ids) | self._replaced_queue:
             return
+        self.selection = self._first_open(done_ids)
+
+    def _first_open(self, done_ids=()) -> list[str]:
+        """The first queued item still to answer (``[]`` when none): not skipped, answered or
+        labelled, except a second opinion or a suspect to review, which carry a label already."""
         labelled = self.labels_of(self.queue_ids)
         for item in self.queue_ids:
             done = item in self._skipped or item in done_ids or item in self._answered
-            # A second opinion or a suspect to review carries a label already: still open.
             if not done and (item not in labelled or item in self._labelled_open):
-                self.selection = [item]
-                return
-        self.selection = []
+                return [item]
+        return []
 
     def _announce(self, items) -> None:
         """Tell the views which items changed now (``None``: too many to patch, redraw) and bring
@@ -912,7 +915,10 @@ class AppState(param.Parameterized):
             self.error = ""
             self.status = f"queued {len(self.queue_ids)} items ({self.strategy})"
         if select_first or not self.selection:
-            self.selection = self.queue_ids[:1]
+            # Not simply the first item: the batch was chosen off the loop, and an item of it may
+            # have been labelled meanwhile (the page's first batch labelled while a Next batch was
+            # chosen): selected again, the expert saw a labelled item come back as the next one.
+            self.selection = self._first_open()
 
     def next_batch(self) -> list[str]:
         """Ask the strategy for the next batch (blocking); selects its first item."""

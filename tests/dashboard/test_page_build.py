@@ -200,3 +200,23 @@ def test_a_callback_of_the_page_that_fails_is_logged_and_shown(session, dashboar
         app._reported(click)()
     assert app.state.error == "KeyError: 'item-7'"
     assert any(r.exc_info for r in caplog.records if "callback of the page failed" in r.getMessage())
+
+
+def test_a_batch_chosen_while_its_first_item_was_labelled_selects_the_next_open_item(session):
+    """The one-user latency run that stopped with 'the page still shows item-00627 after
+    labelling it': the page's first batch was labelled while a Next batch was being chosen, and
+    that batch, chosen before the label, came back with the labelled item first and selected it."""
+    state = AppState(session, annotator="ann")
+    choose = state._query
+
+    def chosen_while_labelled():
+        result = choose()  # the strategy's snapshot: nothing labelled yet
+        session.label([str(result.ids[0])], session.classes[0].name, "ann")  # then the label lands
+        return result
+
+    state._query = chosen_while_labelled
+    queue = state.next_batch()
+    assert len(queue) >= 2
+    assert state.selection == [queue[1]]  # the labelled item is not offered again
+    state.label_selection(session.classes[1].name)
+    assert state.selection == [queue[2]]  # and the queue goes on from there
