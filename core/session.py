@@ -94,6 +94,10 @@ class Session:
         self._lock = threading.RLock()
         self._retrain_lock = threading.Lock()
         self._query_lock = threading.Lock()  # strategies keep caches: one query at a time
+        # The validated pool context of the current model and label state, shared by every tab's
+        # query (one entry: a new model, new labels or new settings replace it).
+        self._query_base: tuple[tuple, object] | None = None
+        self._query_base_lock = threading.Lock()
         self._reservations: dict[str, list[str]] = {}  # requester -> ids of its current batch
         self._second_reserved: dict[str, list[str]] = {}  # requester -> its open second opinions
         self._retrains: RetrainScheduler = RetrainScheduler(
@@ -596,23 +600,51 @@ class Session:
 
         Before the first model it is :meth:`QueryContext.without_model` (no probabilities), the
         same state ``tailwise simulate`` starts from: strategies explore instead of ranking by
-        made-up probabilities.
+        made-up probabilities. The pool part (labels by row, the checked probabilities and
+        embedding) is built once per model, label state and settings and shared by every
+        requester; each request gets its own ``rng`` (seeded as before), target and requester.
         """
+        base = self._shared_query_context()
+        labelled = int(np.count_nonzero(base.labelled_mask))
+        return base.for_request(rng=np.random.default_rng([self.project.seed, labelled]),
+                                target_class=target_class, requester=requester)
+
+    def _query_key(self) -> tuple:
+        """What the shared pool context depends on. The event id is read before the labels, so
+        an entry is never older than its key (a label arriving meanwhile only makes it newer)."""
+        event, state = self.store.last_event_id(), self._state
+        return (event, state, id(self._embedding_of(state)),
+                tuple(c.name for c in self.classes if c.rare),  # the store's flags
+                self.project.clusters.method)
+
+    def _shared_query_context(self):
+        """The validated pool context for the current key, built by the first request that needs
+        it (others wait on its lock rather than build it again). One entry is kept."""
+        key = self._query_key()
+        with self._query_base_lock:
+            if self._query_base is not None and _same_key(self._query_base[0], key):
+                return self._query_base[1]
+            self._query_base = None  # the old model's arrays can go while the new ones are built
+            base = self._build_query_context(key)
+            self._query_base = (key, base)
+            return base
+
+    def _build_query_context(self, key: tuple):
         from core.query import QueryContext
 
         labels = self.labels_by_row()
         labelled = labels != None  # noqa: E711  (object array; one pass over the pool)
-        state = self._state
+        labels.setflags(write=False)  # shared by every requester: strategies only read it
+        labelled.setflags(write=False)
+        state = key[1]
         kw = {
-            "embedding": self.embedding,
+            "embedding": self._embedding_of(state),
             "pool_ids": self.dataset.ids,
             "labelled_mask": labelled,
             "labels": labels,
             "rng": np.random.default_rng([self.project.seed, int(labelled.sum())]),
-            "rare_classes": tuple(c.name for c in self.classes if c.rare),  # the store's flags
-            "target_class": target_class,
-            "requester": requester,
-            "cluster_method": self.project.clusters.method,
+            "rare_classes": key[3],
+            "cluster_method": key[4],
         }
         if state is None:
             return QueryContext.without_model(**kw)
@@ -635,13 +667,13 @@ class Session:
         with self._query_lock:  # strategies keep state (the bandit, neighbour caches)
             ctx = self.query_context(target, requester=requester)
             if name in REVIEW_STRATEGIES:  # labelled items to review: the open suspects
-                ctx = replace(ctx, suspects=tuple(self.suspects()))
+                ctx = ctx.for_request(suspects=tuple(self.suspects()))
                 return self._remember(requester, self._strategy(name).query(ctx, n))
             if ctx.labelled_mask.all():
                 raise EmptyPoolError("every item is labelled: there is nothing left to query")
             reserved = self._reserved_for_others(requester, ctx.labelled_mask)
             if reserved is not None:
-                ctx = replace(ctx, reserved=reserved)
+                ctx = ctx.for_request(reserved=reserved)
             second = self._second_opinions(requester, annotator, n, ctx)
             if requester:
                 self._second_reserved[requester] = second
@@ -827,6 +859,11 @@ class Session:
             "model_version": state.model_version if state else None,
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.trained_at)) if state else None,
         }
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    """Keys of :meth:`Session._query_key`: the model compared by identity, the rest by value."""
+    return a[1] is b[1] and a[0] == b[0] and a[2:] == b[2:]
 
 
 def _with_second_opinions(result, second: list[str], ctx):

@@ -18,6 +18,7 @@ the reasons. A bare strategy asked to run without what it needs raises
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -136,6 +137,28 @@ class QueryContext:
             rng=rng,
             **kwargs,
         )
+
+    # Fields that describe one request rather than the pool: ``for_request`` may change them.
+    REQUEST_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"rng", "target_class", "requester", "reserved", "suspects"})
+
+    def for_request(self, **changes: Any) -> QueryContext:
+        """This context with per-request fields changed (``REQUEST_FIELDS``), without checking
+        the pool-sized arrays again: several requests over one model and one label state share
+        one validated context (``dataclasses.replace`` would validate the whole pool anew)."""
+        unknown = sorted(set(changes) - self.REQUEST_FIELDS)
+        if unknown:
+            raise ConfigError(f"QueryContext.for_request: {unknown} are not per-request fields; "
+                              f"use one of {sorted(self.REQUEST_FIELDS)} (or build a new context)")
+        new = copy.copy(self)
+        for name, value in changes.items():
+            if name == "reserved" and value is not None:
+                value = np.asarray(value, dtype=bool)
+                if value.shape != (self.n_pool,):
+                    raise DataError(f"QueryContext.reserved must have shape ({self.n_pool},), "
+                                    f"got {value.shape}")
+            object.__setattr__(new, name, value)
+        return new
 
     # ------------------------------------------------------------------ views
     @property

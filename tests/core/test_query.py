@@ -516,3 +516,20 @@ def test_query_package_has_no_import_cycles():
     for module in graph:
         if module != "__init__":
             visit(module, [])
+
+
+def test_for_request_changes_only_request_fields_and_checks_them():
+    rng = np.random.default_rng(0)
+    ctx = QueryContext.without_model(embedding=rng.normal(size=(6, 2)), pool_ids=np.arange(6),
+                                     labelled_mask=np.zeros(6, bool), labels=np.full(6, None, object),
+                                     rng=rng)
+    reserved = np.array([1, 0, 0, 0, 0, 1])
+    other = ctx.for_request(requester="tab-b", reserved=reserved, target_class="3")
+    assert other.requester == "tab-b" and other.target_class == "3" and ctx.requester == ""
+    assert other.reserved.dtype == bool and ctx.reserved is None
+    assert other.embedding is ctx.embedding and other.labels is ctx.labels  # shared, not copied
+    assert other.open_positions.tolist() == [1, 2, 3, 4]
+    with pytest.raises(DataError, match="reserved must have shape"):
+        ctx.for_request(reserved=np.zeros(5, bool))
+    with pytest.raises(ConfigError, match="not per-request fields"):
+        ctx.for_request(labels=np.full(6, "a", object))

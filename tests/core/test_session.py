@@ -319,3 +319,106 @@ def test_review_queue_lists_suspects_and_confirm_closes_them(session):
     session.confirm([batch.ids[0]], "alice")
     assert batch.ids[0] not in {s["id"] for s in session.suspects()}
     assert session.store.current()[batch.ids[0]] == suspects[0]["label"]
+
+
+# ---------------------------------------------------------------------- shared query context
+def _old_query_context(session, target_class=None, requester=""):
+    """What ``Session.query_context`` built for every request before the pool part was shared:
+    a new, fully checked context (the reference the shared one must match exactly)."""
+    from core.query import QueryContext
+
+    labels = session.labels_by_row()
+    labelled = labels != None  # noqa: E711
+    state = session.state
+    kw = {"embedding": session.embedding, "pool_ids": session.dataset.ids,
+          "labelled_mask": labelled, "labels": labels,
+          "rng": np.random.default_rng([session.project.seed, int(labelled.sum())]),
+          "rare_classes": tuple(c.name for c in session.classes if c.rare),
+          "target_class": target_class, "requester": requester,
+          "cluster_method": session.project.clusters.method}
+    if state is None:
+        return QueryContext.without_model(**kw)
+    return QueryContext(proba=state.proba, classes=tuple(state.classes), **kw)
+
+
+def _small_subpool_auto(session):
+    """``auto`` on a kNN sub-pool even for this small pool, as at 10^5 items."""
+    from core.query import get_strategy
+
+    session._strategies["auto"] = get_strategy("auto", cold_start=10, max_pool=300, n_random=200)
+
+
+def _count_builds(session, monkeypatch) -> list:
+    """Records every check of a whole-pool query context (sub-pool contexts are smaller)."""
+    from core.query import QueryContext
+
+    calls, check = [], QueryContext.__post_init__
+
+    def counted(ctx):
+        if len(ctx.pool_ids) == len(session.dataset):
+            calls.append(ctx.requester)
+        check(ctx)
+
+    monkeypatch.setattr(QueryContext, "__post_init__", counted)
+    return calls
+
+
+def test_tabs_share_the_pool_context_of_one_model_and_get_the_same_batches(tmp_path, monkeypatch):
+    """Three tabs asking for batches of one model version build the pool context once, and each
+    gets exactly the batch it got when every request built its own (same ids, scores, reasons)."""
+    from core.data import make_demo
+
+    path = make_demo("digits-lt", tmp_path / "demo", seed=0)
+    runs = {}
+    for mode in ("shared", "per request"):
+        project = load_project(path)
+        project.map.method, project.encoder.kind, project.model.mlp.epochs = "pca", "tabular", 40
+        project.label_store = f"labels-{mode.replace(' ', '-')}.sqlite"
+        session = Session.open(project, resume_strategies=False)
+        session.prepare()
+        _small_subpool_auto(session)
+        if mode == "per request":
+            monkeypatch.setattr(session, "query_context",
+                                lambda target=None, requester="", s=session: _old_query_context(s, target, requester))
+        calls = _count_builds(session, monkeypatch) if mode == "shared" else []
+        for cls in sorted(set(session.dataset.ground_truth.tolist())):
+            session.label(_truth(session, cls, 2), cls, "ann")
+        session.retrain()
+        batches = []
+        for rnd in range(2):
+            before = len(calls)
+            for tab in ("tab-a", "tab-b", "tab-c"):
+                batches.append(session.next_batch(5, strategy="auto", requester=tab))
+            if mode == "shared":
+                assert len(calls) - before == 1, calls[before:]  # built once, shared by the tabs
+            truth = session.dataset.ground_truth[batches[-1].positions[:2]]
+            session.label(batches[-1].ids[:2].tolist(), str(truth[0]), "ann")  # new labels
+            session.retrain()
+        runs[mode] = [(b.ids.tolist(), b.scores.tolist(), b.reasons, b.arms) for b in batches]
+        session.close()
+    assert runs["shared"] == runs["per request"]
+    ids = [set(b[0]) for b in runs["shared"][:3]]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])  # still kept apart
+
+
+def test_a_new_model_or_new_labels_replace_the_shared_pool_context(session, monkeypatch):
+    calls = _count_builds(session, monkeypatch)
+    for cls in sorted(set(session.dataset.ground_truth.tolist())):
+        session.label(_truth(session, cls, 2), cls, "ann")
+    first = session.retrain()
+    ctx = session.query_context(requester="a")
+    assert session.query_context(requester="b").proba is first.proba and len(calls) == 1
+    second = session.retrain()  # a new model: built again, with its probabilities
+    ctx2 = session.query_context(requester="a")
+    assert len(calls) == 2 and ctx2.proba is second.proba and ctx2.proba is not ctx.proba
+    item = session.dataset.ids[~ctx2.labelled_mask][0]
+    session.label([item], "0", "ann")  # a new label, same model: built again, with the label
+    ctx3 = session.query_context(requester="a")
+    assert len(calls) == 3 and ctx3.labelled_mask[session.positions([item])[0]]
+    assert ctx3.labelled_mask.sum() == ctx2.labelled_mask.sum() + 1
+    session.undo("ann")  # the undo is an event too
+    assert not session.query_context().labelled_mask[session.positions([item])[0]]
+    assert len(calls) == 4
+    # one entry kept: the old models' contexts are not held
+    assert session._query_base[1].proba is second.proba
+    assert not session.query_context().labels.flags.writeable  # shared: read-only
