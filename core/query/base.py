@@ -97,6 +97,9 @@ class QueryContext:
             object.__setattr__(self, "reserved", reserved)
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         object.__setattr__(self, "rare_classes", tuple(str(c) for c in self.rare_classes))
+        # Answers that depend on the pool fields only (class counts), shared with the copies
+        # ``for_request`` makes: strategies ask for them many times per query.
+        object.__setattr__(self, "_memo", {})
         if proba.shape[1]:
             _check_proba(proba, self.pool_ids)
         if not np.all(np.isfinite(emb)):
@@ -187,16 +190,21 @@ class QueryContext:
         return open_ if open_.size else self.unlabelled_positions
 
     def class_counts(self) -> dict[str, int]:
-        """Labelled items per class name (only classes with at least one label)."""
-        names, counts = np.unique(
-            np.asarray(self.labels, dtype=object)[self.labelled_mask].astype(str),
-            return_counts=True,
-        )
-        return {str(a): int(b) for a, b in zip(names, counts)}
+        """Labelled items per class name (only classes with at least one label). Counted once
+        per context (a context is read-only); each call returns a new dict."""
+        counts = self._memo.get("class_counts")
+        if counts is None:
+            names, numbers = np.unique(
+                np.asarray(self.labels, dtype=object)[self.labelled_mask].astype(str),
+                return_counts=True,
+            )
+            counts = self._memo["class_counts"] = {str(a): int(b) for a, b in zip(names, numbers)}
+        return dict(counts)
 
     def subset(self, positions: np.ndarray) -> QueryContext:
-        """The same context restricted to ``positions`` (used by the sub-pool wrapper)."""
-        return QueryContext(
+        """The same context restricted to ``positions`` (used by the sub-pool wrapper). A subset
+        holding every labelled item (as the sub-pool wrapper's do) keeps the class counts."""
+        sub = QueryContext(
             proba=self.proba[positions],
             classes=self.classes,
             embedding=self.embedding[positions],
@@ -210,6 +218,11 @@ class QueryContext:
             reserved=None if self.reserved is None else self.reserved[positions],
             cluster_method=self.cluster_method,
         )
+        if (np.count_nonzero(sub.labelled_mask) == np.count_nonzero(self.labelled_mask)
+                and len(np.unique(positions)) == len(positions)):  # every labelled row, once
+            self.class_counts()  # counted once for this context and every subset of it
+            sub._memo["class_counts"] = self._memo["class_counts"]
+        return sub
 
 
 def _check_proba(proba: np.ndarray, pool_ids: np.ndarray) -> None:
