@@ -533,3 +533,22 @@ def test_for_request_changes_only_request_fields_and_checks_them():
         ctx.for_request(reserved=np.zeros(5, bool))
     with pytest.raises(ConfigError, match="not per-request fields"):
         ctx.for_request(labels=np.full(6, "a", object))
+
+
+def test_class_counts_are_counted_once_and_kept_by_subsets_holding_every_label(monkeypatch):
+    rng = np.random.default_rng(0)
+    labels = np.array(["a", None, "b", "a", None, None], dtype=object)
+    ctx = QueryContext.without_model(embedding=rng.normal(size=(6, 2)), pool_ids=np.arange(6),
+                                     labelled_mask=labels != None, labels=labels, rng=rng)  # noqa: E711
+    counted = []
+    unique = np.unique
+    monkeypatch.setattr(np, "unique", lambda *a, **k: counted.append(1) or unique(*a, **k))
+    first = ctx.class_counts()
+    first["a"] = 99  # a caller's dict: the context's counts stay
+    assert ctx.class_counts() == ctx.for_request(requester="x").class_counts() == {"a": 2, "b": 1}
+    assert len(counted) == 1
+    whole = ctx.subset(np.array([0, 2, 3, 5]))  # every labelled row: the same counts
+    assert whole.class_counts() == {"a": 2, "b": 1}
+    before = len(counted)
+    part = ctx.subset(np.array([0, 1, 4]))  # one labelled row only: counted anew
+    assert part.class_counts() == {"a": 1} and len(counted) > before
