@@ -417,7 +417,7 @@ class AppState(param.Parameterized):
             return
         err = task.exception()
         log.error("%s failed (tab of %r)", what, self.identity, exc_info=err)
-        self.status, self.error = "", f"{what} failed: {describe(err)}"
+        self._fail(err, what)
 
     # ------------------------------------------------------------------ selection
     def select(self, item_ids, add: bool = False) -> list[str]:
@@ -464,9 +464,10 @@ class AppState(param.Parameterized):
         self.selection = []
 
     # ------------------------------------------------------------------ labelling
-    def _fail(self, err: BaseException) -> None:
+    def _fail(self, err: BaseException, what: str = "") -> None:
+        """Show ``err`` as this page's error (``what`` failed, where given) in place of the status."""
         self.status = ""
-        self.error = describe(err)
+        self.error = f"{what} failed: {describe(err)}" if what else describe(err)
 
     def _saved(self, events: list[int], text: str, items: list[str],
                advance: bool = False) -> None:
