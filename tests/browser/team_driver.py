@@ -133,8 +133,12 @@ async def login(context, server: Server, user: str, password: str, run: UserRun)
     await page.add_init_script(LATENCY_JS)
     await page.add_init_script(ERROR_DIAGNOSIS_JS)
     page.on("pageerror", lambda err: run.page_errors.append(f"pageerror: {err.stack or err}"))
-    page.on("console", lambda msg: run.page_errors.append(f"console: {msg.text}")
+    page.on("console", lambda msg: run.page_errors.append(_console_error(msg))
             if msg.type == "error" else None)
+    # The page must not ask another server for anything (an air-gapped lab would see it fail):
+    # every request is checked as it is made, before any name lookup could fail.
+    page.on("request", lambda request: run.page_errors.append(f"request off the server: {request.url}")
+            if leaves_server(request.url, server.url) else None)
     await page.goto(server.url)
     await page.locator("input[name=username]").fill(user)
     await page.locator("input[name=password]").fill(password)
@@ -145,6 +149,22 @@ async def login(context, server: Server, user: str, password: str, run: UserRun)
     await expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator(".tw-building")).to_have_count(0, timeout=WAIT_MS)
     return page
+
+
+def leaves_server(url: str, page_url: str) -> bool:
+    """Whether a request for ``url`` from a page served at ``page_url`` goes to another host
+    (``data:`` and the page's own ``blob:`` URLs never leave the browser)."""
+    from urllib.parse import urlsplit
+
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(page_url))
+    return not (url.startswith("data:") or url == origin or url.startswith(
+        (origin + "/", f"blob:{origin}/")))
+
+
+def _console_error(msg) -> str:
+    """A console error with the URL it came from (a failed resource's console text names none)."""
+    where = (msg.location or {}).get("url") or ""
+    return f"console: {msg.text}" + (f" [{where}]" if where else "")
 
 
 async def _saved(page) -> int:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS
-from team_driver import _current_item, run
+from team_driver import _current_item, leaves_server, run
 
 # A page like the dashboard's: each view's HTML in a shadow root of its own.
 PAGE = """
@@ -100,3 +100,15 @@ def test_a_stopped_run_leaves_the_page_state_it_stopped_in(tmp_path):
     assert "expert1 stopped after 0 acknowledged labels" in text and "TimeoutError: no item id" in text
     assert "console: boom" in text
     assert 'data-count=\\"1\\"' in text and "Select items on the map" in text
+
+
+def test_a_request_is_off_the_server_unless_it_goes_to_the_pages_own_origin():
+    page = "http://127.0.0.1:5006/dashboard"
+    assert not leaves_server("http://127.0.0.1:5006/static/extensions/panel/panel.min.js", page)
+    assert not leaves_server("data:image/png;base64,AAAA", page)
+    assert not leaves_server("blob:http://127.0.0.1:5006/4f1c", page)
+    assert leaves_server("https://cdn.holoviz.org/panel/1.8.0/dist/css/markdown.css", page)
+    assert leaves_server("https://fonts.googleapis.com/css2?family=Inter", page)
+    assert leaves_server("http://127.0.0.1:5007/static/x.js", page)  # another port: another server
+    assert leaves_server("http://127.0.0.1:50060/x", page)  # not a prefix match on the port
+    assert leaves_server("blob:https://example.org/4f1c", page)

@@ -51,7 +51,9 @@ def test_five_logged_in_users_label_at_once_while_another_retrains(tmp_path):
     # Exactly the acknowledged events, each by the logged-in user who clicked, nothing else.
     assert Counter((who, item, label) for who, item, label, _ in events) == acknowledged
     assert {origin for *_, origin in events} == {"expert"}
-    assert trainer.retrains >= 2
+    # The 200 labels each leave time for several models; a quick run of a few dozen may
+    # end before a second one is ready.
+    assert trainer.retrains >= (2 if LABELS_EACH >= 200 else 1)
     errors = [e for r in runs + [trainer] for e in r.page_errors]
     assert errors == []
     assert "database is locked" not in log.lower()
