@@ -253,6 +253,7 @@ class App(pn.viewable.Viewer):
         if self.state is None:
             return
         layout = self.layout
+        self.state.forget_views()  # the views of an earlier layout stop following changes
         self.views = {}
         self._build += 1
         # A layout switched before the last build ended still runs what that build was to run.

@@ -259,6 +259,22 @@ class AppState(param.Parameterized):
         self._selection_rows: tuple[list[str], np.ndarray] | None = None  # (selection, its rows)
         self._sync_model()
         self.param.watch(self._keep_user, "annotator")
+        self._own_watchers = [*self._watchers()]  # the views' come after
+
+    # ------------------------------------------------------------------ views
+    def forget_views(self) -> None:
+        """Stop calling the views built so far (a layout switch replaces them: otherwise every
+        earlier layout's map, tables and plots would keep redrawing at every label and model).
+
+        Every watcher of this state that it did not set up itself belongs to a view of the page:
+        the views' own ``param.watch`` calls, and those that their widgets' bindings, bound
+        panes and HoloViews streams add when built or first drawn."""
+        for watcher in self._watchers():
+            if not any(watcher is own for own in self._own_watchers):
+                self.param.unwatch(watcher)
+
+    def _watchers(self) -> list[param.parameterized.Watcher]:
+        return [w for kinds in self.param.watchers.values() for ws in kinds.values() for w in ws]
 
     # ------------------------------------------------------------------ identity and access
     @property

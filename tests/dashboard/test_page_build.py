@@ -220,3 +220,41 @@ def test_a_batch_chosen_while_its_first_item_was_labelled_selects_the_next_open_
     assert state.selection == [queue[1]]  # the labelled item is not offered again
     state.label_selection(session.classes[1].name)
     assert state.selection == [queue[2]]  # and the queue goes on from there
+
+
+def test_a_layout_switch_leaves_no_view_of_the_earlier_layout_following_the_state(
+        session, dashboard_project):
+    """The views of a layout switched away from stop watching the page's state (their own
+    watchers, their widgets' bindings and HoloViews streams): before, each switch left ~100 more
+    watchers, and every earlier layout's map and tables redrew at every label and model."""
+    import gc
+
+    from page_support import show_every_tab
+
+    from core.layout import load_layout
+
+    app = App(dashboard_project, layout="default")
+    app.ready(session)
+    show_every_tab(app)
+
+    def watchers() -> list:
+        gc.collect()  # `rx` expressions of dropped widgets unregister themselves when collected
+        return [w for kinds in app.state.param.watchers.values() for ws in kinds.values() for w in ws]
+
+    first = len(watchers())
+    old_views = list(app.views.values())
+    for name in ("review", "default", "review", "default"):
+        app.layout = load_layout(name)
+        show_every_tab(app)
+    assert not {id(v) for v in old_views} & {id(v) for v in app.views.values()}
+    owners = {id(getattr(w.fn, "__self__", None)) for w in watchers()}
+    assert not owners & {id(v) for v in old_views}
+    assert len(watchers()) <= first + 5  # the same views again: about the same watchers
+    # The views shown now follow the state; the ones switched away from do not.
+    old_history = next(v for v in old_views if type(v).__name__ == "HistoryView")
+    app.state.annotator = "ann"
+    app.state.select(session.dataset.ids[:2].tolist())
+    app.state.label_selection("0")
+    assert "saved 2 labels" in app.state.status
+    assert len(app.views["history"].table.object) == 2
+    assert len(old_history.table.object) == 0
