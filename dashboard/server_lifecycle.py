@@ -47,10 +47,11 @@ def quiet_closed_connections(loop=None) -> None:
 def on_server_loaded(server_context) -> None:
     from core.serve import where_it_lives
     from dashboard.app import resolve_project
-    from dashboard.offline import offline_auth_pages
+    from dashboard.offline import local_stylesheets, offline_auth_pages
     from dashboard.state import open_shared
 
     offline_auth_pages()  # Panel's login page would fetch its logo from a CDN
+    local_stylesheets()  # and a view redrawn in a hidden tab its stylesheets
     show_progress_in_log()
     quiet_closed_connections()
     from tornado.ioloop import IOLoop

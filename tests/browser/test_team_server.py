@@ -197,3 +197,44 @@ def test_class_edits_made_in_the_page_survive_a_restart(tmp_path):
     with sqlite3.connect(restarted.store) as conn:
         assert conn.execute("SELECT rare, description FROM classes WHERE name = '2'").fetchone() == (
             1, "the odd ones")
+
+
+def test_a_layout_switched_there_and_back_and_a_hidden_tab_keep_the_page_labelling_offline(tmp_path):
+    """The Project tab's layout choice rebuilds the page's views (the earlier ones stop following
+    the state): after review and back, the page labels as before, without errors. With another
+    tab shown, a label redraws the hidden Metrics tab's tables: Panel then pointed the page's
+    shared stylesheets at its CDN (`loading.css` requested from cdn.holoviz.org)."""
+    project = make_team_project(tmp_path)
+    users = {"ada": "pw-a"}
+
+    async def scenario(server) -> UserRun:
+        from playwright.async_api import async_playwright, expect
+
+        async with async_playwright() as playwright:
+            browser = await launch(playwright)
+            ada = UserRun("ada")
+            page = await login(await browser.new_context(viewport={"width": 1400, "height": 900}),
+                               server, "ada", users["ada"], ada)
+            for layout, shown, gone in (("review", ".tw-review-header", ".tw-history-view"),
+                                        ("default", ".tw-history-view", ".tw-review-header")):
+                await page.locator(".bk-tab", has_text="Project").click()
+                await page.locator(".tw-layout-select select").select_option(layout)
+                await expect(page.locator(gone)).to_have_count(0, timeout=WAIT_MS)
+                await expect(page.locator(".tw-building")).to_have_count(0, timeout=WAIT_MS)
+                await page.locator(".bk-tab", has_text="History").click()
+                await expect(page.locator(".bk-tab.bk-active", has_text="History")).to_be_visible(timeout=WAIT_MS)
+                await expect(page.locator(shown)).to_have_count(1, timeout=WAIT_MS)
+            await page.locator(".tw-next-batch button").click()
+            await expect(page.locator(".tw-selection-count")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
+            await page.locator(".tw-label-2 button").click()
+            await expect(page.locator(".tw-status")).to_contain_text("saved 1 label as '2'", timeout=WAIT_MS)
+            await expect(page.locator(".tw-history-view")).to_contain_text("ada", timeout=WAIT_MS)
+            await browser.close()
+            return ada
+
+    with serve_dashboard(project, extra_args=basic_auth_args(tmp_path, users)) as server:
+        ada = run(scenario(server))
+        log = server.log.read_text(errors="replace")
+    assert ada.page_errors == []
+    assert server_tracebacks(log) == []
+    assert [(who, label) for who, _, label, _ in stored_events(server.store)] == [("ada", "2")]

@@ -371,6 +371,32 @@ def test_panels_login_and_logout_pages_take_their_files_from_this_server(monkeyp
     assert auth.BasicLoginHandler._login_template is custom
 
 
+def test_a_view_redrawn_off_the_page_keeps_its_stylesheets_on_this_server(monkeypatch):
+    """Panel rewrites the page's shared stylesheet objects to its CDN when it redraws a model that
+    is off the page (a hidden tab); with Panel's files served here they keep this server's path."""
+    import panel.io.resources as resources
+    import panel.reactive as reactive
+    from bokeh.models import ImportedStyleSheet
+
+    from dashboard.offline import local_stylesheets
+
+    monkeypatch.setattr(resources, "patch_stylesheet", resources.patch_stylesheet)
+    monkeypatch.setattr(reactive, "patch_stylesheet", reactive.patch_stylesheet)
+    shared = ImportedStyleSheet(url=f"{resources.LOCAL_DIST}css/loading.css")
+    reactive.patch_stylesheet(shared, resources.CDN_DIST)  # what Panel does for a detached model
+    assert shared.url.startswith(resources.CDN_DIST)  # the request an offline page cannot make
+    local_stylesheets()
+    wrapped = resources.patch_stylesheet
+    local_stylesheets()  # a second app on the server wraps once
+    assert resources.patch_stylesheet is wrapped and reactive.patch_stylesheet is wrapped
+    for sheet in (ImportedStyleSheet(url=f"{resources.LOCAL_DIST}css/loading.css"), shared,
+                  ImportedStyleSheet(url=f"{resources.CDN_DIST}bundled/theme/fast.css")):
+        reactive.patch_stylesheet(sheet, resources.CDN_DIST)
+        assert sheet.url.startswith(resources.LOCAL_DIST), sheet.url
+    page = ImportedStyleSheet(url=f"{resources.LOCAL_DIST}css/loading.css")
+    resources.patch_stylesheet(page, "./static/extensions/panel/")  # a page's own path: kept
+    assert page.url.startswith("./static/extensions/panel/css/loading.css")
+
 def test_labelling_an_item_of_a_queue_a_new_model_replaced_moves_on_to_the_new_batch(
         session, monkeypatch):
     """Another tab's retrain re-asks this tab's queue in the background; the item the expert was
