@@ -119,6 +119,7 @@ def open_shared(path: str | Path, opener: Callable[[str], Any] | None = None) ->
             report(0, 1, "loading embeddings and map")
             # The last saved model (if any) is shown at once; training happens after the pages open.
             session.prepare(progress=report, resume=True, train=False)
+            report(0, 1, "loading the model library and the page's views")
             if getattr(session, "training", "inline") == "process":
                 # The server reads each new model (torch): import it now, not at the first model
                 # while experts are clicking (an import holds the interpreter for seconds).

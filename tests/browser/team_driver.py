@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, Server
 
 WAIT_MS = 120_000
+# The first page waits for the project's preparation (embedding, map, imports of torch and the
+# views), shared by every page of the server: on a machine busy with other tests, minutes.
+PREPARE_WAIT_MS = 600_000
 # A retrain runs in a process of its own at a lower priority: on a busy machine it waits long.
 RETRAIN_WAIT_MS = 900_000
 
@@ -137,13 +140,13 @@ async def login(context, server: Server, user: str, password: str, run: UserRun)
             if msg.type == "error" else None)
     # The page must not ask another server for anything (an air-gapped lab would see it fail):
     # every request is checked as it is made, before any name lookup could fail.
-    page.on("request", lambda request: run.page_errors.append(f"request off the server: {request.url}")
-            if leaves_server(request.url, server.url) else None)
+    page.on("request", lambda request: run.page_errors.append(
+        f"request off the server: {request.url}") if leaves_server(request.url, server.url) else None)
     await page.goto(server.url)
     await page.locator("input[name=username]").fill(user)
     await page.locator("input[name=password]").fill(password)
     await page.locator("input[name=password]").press("Enter")
-    await expect(page.locator(".tw-label-0").first).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(".tw-label-0").first).to_be_visible(timeout=PREPARE_WAIT_MS)
     # The rest of the page is built view by view after the sidebar (dashboard.app): the user
     # starts once it is all there, the map included.
     await expect(page.locator(".tw-map canvas").first).to_be_visible(timeout=WAIT_MS)
