@@ -26,7 +26,9 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,84 @@ def stalls_while_labelling(log: str, since: float) -> list[tuple[int, str]]:
     return out
 
 
+ROLES = ("server", "training process", "Chromium pages", "Chromium GPU process", "Chromium other",
+         "Playwright", "other")
+
+
+def _role(pid: int, cmdline: list[str]) -> str:
+    joined = " ".join(cmdline)
+    if "core.worker" in joined:
+        return "training process"
+    if "panel" in joined and "serve" in cmdline:
+        return "server"
+    if "chrom" in (cmdline[0] if cmdline else ""):
+        kind = next((a.split("=", 1)[1] for a in cmdline if a.startswith("--type=")), "")
+        return {"renderer": "Chromium pages", "gpu-process": "Chromium GPU process"}.get(
+            kind, "Chromium other")
+    if pid == os.getpid() or "playwright" in joined:
+        return "Playwright"
+    return "other"
+
+
+class CpuSampler:
+    """CPU seconds of every process on the machine by role, sampled from ``/proc`` twice a
+    second, so that a window (the users labelling) can be cut out of a longer run afterwards."""
+
+    def __init__(self, period_s: float = 0.5) -> None:
+        self.period_s = period_s
+        self.samples: list[tuple[float, dict[int, tuple[str, float]]]] = []
+        self._roles: dict[tuple[int, str], str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> CpuSampler:
+        self.samples.append(self._sample())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(self._sample())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.samples.append(self._sample())
+
+    def _sample(self) -> tuple[float, dict[int, tuple[str, float]]]:
+        now, seen = time.time(), {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                start = fields[19]  # starttime: a pid reused by a new process is another key
+                key = (int(entry.name), start)
+                if key not in self._roles:
+                    # Chromium rewrites its children's command lines as one string: split both.
+                    cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split()
+                    self._roles[key] = _role(key[0], [a for a in cmdline if a])
+                seen[key] = (self._roles[key], (int(fields[11]) + int(fields[12])) / self._tick)
+            except (OSError, ValueError, IndexError):  # the process ended meanwhile
+                continue
+        return now, seen
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds per role from ``t0`` to ``t1`` (epoch seconds)."""
+        before = next((s for t, s in reversed(self.samples) if t <= t0), self.samples[0][1])
+        last: dict = {}
+        for t, sample in self.samples:
+            if t > t1:
+                break
+            last.update(sample)  # a process that ended keeps its last figure
+        used: dict[str, float] = defaultdict(float)
+        for key, (role, cpu) in last.items():
+            used[role] += cpu - before.get(key, (role, 0.0))[1]
+        return dict(used)
+
+
 def _innermost_own(stack: str) -> str:
     """The last frame of this project's code in a logged stack (else its last frame)."""
     frames = stack.split(" [")[0].split(" > ")  # the loop thread's frames, not the others'
@@ -80,11 +160,13 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
         users["trainer"] = "pw-trainer"
     load_before = load_average()
     artifacts = ROOT / "artifacts"
-    with serve_dashboard(project, extra_args=basic_auth_args(folder, users)) as server:
+    with serve_dashboard(project, extra_args=basic_auth_args(folder, users)) as server, \
+            CpuSampler() as cpu:
         try:
             runs, trainer, elapsed = asyncio.run(team_session(
                 server, users, n_labels, choose, trainer="trainer" if retrain else None,
                 think_s=think_s))
+            ended = time.time()
         except BaseException:
             # Kept under a name of its own: the rerun that follows a failure overwrote the log
             # of the one-user run that stopped (issue 10), and with it the server's side.
@@ -99,7 +181,8 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
             artifacts.mkdir(exist_ok=True)
             (artifacts / f"latency-server-{folder.name}.log").write_text(log, encoding="utf-8")
     latencies = np.array([x for run in runs for x in run.latencies_s])
-    stalls = stalls_while_labelling(log, min(run.started for run in runs))
+    began = min(run.started for run in runs)
+    stalls = stalls_while_labelling(log, began)
     longest = max(stalls, default=(0, ""))
     top = sorted(stalls, reverse=True)[:3]
     errors = [e for run in runs + ([trainer] if trainer else []) for e in run.page_errors]
@@ -114,7 +197,24 @@ def measure(n_users: int, n_labels: int, think_s: float, retrain: bool, folder: 
         "stalls": len(stalls), "longest_stall": longest[0],
         "longest_where": _innermost_own(longest[1]) if longest[1] else "",
         "top_stalls": [(ms, _innermost_own(stack)) for ms, stack in top],
+        "cpu": cpu.between(began, ended), "window_s": ended - began,
     }
+
+
+def cpu_table(rows: list[tuple[str, dict]]) -> str:
+    """Where the machine's CPU went while the users labelled: seconds and share of all cores."""
+    cores = os.cpu_count() or 1
+    lines = [f"CPU while the users labelled, by process (share of the {cores} cores' time in the "
+             "window; the machine's other processes under *other*):", "",
+             "| setting | window (s) | " + " | ".join(ROLES) + " | idle |",
+             "| --- | --- | " + " | ".join("---" for _ in ROLES) + " | --- |"]
+    for name, r in rows:
+        capacity = cores * r["window_s"]
+        shares = [r["cpu"].get(role, 0.0) / capacity for role in ROLES]
+        lines.append(f"| {name} | {r['window_s']:.0f} | "
+                     + " | ".join(f"{share:.0%}" for share in shares)
+                     + f" | {max(0.0, 1 - sum(shares)):.0%} |")
+    return "\n".join(lines)
 
 
 def _settings(text: str) -> list[str]:
@@ -160,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {r['labels']} | {r['p50']:.3f} | {r['p95']:.3f} | {r['max']:.2f} | "
                      f"{r['over_5s']:.0%} | {r['retrains']} | {r['page_errors']} | {r['locked']} | "
                      f"{r['stalls']}{longest} | {r['load']} |")
+    lines += ["", cpu_table(rows)]
     if args.settings != list(SETTINGS):  # a part of the benchmark: printed, never written
         print("\n".join(lines))
         return 0
@@ -180,6 +281,17 @@ def main(argv: list[str] | None = None) -> int:
         "this shared 2-core machine are noisy: see the load average beside each row.", "",
         *lines, "", verdict,
         f"Without pauses (stress): p50 {stress['p50']:.3f} s, p95 {stress['p95']:.3f} s.", "",
+        "The browsers' rendering is most of the machine's work (the CPU table): the pages "
+        "repaint their map and tables for their own and the other users' labels on the same "
+        "2 cores as the server. Since 2026-12-04 the driver waits for each 'saved' in the page "
+        "(`page.wait_for_function`); before, Playwright's `expect` polled for it and built the "
+        "page's accessibility tree at every miss (for its failure message): 2.8 s of a labelling "
+        "page's 25 s in a DevTools profile, a tenth of its renderer's CPU, on the cores the timed "
+        "clicks needed, so the earlier figures include that load of the test harness. On "
+        "2026-12-04 03:36-03:52 UTC (AMD EPYC host, nice -15), the five users with 1 s pauses: "
+        "0.898 s / 2.898 s (p50 / p95) with the old driver and other tabs' labels patched every "
+        "0.5 s; 0.280 s / 1.870 s with the new driver alone; 0.234 s / 1.576 s with both changes "
+        "(one run each: the pacing's share is within the noise of one run).", "",
         f"Loop stalls: the server ran with `TAILWISE_LOOP_WATCH={STALL_MS}` (`dashboard.loopwatch`), "
         "which logs every stretch over that many milliseconds in which its event loop (shared by "
         "every tab) served nothing, with the stack it was busy in; counted here while the users "
@@ -188,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         "What the server does since issue 10's latency work: training runs in a process of its "
         "own (`core.worker`: `os.nice(10)`, one torch thread, results back as safetensors and "
         "JSON), so the event loop only writes the label and updates the labelling tab; other tabs "
-        "catch up every 0.5 s from the store's new events by patching just the changed points "
+        "look for the store's new events every 0.5 s and patch other tabs' labels into their map "
+        "at most every 2 s (`OTHERS_MIN_INTERVAL_S`: the first at once, all that came meanwhile "
+        "in one patch; the Refresh button and an undo at once), just the changed points "
         "(the map's star and selection layers too, without a HoloViews refresh of the overlay, "
         "and without Bokeh re-validating the whole point source), and redraw summaries only once "
         "labelling pauses; Panel's busy spinner (one flag for the whole server, re-sent to every "

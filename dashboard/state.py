@@ -65,6 +65,12 @@ SUMMARY_QUIET_S, SUMMARY_MAX_WAIT_S, SUMMARY_MIN_INTERVAL_S = 2.0, 10.0, 10.0
 # each model redrawn in every other tab is browser and loop work that the clicks of all wait behind
 # (the newest model is shown when the interval is over; the Refresh button shows it at once).
 MODEL_MIN_INTERVAL_S = 5.0
+# Other tabs' labels are patched into a served page's map at most every OTHERS_MIN_INTERVAL_S (the
+# first at once; the Refresh button and an undo at once): five experts labelling made every page
+# repaint its map twice a second for the others' labels, and the browsers' rendering, on the same
+# cores as the server, was what each click's "saved" waited behind (the page's own labels are
+# shown at once; its queue and the store are never behind).
+OTHERS_MIN_INTERVAL_S = 2.0
 
 
 # Label counts per store and split, with the store's last event and classes they were read at:
@@ -254,6 +260,7 @@ class AppState(param.Parameterized):
         self._clock = clock
         self._pace_models = schedule is not None  # without a page (tests) a model is shown at once
         self._model_shown_at = float("-inf")
+        self._others_shown_at = float("-inf")
         self._writing = asyncio.Lock()
         self._queue_asked_for: int | None = None  # the model a new batch was last asked of
         self._frame_sync: asyncio.Future | None = None  # the map table's update after a bulk action
@@ -634,7 +641,7 @@ class AppState(param.Parameterized):
         self.error = ""
         self.status = f"undone {reverted} label{'s' * (reverted != 1)}" if reverted else "nothing to undo"
         if reverted:
-            self._catch_up(now=False)  # the reverted items (and any other tab's since), announced
+            self._catch_up(now=False, labels_now=True)  # the reverted items (and any other tab's since)
         return reverted
 
     def skip(self) -> None:
@@ -690,6 +697,22 @@ class AppState(param.Parameterized):
             self._adopt_model(labels_version=self.labels_version + 1)
             return
         self.labels_version += 1
+
+    def _catch_up_labels(self, events: list, now: bool) -> bool:
+        """Announce the items other tabs labelled in ``events`` (this tab's own were announced
+        when made), at most every OTHERS_MIN_INTERVAL_S in a served page unless ``now``; until
+        then the events stay unread. True if the events were taken."""
+        items = [e.item_id for e in events if e.event_id not in self._own]
+        if items and not (now or not self._pace_models
+                          or self._clock() - self._others_shown_at >= OTHERS_MIN_INTERVAL_S):
+            return False
+        if events:
+            self._seen_event = events[-1].event_id
+            self._own.difference_update(e.event_id for e in events)
+        if items:
+            self._others_shown_at = self._clock()
+            self._announce(items)
+        return True
 
     def _model_due(self, now: bool) -> bool:
         """True when another tab's newer model may be shown: at once without a page, on the
@@ -1102,7 +1125,7 @@ class AppState(param.Parameterized):
             self._fail(err)
             return False
 
-    def _catch_up(self, now: bool) -> bool:
+    def _catch_up(self, now: bool, labels_now: bool = False) -> bool:
         changed = False
         if self.engine_activity != self.session.activity:
             self.engine_activity = self.session.activity
@@ -1113,15 +1136,10 @@ class AppState(param.Parameterized):
                 self._seen_event = last
                 self._own.clear()
                 self._announce(None)
+                changed = True
             else:
-                events = store.events(since_id=self._seen_event)
-                if events:
-                    self._seen_event = events[-1].event_id
-                    items = [e.item_id for e in events if e.event_id not in self._own]
-                    self._own.difference_update(e.event_id for e in events)
-                    if items:
-                        self._announce(items)
-            changed = True
+                changed = self._catch_up_labels(store.events(since_id=self._seen_event),
+                                                now or labels_now)
         if self._class_signature() != self._classes_seen:
             self._classes_changed()
             changed = True

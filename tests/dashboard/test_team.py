@@ -253,6 +253,42 @@ def test_a_label_patches_this_map_and_other_tabs_catch_up_from_the_store(session
     assert not bob.refresh()
 
 
+def test_a_served_tab_shows_other_tabs_labels_at_most_every_few_seconds(session):
+    """Five experts labelling made every page repaint its map for the others' labels twice a
+    second: a served tab takes them at most every OTHERS_MIN_INTERVAL_S (the first at once, all
+    that came meanwhile together), its own at once, the others' at once on Refresh and undo."""
+    from dashboard.state import OTHERS_MIN_INTERVAL_S
+
+    clock = ManualClock()
+    alice = AppState(session, annotator="alice", schedule=clock.schedule, clock=lambda: clock.now)
+    bob = AppState(session, annotator="bob", schedule=clock.schedule, clock=lambda: clock.now)
+    ids = first_ids(alice, 6)
+
+    def label(state, items, cls):
+        state.select(items)
+        assert state.label_selection(cls)
+
+    label(alice, ids[:1], "0")
+    assert bob.refresh() and bob.last_changed == ids[:1]  # the first: at once
+    label(alice, ids[1:2], "1")
+    clock.advance(0.5)
+    label(alice, ids[2:3], "2")
+    clock.advance(0.5)
+    changes = bob.changes
+    assert not bob.refresh() and bob.changes == changes  # 1 s later: not yet
+    label(bob, ids[3:4], "3")
+    assert bob.last_changed == ids[3:4] and bob.changes == changes + 1  # its own: at once
+    assert not bob.refresh()
+    clock.advance(OTHERS_MIN_INTERVAL_S)
+    assert bob.refresh() and bob.last_changed == ids[1:3]  # both of alice's, in one patch
+    assert not bob.refresh()  # bob's own label was announced already
+    label(alice, ids[4:5], "4")
+    assert bob.refresh(now=True) and bob.last_changed == ids[4:5]  # the Refresh button
+    label(alice, ids[5:6], "5")
+    assert bob.undo() == 1  # its undo shows the reverted item and the others' labels since
+    assert set(bob.last_changed) == {ids[3], ids[5]}
+
+
 def test_retrains_asked_by_two_tabs_run_one_at_a_time(session, monkeypatch):
     import core.session as core_session
 
