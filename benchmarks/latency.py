@@ -122,7 +122,7 @@ class CpuSampler:
                 if key not in self._roles:
                     # Chromium rewrites its children's command lines as one string: split both.
                     cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split()
-                    self._roles[key] = _role(key[0], [a for a in cmdline if a])
+                    self._roles[key] = _role(key[0], cmdline)
                 seen[key] = (self._roles[key], (int(fields[11]) + int(fields[12])) / self._tick)
             except (OSError, ValueError, IndexError):  # the process ended meanwhile
                 continue

@@ -703,8 +703,7 @@ class AppState(param.Parameterized):
         when made), at most every OTHERS_MIN_INTERVAL_S in a served page unless ``now``; until
         then the events stay unread. True if the events were taken."""
         items = [e.item_id for e in events if e.event_id not in self._own]
-        if items and not (now or not self._pace_models
-                          or self._clock() - self._others_shown_at >= OTHERS_MIN_INTERVAL_S):
+        if items and not self._due(self._others_shown_at, OTHERS_MIN_INTERVAL_S, now):
             return False
         if events:
             self._seen_event = events[-1].event_id
@@ -715,10 +714,13 @@ class AppState(param.Parameterized):
         return True
 
     def _model_due(self, now: bool) -> bool:
-        """True when another tab's newer model may be shown: at once without a page, on the
-        Refresh button (``now``), else MODEL_MIN_INTERVAL_S after the last one shown."""
-        return (now or not self._pace_models
-                or self._clock() - self._model_shown_at >= MODEL_MIN_INTERVAL_S)
+        """True when another tab's newer model may be shown (see :meth:`_due`)."""
+        return self._due(self._model_shown_at, MODEL_MIN_INTERVAL_S, now)
+
+    def _due(self, shown_at: float, interval_s: float, now: bool) -> bool:
+        """True when another tab's work may be shown: at once without a page, when asked
+        (``now``: the Refresh button), else ``interval_s`` after the last such update."""
+        return now or not self._pace_models or self._clock() - shown_at >= interval_s
 
     def _adopt_model(self, **more: Any) -> None:
         """Show the engine's current model (another tab's retrain, or one after the start);

@@ -239,8 +239,7 @@ def test_a_layout_switch_leaves_no_view_of_the_earlier_layout_following_the_stat
 
     def watchers() -> list:
         gc.collect()  # `rx` expressions of dropped widgets unregister themselves when collected
-        by_param = app.state.param.watchers.values()
-        return [w for by_kind in by_param for ws in by_kind.values() for w in ws]
+        return app.state._watchers()
 
     first = len(watchers())
     old_views = list(app.views.values())
