@@ -24,6 +24,8 @@ WAIT_MS = 120_000
 PREPARE_WAIT_MS = 600_000
 # A retrain runs in a process of its own at a lower priority: on a busy machine it waits long.
 RETRAIN_WAIT_MS = 900_000
+# How long a refused retrain (no busy state) may take to reach the page before its error counts.
+ACK_S = 5.0
 
 # Installed in every page before its scripts run. The [data-saved] element lives in a shadow root;
 # the search caches that root and polls (every 5 ms) only while a label waits for its "saved".
@@ -262,13 +264,23 @@ async def retrain_loop(page, run: UserRun, stop: Callable[[], bool], pause_s: fl
         if await version.get_attribute("data-version") != before:
             run.retrains += 1
             continue
-        await button.click()
-        deadline = time.monotonic() + RETRAIN_WAIT_MS / 1000
+        # The button may turn disabled between the check above and this click (a click of the
+        # previous round seen late by a loaded server): the click then waits for that retrain.
+        await button.click(timeout=RETRAIN_WAIT_MS)
+        clicked = time.monotonic()
+        deadline = clicked + RETRAIN_WAIT_MS / 1000
+        seen_busy = False
         while True:  # polling page state: a new version, or the retrain ended with an error
             if await version.get_attribute("data-version") != before:
                 run.retrains += 1
                 break
-            if await button.is_enabled() and await page.locator(".tw-error").count():
+            enabled = await button.is_enabled()
+            seen_busy = seen_busy or not enabled
+            # An error shown before the click (too few labels at first) is not this click's
+            # answer until the server has seen the click: the button was disabled since, or a
+            # few seconds passed (a retrain refused at once never disables it).
+            if (enabled and (seen_busy or time.monotonic() - clicked > ACK_S)
+                    and await page.locator(".tw-error").count()):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"a retrain neither finished nor failed within "
