@@ -11,6 +11,8 @@ One command, several parts, each writing its own section of docs/benchmarks.md:
   session) and 10^7 items (map only): label a lasso of 10^4 items -> recoloured, pan and zoom;
 * ``loop`` (``benchmarks/scale_loop.py``): label 10 -> retrain -> rescored pool -> next batch,
   beside an AstronomicAL-style loop;
+* ``retrain`` (``benchmarks/scale_retrain.py``): one retrain with plentiful labels (4 x 10^5 at
+  10^6 items): the first (learners compared) and a following one;
 * ``dashboard`` (``benchmarks/scale_dashboard.py``): a real server with several Chromium tabs: the
   round trip after Retrain in every tab, Next batch, bulk label / retrain / undo at 10^6, memory;
 * ``dask`` (``benchmarks/scale_dask.py``): scoring throughput in this process and on 1 and 2
@@ -63,6 +65,7 @@ SECTIONS = {
     "map": "Scale: the 2-D map at 10^5 and 10^6 items",
     "view": "Scale: the map view at 10^5, 10^6 and 10^7 items",
     "loop": "Scale: the labelling loop, engine and AstronomicAL-style",
+    "retrain": "Scale: retraining with plentiful labels (4 x 10^5 at 10^6 items)",
     "dashboard": "Scale: the dashboard with several tabs at 10^5 and 10^6 items",
     "dask": "Scale: scoring on Dask, and 10^8 items on 100 workers",
 }
@@ -376,7 +379,7 @@ def report(res: dict, repeats: int) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("engine", "map", "view", "loop", "dask", "dashboard")
+PARTS = ("engine", "map", "view", "loop", "retrain", "dask", "dashboard")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -384,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--part", nargs="+", choices=PARTS, default=list(PARTS),
                     help="which parts to run (default: all)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None,
-                    help="numbers of items for the engine and dashboard parts (default 100000 1000000; --quick: "
+                    help="numbers of items for the engine, retrain and dashboard parts (default 100000 1000000; --quick: "
                          "20000 100000)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes (10^4-10^5), 3 repeats, no docs unless --docs")
@@ -409,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             module = __import__(f"benchmarks.scale_{part}", fromlist=["run", "report"])
             kwargs = _quick_kwargs(part) if args.quick else {}
-            if part == "dashboard" and args.sizes:
+            if part in ("dashboard", "retrain") and args.sizes:
                 kwargs = {"sizes": tuple(sorted(args.sizes))}
             res = module.run(**kwargs)
             title, body = SECTIONS[part], module.report(res)
@@ -417,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         print(body, flush=True)
         if write:
             write_section(DOC, title, (module_doc(part) + "\n\n" + body).strip(), command=command,
-                          elapsed_s=time.perf_counter() - t0, machine=machine)
+                          elapsed_s=time.perf_counter() - t0, machine=machine,
+                          keep=("Reading",) if part == "retrain" else ())
             print(f"wrote the {title!r} section of {DOC}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(raw, default=float, indent=1), encoding="utf-8")
@@ -427,6 +431,7 @@ def _quick_kwargs(part: str) -> dict:
     return {"map": {"sizes": (20_000, 100_000)},
             "view": {"session_sizes": (60_000,), "map_only_sizes": (200_000,)},
             "loop": {"sizes": (20_000,)},
+            "retrain": {"sizes": (100_000,)},
             "dask": {"n": 50_000},
             "dashboard": {"sizes": (60_000,)}}[part]
 

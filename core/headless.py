@@ -219,6 +219,7 @@ def _metrics(session, state) -> dict[str, Any]:
         "ground_truth": truth,
         "headline": headline(truth, test, cv),
         "model_choice": state.model_choice.to_dict() if state.model_choice else None,
+        "fit_note": state.fit_note or None,  # a class-balanced subsample of plentiful labels
         **trust_metrics(session, state),
     }
 

@@ -39,6 +39,7 @@ __all__ = [
     "fold_assignment",
     "out_of_fold_predictions",
     "select_learner",
+    "stable_priority",
 ]
 
 
@@ -171,13 +172,17 @@ def _balanced_log_loss(codes: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean([-np.log(p[codes == c]).mean() for c in np.unique(codes)]))
 
 
-MAX_FIT_LABELS = 50_000  # above this, head classes are subsampled for the fit (class-balanced)
+MAX_FIT_LABELS = 20_000  # above this, head classes are subsampled for the fit (class-balanced)
 
 
-def balanced_subset(y: np.ndarray, seed: int, limit: int = MAX_FIT_LABELS) -> np.ndarray:
+def balanced_subset(y: np.ndarray, seed: int, limit: int = MAX_FIT_LABELS,
+                    keys: np.ndarray | None = None) -> np.ndarray:
     """Sorted positions of at most ``limit`` labels to fit on: every label of the classes below a
-    common cap, a seeded random ``cap`` of each larger (head) class. Rare classes keep all their
-    labels; with plentiful labels the fit stays bounded whatever the label count."""
+    common cap, ``cap`` of each larger (head) class. Rare classes keep all their labels; with
+    plentiful labels the fit stays bounded whatever the label count. ``keys`` (one integer per
+    label, e.g. its pool row) makes a head class keep its ``cap`` labels of lowest seeded hash,
+    so the subsample barely moves from one round to the next as labels are added; without them
+    the head classes are sampled at random (seeded)."""
     n = len(y)
     if n <= limit:
         return np.arange(n)
@@ -190,11 +195,27 @@ def balanced_subset(y: np.ndarray, seed: int, limit: int = MAX_FIT_LABELS) -> np
     fits = caps >= ordered
     cap = int(caps[np.argmin(fits)] if not fits.all() else ordered[-1])
     rng = np.random.default_rng(seed)
+    priority = None if keys is None else stable_priority(np.asarray(keys), seed)
     keep = []
     for c in range(len(names)):
         members = np.flatnonzero(inverse == c)
-        keep.append(members if len(members) <= cap else rng.choice(members, cap, replace=False))
+        if len(members) <= cap:
+            keep.append(members)
+        elif priority is None:
+            keep.append(rng.choice(members, cap, replace=False))
+        else:
+            keep.append(members[np.argsort(priority[members], kind="stable")[:cap]])
     return np.sort(np.concatenate(keep))
+
+
+def stable_priority(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded pseudo-random uint64 of each integer key (splitmix64): the same key and seed give
+    the same value in every round."""
+    golden = np.uint64(((seed + 1) * 0x9E3779B97F4A7C15) % 2**64)
+    z = np.asarray(keys).astype(np.uint64) + golden
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def _fit_fold(build: Callable[[], Any], X: np.ndarray, y: np.ndarray, fold: np.ndarray, f: int,
