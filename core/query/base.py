@@ -114,7 +114,7 @@ class QueryContext:
             raise DataError(f"QueryContext.cluster_method: unknown cluster method "
                             f"{self.cluster_method!r}; use one of {', '.join(CLUSTER_METHOD_NAMES)}")
         lab = np.asarray(self.labels, dtype=object)[self.labelled_mask]
-        if any(v is None for v in lab):
+        if np.equal(lab, None).any():  # elementwise on the object array, no Python loop
             raise DataError("QueryContext.labels: a row marked labelled has label None")
 
     # ------------------------------------------------------------------ constructors
@@ -194,16 +194,33 @@ class QueryContext:
         per context (a context is read-only); each call returns a new dict."""
         counts = self._memo.get("class_counts")
         if counts is None:
-            names, numbers = np.unique(
-                np.asarray(self.labels, dtype=object)[self.labelled_mask].astype(str),
-                return_counts=True,
-            )
-            counts = self._memo["class_counts"] = {str(a): int(b) for a, b in zip(names, numbers)}
+            _, codes, names = self.labelled_classes()
+            numbers = np.bincount(codes, minlength=len(names))
+            counts = self._memo["class_counts"] = {a: int(b) for a, b in zip(names, numbers)}
         return dict(counts)
 
-    def subset(self, positions: np.ndarray) -> QueryContext:
+    def labelled_classes(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """``(labelled positions, class of each as an index into names, names)`` with the class
+        names sorted; worked out once per context and shared with its ``for_request`` copies
+        (the arrays are read-only)."""
+        memo = self._memo.get("labelled_classes")
+        if memo is None:
+            positions = self.labelled_positions
+            names, codes = np.unique(np.asarray(self.labels, dtype=object)[positions].astype(str),
+                                     return_inverse=True)
+            codes = codes.reshape(-1)
+            positions.setflags(write=False)
+            codes.setflags(write=False)
+            memo = self._memo["labelled_classes"] = (positions, codes,
+                                                     tuple(str(a) for a in names))
+        return memo
+
+    def subset(self, positions: np.ndarray, keep_counts: bool = False) -> QueryContext:
         """The same context restricted to ``positions`` (used by the sub-pool wrapper). A subset
-        holding every labelled item (as the sub-pool wrapper's do) keeps the class counts."""
+        holding every labelled item keeps the class counts; so does one made with
+        ``keep_counts``, whose labelled rows are a sample standing for all of them (the sub-pool
+        wrapper's above ``max_labelled`` labels): strategies then still balance by the true
+        counts."""
         sub = QueryContext(
             proba=self.proba[positions],
             classes=self.classes,
@@ -218,8 +235,9 @@ class QueryContext:
             reserved=None if self.reserved is None else self.reserved[positions],
             cluster_method=self.cluster_method,
         )
-        if (np.count_nonzero(sub.labelled_mask) == np.count_nonzero(self.labelled_mask)
-                and len(np.unique(positions)) == len(positions)):  # every labelled row, once
+        every_label = (np.count_nonzero(sub.labelled_mask) == np.count_nonzero(self.labelled_mask)
+                       and len(np.unique(positions)) == len(positions))  # every labelled row, once
+        if keep_counts or every_label:
             self.class_counts()  # counted once for this context and every subset of it
             sub._memo["class_counts"] = self._memo["class_counts"]
         return sub

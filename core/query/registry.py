@@ -31,7 +31,7 @@ from core.query.strategies import (
     TargetClass,
     TypiClust,
 )
-from core.query.wrappers import ColdStart, KNNSubPool, NoModelFallback
+from core.query.wrappers import MAX_LABELLED, ColdStart, KNNSubPool, NoModelFallback
 
 STRATEGY_CLASSES: dict[str, type[QueryStrategy]] = {
     cls.name: cls
@@ -62,7 +62,7 @@ ARM_CLASSES: dict[str, type[QueryStrategy]] = {
 
 # Strategies whose cost grows faster than linearly in the pool: run on a kNN sub-pool when large.
 SUBPOOLED = frozenset({"auto", "committee", "galaxy", "discovery", "typiclust", "target_class"})
-_SUBPOOL_PARAMS = ("max_pool", "n_random", "n_neighbors_subpool")
+_SUBPOOL_PARAMS = ("max_pool", "n_random", "n_neighbors_subpool", "max_labelled")
 # What ``auto``'s discovery arm clusters with ("project": the project's ``clusters.method``).
 DISCOVERY_CLUSTERS = "project"
 
@@ -105,8 +105,8 @@ def get_strategy(name: str, **params: Any) -> Any:
     ``discovery_clusters`` (``auto`` only: the cluster method of its ``discovery`` arm, default
     ``DISCOVERY_CLUSTERS``; ``"project"`` follows ``clusters.method``), ``discovery_compactness``
     (``auto`` only: its ``discovery`` arm also prefers compact clusters; default off), and
-    ``max_pool`` / ``n_random`` / ``n_neighbors_subpool`` for the sub-pool wrapper
-    (``max_pool=None`` disables it). Unknown names or parameters raise
+    ``max_pool`` / ``n_random`` / ``n_neighbors_subpool`` / ``max_labelled`` for the sub-pool
+    wrapper (``max_pool=None`` disables it). Unknown names or parameters raise
     :class:`~core.errors.ConfigError`.
     """
     if name not in STRATEGY_CLASSES:
@@ -140,5 +140,6 @@ def get_strategy(name: str, **params: Any) -> Any:
             max_pool=int(max_pool),
             n_random=int(sub.get("n_random", 10_000)),
             n_neighbors=int(sub.get("n_neighbors_subpool", 20)),
+            max_labelled=int(sub.get("max_labelled", MAX_LABELLED)),
         )
     return strategy

@@ -6,7 +6,6 @@ See ``docs/strategies.md`` for what each strategy does and when to use it.
 from __future__ import annotations
 
 import heapq
-import itertools
 import warnings
 
 import numpy as np
@@ -232,6 +231,21 @@ class ClassBalancedMargin(QueryStrategy):
         return Picks(candidates[np.asarray(rows)], np.asarray(scores), reasons)
 
 
+def _label_changes(y_sorted: np.ndarray, is_lab: np.ndarray, cls: str) -> list[tuple]:
+    """GALAXY's cuts on one class's linear graph, as a heap: ``(unlabelled items between, rank
+    a, rank b, the other label)`` for every pair of adjacent labelled ranks ``a < b`` with
+    unlabelled items between them, one labelled ``cls`` and the other not."""
+    lab_rank = np.flatnonzero(is_lab)
+    positive = y_sorted[lab_rank] == cls
+    a, b = lab_rank[:-1], lab_rank[1:]
+    cut = (positive[:-1] != positive[1:]) & (b - a > 1)
+    a, b, a_positive = a[cut], b[cut], positive[:-1][cut]
+    other = np.where(a_positive, y_sorted[b], y_sorted[a])
+    heap = list(zip((b - a - 1).tolist(), a.tolist(), b.tolist(), [str(o) for o in other]))
+    heapq.heapify(heap)  # the tuples are distinct (one per rank a): the same pops as pushes
+    return heap
+
+
 class Galaxy(QueryStrategy):
     """GALAXY (Zhang et al., ICML 2022), simplified: graph bisection on per-class margin orderings.
 
@@ -258,21 +272,14 @@ class Galaxy(QueryStrategy):
         order_classes = sorted(
             range(k), key=lambda j: (counts.get(ctx.classes[j], 0), ctx.rng.random())
         )
-        heaps, sorted_nodes, scores_by_class = {}, {}, {}
+        heaps, sorted_nodes, open_last, scores_by_class = {}, {}, {}, {}
         for j in order_classes:
             others = np.delete(proba, j, axis=1).max(axis=1)
             score = proba[:, j] - others
             order = np.lexsort((ctx.rng.random(len(nodes)), score))
             sorted_nodes[j], scores_by_class[j] = order, score
-            y_sorted = y[order]
-            positive = y_sorted == ctx.classes[j]
-            lab_rank = np.flatnonzero(is_lab[order])
-            heap = []
-            for a, b in itertools.pairwise(lab_rank):
-                if positive[a] != positive[b] and b - a > 1:
-                    other = y_sorted[b] if positive[a] else y_sorted[a]
-                    heapq.heappush(heap, (int(b - a - 1), int(a), int(b), str(other)))
-            heaps[j] = heap
+            open_last[j] = order[~is_lab[order]][::-1]  # unlabelled, most '{cls}'-like first
+            heaps[j] = _label_changes(y[order], is_lab[order], ctx.classes[j])
         picked: set[int] = set()
         rows, scores, reasons = [], [], []
         idle = 0
@@ -300,8 +307,8 @@ class Galaxy(QueryStrategy):
                             f"items between a '{cls}' and a '{other}'"
                         )
                 if pick is None:  # connect step: most '{cls}'-like unlabelled item not yet taken
-                    for node in order[::-1]:
-                        if not is_lab[node] and int(node) not in picked:
+                    for node in open_last[j]:
+                        if int(node) not in picked:
                             pick = int(node)
                             reason = (
                                 f"most '{cls}'-like unlabelled item (p={pct(proba[pick, j])}); "

@@ -13,6 +13,7 @@ from core.clusters import CLUSTER_METHOD_NAMES
 from core.errors import ConfigError, DataError, EmptyPoolError, ModelError
 from core.project import STRATEGIES, QueryConfig
 from core.query import QueryContext, get_strategy
+from core.query.base import Picks, QueryStrategy
 from core.query.auto import Auto, label_reward
 from core.query.measures import entropy, least_confidence, margin, vote_entropy
 from core.query.registry import (
@@ -22,7 +23,7 @@ from core.query.registry import (
     SUBPOOLED,
     build_arms,
 )
-from core.query.wrappers import ColdStart, KNNSubPool
+from core.query.wrappers import ColdStart, KNNSubPool, balanced_quota
 
 SIZES = (120, 60, 30, 12, 8)  # a long tail of five well separated blobs
 
@@ -552,3 +553,133 @@ def test_class_counts_are_counted_once_and_kept_by_subsets_holding_every_label(m
     before = len(counted)
     part = ctx.subset(np.array([0, 1, 4]))  # one labelled row only: counted anew
     assert part.class_counts() == {"a": 1} and len(counted) > before
+
+
+# ---------------------------------------------------------------------------- bounded at many labels
+class _Spy(QueryStrategy):
+    """Records the context it is asked on and picks the first candidates."""
+
+    name = "spy"
+    needs_model = False
+
+    def __init__(self) -> None:
+        self.seen: list[QueryContext] = []
+
+    def _select(self, ctx, candidates, n):
+        self.seen.append(ctx)
+        return Picks(candidates[:n], np.zeros(n), ["spy"] * n)
+
+
+def many_labels_ctx(seed: int = 0):
+    """The blobs with every row of c0 and c1 labelled, 4 of c2, none of c3 and c4."""
+    rows = list(range(0, 180)) + [180, 185, 190, 195]
+    return make_ctx(rows, seed=seed)
+
+
+def test_balanced_quota_shares_evenly_and_gives_small_classes_whole():
+    assert balanced_quota(np.array([100, 3, 50]), 30).tolist() == [14, 3, 13]
+    assert balanced_quota(np.array([5, 5]), 30).tolist() == [5, 5]  # fewer than asked: all
+    assert balanced_quota(np.array([7, 0, 9]), 10).sum() == 10
+
+
+@pytest.mark.parametrize("max_pool", [40, 10_000])  # with and without the kNN sub-pool
+def test_subpool_shows_a_class_balanced_sample_of_labels_above_max_labelled(max_pool):
+    ctx = many_labels_ctx()
+    spy = _Spy()
+    wrapper = KNNSubPool(spy, max_pool=max_pool, n_random=20, n_neighbors=3, max_labelled=24)
+    result = wrapper.query(ctx, 5)
+    seen = spy.seen[-1]
+    _, y = blobs()
+    seen_labels = np.asarray(seen.labels, dtype=object)[seen.labelled_mask]
+    assert len(seen_labels) == 24  # bounded, whatever the number of labels
+    # class-balanced: c2's 4 labels all, the rest split between c0 and c1
+    assert sorted(seen_labels.tolist()).count("c2") == 4
+    assert abs(int((seen_labels == "c0").sum()) - int((seen_labels == "c1").sum())) <= 1
+    # the strategy still balances by the true counts, and picks stay unlabelled pool rows
+    assert seen.class_counts() == ctx.class_counts() == {"c0": 120, "c1": 60, "c2": 4}
+    assert not ctx.labelled_mask[result.positions].any()
+    assert set(result.ids.tolist()) <= set(ctx.pool_ids[~ctx.labelled_mask].tolist())
+    # every unlabelled row is still there when the pool is small
+    if max_pool == 10_000:
+        assert (~seen.labelled_mask).sum() == (~ctx.labelled_mask).sum()
+
+
+def test_subpool_at_or_below_max_labelled_changes_nothing():
+    ctx = make_ctx(LABELLED, seed=3)
+    spy = _Spy()
+    KNNSubPool(spy, max_pool=10_000, max_labelled=len(LABELLED)).query(ctx, 4)
+    assert spy.seen[-1] is ctx  # the very context: no sample, no subset
+    for name in ("auto", "galaxy", "discovery"):
+        capped = get_strategy(name, max_pool=40, n_random=30, max_labelled=len(LABELLED),
+                              cold_start=5) if name == "auto" else get_strategy(
+            name, max_pool=40, n_random=30, max_labelled=len(LABELLED))
+        plain = strategy(name, subpool=True)
+        a = capped.query(make_ctx(LABELLED, seed=4), 6)
+        b = plain.query(make_ctx(LABELLED, seed=4), 6)
+        assert a.ids.tolist() == b.ids.tolist() and a.reasons == b.reasons
+
+
+def test_subpool_keeps_labelled_recent_picks_so_auto_still_learns():
+    wrapped = get_strategy("auto", max_pool=10_000, max_labelled=10, cold_start=5)
+    ctx = many_labels_ctx(seed=1)
+    first = wrapped.query(ctx, 6)
+    _, y = blobs()
+    labelled = ctx.labelled_mask.copy()
+    labelled[first.positions] = True
+    labels = np.where(labelled, y, None).astype(object)
+    after = QueryContext(proba=ctx.proba, classes=ctx.classes, embedding=ctx.embedding,
+                         pool_ids=ctx.pool_ids, labelled_mask=labelled, labels=labels,
+                         rng=np.random.default_rng(9))
+    bandit = wrapped.inner
+    before = sum(bandit.alpha.values()) + sum(bandit.beta.values())
+    wrapped.query(after, 6)
+    # each of the 6 labelled picks earned its arm a reward (alpha + beta grow by one per label,
+    # after the discount): the picks were in the sample the bandit saw
+    rewarded = sum(v[0] for entry in bandit.log for v in entry["arms"].values())
+    assert rewarded == 6 and sum(bandit.alpha.values()) + sum(bandit.beta.values()) != before
+
+
+@pytest.mark.parametrize("name", sorted(SUBPOOLED))
+def test_subpooled_strategies_keep_the_contract_above_max_labelled(name):
+    ctx = many_labels_ctx(seed=2)
+    params = {"max_pool": 40, "n_random": 20, "max_labelled": 12}
+    if name == "auto":
+        params["cold_start"] = 5
+    result = get_strategy(name, **params).query(ctx, 7)
+    assert len(set(result.ids.tolist())) == 7 and not ctx.labelled_mask[result.positions].any()
+    assert np.isfinite(result.scores).all() and all(result.reasons)
+
+
+def test_galaxy_label_changes_match_the_pairwise_walk():
+    """The vectorised cuts of GALAXY's linear graph equal a walk over adjacent labelled pairs."""
+    import heapq
+    import itertools
+
+    from core.query.strategies import _label_changes
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m = int(rng.integers(2, 400))
+        is_lab = rng.random(m) < rng.uniform(0.05, 0.9)
+        y = np.where(is_lab, rng.choice(["a", "b", "c"], m), None).astype(object)
+        expected = []
+        lab_rank = np.flatnonzero(is_lab)
+        positive = y == "a"
+        for a, b in itertools.pairwise(lab_rank):
+            if positive[a] != positive[b] and b - a > 1:
+                other = y[b] if positive[a] else y[a]
+                heapq.heappush(expected, (int(b - a - 1), int(a), int(b), str(other)))
+        got = _label_changes(y, is_lab, "a")
+        assert [heapq.heappop(got) for _ in range(len(got))] == [
+            heapq.heappop(expected) for _ in range(len(expected))]
+
+
+def test_labelled_classes_are_worked_out_once_and_read_only():
+    ctx = many_labels_ctx()
+    positions, codes, names = ctx.labelled_classes()
+    assert names == ("c0", "c1", "c2") and len(positions) == len(codes) == 184
+    assert ctx.for_request(requester="x").labelled_classes()[0] is positions
+    with pytest.raises(ValueError):
+        codes[0] = 1
+    with pytest.raises(ConfigError, match="max_labelled"):
+        KNNSubPool(_Spy(), max_labelled=0)
