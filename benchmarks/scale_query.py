@@ -133,7 +133,8 @@ def report(results: dict) -> str:
     keys = list(results)
     s = lambda v: f"{v:.2f} s"  # noqa: E731
     rows = [
-        ["labels (12 per class, a box, random items)", *[f"{results[k]['labels']:,}" for k in keys]],
+        ["labels (12 per class, a box, random items)",
+         *[f"{results[k]['labels']:,}" for k in keys]],
         ["first batch at the 120 seed labels (imports, the pool's neighbour index)",
          *[s(results[k]["seed_query_s"]) for k in keys]],
         ["query context at many labels (once per model and label state)",
@@ -144,8 +145,8 @@ def report(results: dict) -> str:
          *[f"**{s(float(np.median(results[k]['tab_s'])))}**" for k in keys]],
         ["arms of the batches", *[", ".join(f"{a} {c}" for a, c in results[k]["arms"].items())
                                   for k in keys]],
-        ["load average before / after", *[f"{results[k]['load_before']} / {results[k]['load_after']}"
-                                          for k in keys]],
+        ["load average before / after",
+         *[f"{results[k]['load_before']} / {results[k]['load_after']}" for k in keys]],
     ]
     lines = [markdown_table(["measurement"] + [f"{int(k.split('/')[0]):,} items" for k in keys],
                             rows), ""]
@@ -160,7 +161,13 @@ def report(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks._common import DOC, limit_threads, machine_summary, script_command, write_section
+    from benchmarks._common import (
+        DOC,
+        limit_threads,
+        machine_summary,
+        script_command,
+        write_section,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", default=None, metavar="ITEMS/LABELS",

@@ -555,7 +555,7 @@ def test_class_counts_are_counted_once_and_kept_by_subsets_holding_every_label(m
     assert part.class_counts() == {"a": 1} and len(counted) > before
 
 
-# ---------------------------------------------------------------------------- bounded at many labels
+# ------------------------------------------------------------------ bounded at many labels
 class _Spy(QueryStrategy):
     """Records the context it is asked on and picks the first candidates."""
 
@@ -589,7 +589,6 @@ def test_subpool_shows_a_class_balanced_sample_of_labels_above_max_labelled(max_
     wrapper = KNNSubPool(spy, max_pool=max_pool, n_random=20, n_neighbors=3, max_labelled=24)
     result = wrapper.query(ctx, 5)
     seen = spy.seen[-1]
-    _, y = blobs()
     seen_labels = np.asarray(seen.labels, dtype=object)[seen.labelled_mask]
     assert len(seen_labels) == 24  # bounded, whatever the number of labels
     # class-balanced: c2's 4 labels all, the rest split between c0 and c1
