@@ -12,7 +12,9 @@ model: a query only reads its probabilities). Project defaults (``auto`` with it
 sub-pool). One batch is asked at the 120 seed labels first, as a session has done by the time a
 box is labelled (imports, the pool's neighbour index); then, on the model of the many labels,
 three batches in a row as three dashboard tabs ask after a retrain, each with the items queued
-for the earlier tabs reserved. One run per figure; BLAS and OpenMP on one thread.
+for the earlier tabs reserved. With ``--session`` the same labels also go through a ``Session``
+on a Parquet pool of the catalogue (bulk labels per class, the project's own retrain, then
+``next_batch`` for three requesters). One run per figure; BLAS and OpenMP on one thread.
 """
 
 from __future__ import annotations
@@ -113,21 +115,76 @@ def query_at_labels(n: int, n_labels: int, tabs: int = TABS, seed: int = 0) -> d
     return out
 
 
-def run(cases=CASES) -> dict:
-    """``query_at_labels`` for each ``(items, labels)`` case, with the load average after."""
+def session_query_at_labels(n: int, n_labels: int, tabs: int = TABS, seed: int = 0) -> dict:
+    """The same through a :class:`~core.session.Session` on a Parquet pool of the catalogue:
+    the project's own retrain (``model: auto``) on the labels, then ``tabs`` requesters' next
+    batches; the first also builds the session's shared query context (timed apart)."""
+    import tempfile
+
+    from benchmarks._scale_data import write_pool
+    from core.session import Session
+
+    _, _, _, lab = labelled_catalogue(n, n_labels, seed)
+    out: dict = {"n": n}
+    with tempfile.TemporaryDirectory(prefix="tailwise-bench-query-") as tmp:
+        session = Session.open(write_pool(Path(tmp), n, map_method="pca", seed=seed))
+        session.prepare()
+        truth, ids = session.dataset.ground_truth, session.dataset.ids
+        for c in np.unique(truth):
+            session.label(ids[np.flatnonzero(truth == c)[:12]].tolist(), str(c), "seed")
+        session.retrain()
+        t0 = time.perf_counter()
+        session.next_batch(10, requester="tab-0")
+        out["seed_query_s"] = time.perf_counter() - t0
+        for c in np.unique(truth):  # the box and the random items, one bulk action per class
+            session.label(ids[np.flatnonzero(lab & (truth == c))].tolist(), str(c), "box")
+        t0 = time.perf_counter()
+        session.retrain()
+        out["retrain_s"] = time.perf_counter() - t0
+        out["labels"] = len(session.current_labels())
+        t0 = time.perf_counter()
+        session.query_context()
+        out["context_s"] = time.perf_counter() - t0
+        times, arms = [], []
+        for tab in range(tabs):
+            t0 = time.perf_counter()
+            res = session.next_batch(10, requester=f"tab-{tab}")
+            times.append(time.perf_counter() - t0)
+            arms += list(res.arms)
+        session.store.close()
+    out.update(tab_s=times, arms={a: arms.count(a) for a in sorted(set(arms))})
+    return out
+
+
+def run(cases=CASES, session: bool = False) -> dict:
+    """``{"strategy": {case: figures}}`` from ``query_at_labels`` for each ``(items, labels)``
+    case, and with ``session`` also ``"session"`` from ``session_query_at_labels``; each with
+    the load average before and after."""
     from benchmarks._common import load_average
 
-    results = {}
-    for n, n_labels in cases:
-        before = load_average()
-        results[f"{n}/{n_labels}"] = row = query_at_labels(n, n_labels)
-        row.update(load_before=before, load_after=load_average())
-        print(f"query {n:,} items, {n_labels:,} labels: {row}", flush=True)
+    kinds = {"strategy": query_at_labels}
+    if session:
+        kinds["session"] = session_query_at_labels
+    results: dict = {}
+    for kind, measure in kinds.items():
+        for n, n_labels in cases:
+            before = load_average()
+            row = results.setdefault(kind, {})[f"{n}/{n_labels}"] = measure(n, n_labels)
+            row.update(load_before=before, load_after=load_average())
+            print(f"{kind} {n:,} items, {n_labels:,} labels: {row}", flush=True)
     return results
 
 
 def report(results: dict) -> str:
-    """A markdown table of ``run``'s results and the target line of each 10^6 case."""
+    """Markdown tables of ``run``'s results and the target line of each 10^6 case."""
+    titles = {"strategy": "**`auto` on a stand-in model** (the strategy alone):",
+              "session": "**Through a `Session`** (the project's own retrain, then `next_batch` "
+                         "per requester; the session's shared query context timed apart):"}
+    return "\n\n".join(f"{titles[kind]}\n\n{_table(rows).strip()}"
+                         for kind, rows in results.items())
+
+
+def _table(results: dict) -> str:
     from benchmarks._common import markdown_table
 
     keys = list(results)
@@ -137,6 +194,9 @@ def report(results: dict) -> str:
          *[f"{results[k]['labels']:,}" for k in keys]],
         ["first batch at the 120 seed labels (imports, the pool's neighbour index)",
          *[s(results[k]["seed_query_s"]) for k in keys]],
+        *([["retrain on the many labels (the session's own model)",
+            *[s(results[k]["retrain_s"]) for k in keys]]]
+          if all("retrain_s" in results[k] for k in keys) else []),
         ["query context at many labels (once per model and label state)",
          *[s(results[k]["context_s"]) for k in keys]],
         *[[f"next batch of 10, tab {t + 1}", *[s(results[k]["tab_s"][t]) for k in keys]]
@@ -173,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cases", nargs="+", default=None, metavar="ITEMS/LABELS",
                     help="pool size and label count of each case (default 100000/40000 "
                          "1000000/400000)")
+    ap.add_argument("--session", action="store_true",
+                    help="through a Session: the project's own retrain and next_batch (slower: "
+                         "a retrain on the many labels) instead of a strategy on a stand-in model")
     ap.add_argument("--docs", action="store_true",
                     help=f"write the {SECTION!r} section of docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -187,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error("--cases: each case is ITEMS/LABELS with 0 < LABELS < ITEMS")
     machine = machine_summary()
     t0 = time.perf_counter()
-    body = report(run(cases))
+    body = report(run(cases, session=args.session))
     print(body, flush=True)
     if args.docs:
         doc = __doc__.strip().split("\n\n", 1)[1]

@@ -422,3 +422,16 @@ def test_a_new_model_or_new_labels_replace_the_shared_pool_context(session, monk
     # one entry kept: the old models' contexts are not held
     assert session._query_base[1].proba is second.proba
     assert not session.query_context().labels.flags.writeable  # shared: read-only
+
+
+def test_labels_by_row_places_every_current_label_and_skips_unknown_ids(session, monkeypatch):
+    assert (session.labels_by_row() == None).all()  # noqa: E711  (nothing labelled yet)
+    session.label(_truth(session, "0", 4), "0", "ann")
+    session.label(_truth(session, "1", 2), "1", "ann")
+    current = dict(session.current_labels())
+    monkeypatch.setattr(session, "current_labels", lambda: {**current, "not-in-pool": "0"})
+    labels = session.labels_by_row()
+    expected = np.full(len(session.dataset), None, dtype=object)
+    for item, lab in current.items():
+        expected[session.dataset.positions([item])[0]] = lab
+    assert labels.dtype == object and labels.tolist() == expected.tolist()
