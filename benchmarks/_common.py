@@ -58,6 +58,21 @@ def load_average() -> str:
         return "n/a"
 
 
+def per_size(sizes, measure, name: str) -> dict:
+    """``{n: measure(n, folder)}`` for each size, each in a fresh temporary folder, with the load
+    average before (``load_before``) and after (``load``); each row is printed as it ends."""
+    import tempfile
+
+    results = {}
+    for n in sizes:
+        before = load_average()
+        with tempfile.TemporaryDirectory(prefix=f"tailwise-bench-{name}-") as tmp:
+            results[n] = measure(n, Path(tmp))
+        results[n].update(load_before=before, load=load_average())
+        print(f"{name} {n:,}: {results[n]}", flush=True)
+    return results
+
+
 def machine_summary() -> str:
     """One line: CPU model, cores, load average now, Python and torch versions."""
     try:

@@ -15,6 +15,7 @@ One command, several parts, each writing its own section of docs/benchmarks.md:
   10^6 items): the first (learners compared) and a following one;
 * ``dashboard`` (``benchmarks/scale_dashboard.py``): a real server with several Chromium tabs: the
   round trip after Retrain in every tab, Next batch, bulk label / retrain / undo at 10^6, memory;
+* the next batch at many labels: ``benchmarks/scale_query.py`` (run on its own, its own section);
 * ``dask`` (``benchmarks/scale_dask.py``): scoring throughput in this process and on 1 and 2
   local workers, the driver's memory, and an estimate for 10^8 items on 100 workers.
 

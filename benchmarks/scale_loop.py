@@ -17,7 +17,6 @@ iteration is timed (n_jobs = 2, the machine's cores); a batch of 10 labels costs
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -102,15 +101,9 @@ def astronomical_iteration(x: np.ndarray, labelled: np.ndarray, y: np.ndarray) -
 
 
 def run(sizes=(100_000, 1_000_000)) -> dict:
-    from benchmarks._common import load_average
+    from benchmarks._common import per_size
 
-    results = {}
-    for n in sizes:
-        with tempfile.TemporaryDirectory(prefix="tailwise-bench-loop-") as tmp:
-            results[n] = engine_loop(n, Path(tmp))
-        results[n]["load"] = load_average()
-        print(f"loop {n:,}: {results[n]}", flush=True)
-    return results
+    return per_size(sizes, engine_loop, "loop")
 
 
 def report(results: dict) -> str:

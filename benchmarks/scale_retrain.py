@@ -15,7 +15,6 @@ prints a profile of each first round.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from itertools import islice
 from pathlib import Path
@@ -94,17 +93,9 @@ def retrain_rounds(n: int, folder: Path, profile: bool = False) -> dict:
 
 
 def run(sizes=(100_000, 1_000_000), profile: bool = False) -> dict:
-    from benchmarks._common import load_average
+    from benchmarks._common import per_size
 
-    results = {}
-    for n in sizes:
-        before = load_average()
-        with tempfile.TemporaryDirectory(prefix="tailwise-bench-retrain-") as tmp:
-            results[n] = retrain_rounds(n, Path(tmp), profile=profile)
-        results[n]["load_before"] = before
-        results[n]["load"] = load_average()
-        print(f"retrain {n:,}: {results[n]}", flush=True)
-    return results
+    return per_size(sizes, lambda n, folder: retrain_rounds(n, folder, profile=profile), "retrain")
 
 
 def report(results: dict) -> str:
