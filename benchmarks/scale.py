@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         if write:
             write_section(DOC, title, (module_doc(part) + "\n\n" + body).strip(), command=command,
                           elapsed_s=time.perf_counter() - t0, machine=machine,
-                          keep=("Reading",) if part == "retrain" else ())
+                          keep=("Reading",) if part in ("retrain", "dashboard") else ())
             print(f"wrote the {title!r} section of {DOC}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(raw, default=float, indent=1), encoding="utf-8")
