@@ -974,17 +974,18 @@ class AppState(param.Parameterized):
             self._fail(err)
         return self.queue_ids
 
-    async def next_batch_async(self, select_first: bool = True) -> list[str]:
+    async def next_batch_async(self, select_first: bool = True,
+                               asked: tuple[int | None, float, asyncio.Future] | None = None
+                               ) -> list[str]:
         """``next_batch`` with the engine call on the work pool (never behind training).
         ``select_first=False`` keeps a selection the expert made meanwhile (the batch asked for
-        when the page opens)."""
-        if not self._require("query"):
+        when the page opens). ``asked``: a batch already asked for (:meth:`_ask_batch`)."""
+        if asked is None and not self._require("query"):  # (asked: allowed when asked)
             return self.queue_ids
         self.job, self.job_message = "queue", "choosing the next batch"
         try:
-            version = self._engine_model()
-            started = time.perf_counter()
-            result = await asyncio.get_running_loop().run_in_executor(_WORK, self._query)
+            version, started, pending = asked or self._ask_batch()
+            result = await pending
             self._apply_queue(result, select_first=select_first, model_version=version)
             log.info("queue for %r from model v%s in %.2f s", self.identity, version,
                      time.perf_counter() - started)
@@ -993,6 +994,13 @@ class AppState(param.Parameterized):
         finally:
             self.job, self.job_message = "", ""
         return self.queue_ids
+
+    def _ask_batch(self) -> tuple[int | None, float, asyncio.Future]:
+        """``(model version, start time, future of the batch)``: this tab's next batch, asked of
+        the engine's current model on the work pool now."""
+        version = self._engine_model()
+        return (version, time.perf_counter(),
+                asyncio.get_running_loop().run_in_executor(_WORK, self._query))
 
     async def _renew_queue_async(self) -> None:
         """The new model's batch for a tab whose queue an older model chose, asked in the
@@ -1069,19 +1077,26 @@ class AppState(param.Parameterized):
 
         asked = time.perf_counter()
         log.info("round trip: Retrain pressed by %r", self.identity)
+        batch = None
         try:
             await asyncio.wrap_future(self.session.request_retrain(progress))
+            if self.queue_ids and self.session.access.allows(self.identity, "query"):
+                # The queue was chosen by the old model: ask the new one at once, on the work
+                # pool, while this page redraws with the new model below (that redraw holds the
+                # serving loop for a fraction of a second; the batch does not depend on it).
+                batch = self._ask_batch()
         except Exception as err:  # noqa: BLE001
             log.warning("retrain asked by %r failed: %s", self.identity, describe(err))
             self._fail(err)
             return False
         finally:
-            self.job, self.job_progress, self.job_message = "", 0.0, ""
+            # one update: the views watching these redraw once, not three times
+            self.param.update(job="", job_progress=0.0, job_message="")
         got = time.perf_counter()
         self._retrained()
         shown = time.perf_counter()
-        if self.queue_ids:  # the queue was chosen by the old model: ask the new one
-            await self.next_batch_async()
+        if self.queue_ids:  # (a refusal to query is shown by next_batch_async)
+            await self.next_batch_async(asked=batch)
             self.status = f"model v{self.model_version} trained; queue refreshed"
         log.info("round trip for %r: model v%s after %.2f s, shown %.2f s, queue %.2f s",
                  self.identity, self.model_version, got - asked, shown - got, time.perf_counter() - shown)

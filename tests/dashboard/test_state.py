@@ -178,6 +178,35 @@ def test_retrain_refreshes_an_existing_queue(session):
     assert state.queue_model == state.model_version == session.state.model_version
 
 
+def test_retrain_asks_the_new_models_batch_while_the_page_redraws(session, monkeypatch):
+    """The round trip: the tab's next batch is chosen on the work pool while the page redraws
+    with the new model (before: only after the redraw, which holds the serving loop)."""
+    import threading
+
+    state = AppState(session, annotator="ann", batch_size=3, strategy="margin")
+    label_truth(state, 3, ["0", "6"])
+    state.retrain()
+    state.next_batch()
+    started, overlapped = threading.Event(), []
+    query, redraw = state._query, state._retrained
+
+    def watched_query():
+        started.set()
+        return query()
+
+    def watched_redraw():
+        overlapped.append(started.wait(timeout=5))  # the batch is being chosen meanwhile
+        redraw()
+
+    monkeypatch.setattr(state, "_query", watched_query)
+    monkeypatch.setattr(state, "_retrained", watched_redraw)
+    assert run_async(state.retrain_async())
+    assert overlapped == [True]
+    assert len(state.queue_ids) == 3 and state.status.endswith("queue refreshed")
+    assert state.queue_model == state.model_version == session.state.model_version
+    assert state.job == "" and state.job_message == ""
+
+
 def test_a_restarted_server_shows_the_last_model_then_retrains_in_the_background(
         dashboard_project, tmp_path, caplog, monkeypatch):
     """open_shared (what `panel serve` runs at start): the saved model is there when the page
