@@ -14,7 +14,7 @@ Guarantees:
 Actions: every write is one *action* (a click, a bulk label, an undo, an import) and all its events
 share an ``action_id``. ``undo(annotator)`` reverts that annotator's latest action not yet undone,
 all its events in one transaction, by appending ``'undo'`` events that give each item the label it
-had just before (``undoes`` names the reverted event); calling it again walks further back. Undo
+had before the action (``undoes`` names the reverted event); calling it again walks further back. Undo
 never removes or changes a label someone else set since: when another annotator's event still in
 effect covers one of the action's items, nothing is appended and ``LabelStoreError`` names who
 changed which item. Different annotators' disagreeing labels on one item stay in the history and
@@ -186,7 +186,7 @@ class LabelStore:
         """Revert ``annotator``'s latest action that is not an undo and not undone yet.
 
         Appends, in one transaction, one ``'undo'`` event per event of the action, giving its item
-        the label it had just before (a retraction if it had none); ``undoes`` names the reverted
+        the label it had before the action (a retraction if it had none); ``undoes`` names the reverted
         event and the new events form one action. Returns them ([] when nothing is left to undo).
         Raises ``LabelStoreError`` naming the annotator(s) and items, and appends nothing, when
         someone else's event still in effect was recorded on one of the items since.
@@ -222,8 +222,10 @@ class LabelStore:
                                   (first, last)).fetchone()
             skip_undone = ("AND NOT EXISTS (SELECT 1 FROM events AS u WHERE u.undoes = e.event_id) "
                            if partly else "")
-            # Each not-yet-undone event of the action gets its item's label (and split) just
-            # before it, in one INSERT ... SELECT: no row crosses into Python.
+            # Each not-yet-undone event of the action gets its item's label (and split) from
+            # before the action, in one INSERT ... SELECT: no row crosses into Python. Before the
+            # action, not before the event: an import may give one item several events, and the
+            # item must end where it stood, not at the action's first event.
             undo_action, when = _new_action(conn), now()
             cursor = conn.execute(
                 "INSERT INTO events(item_id, label, annotator, time, origin, model_version, note, "
@@ -232,10 +234,10 @@ class LabelStore:
                 "e.event_id, ?, COALESCE(p.split, e.split) "
                 "FROM events AS e LEFT JOIN events AS p ON p.event_id = ("
                 "  SELECT MAX(q.event_id) FROM events AS q "
-                "  WHERE q.item_id = e.item_id AND q.event_id < e.event_id) "
+                "  WHERE q.item_id = e.item_id AND q.event_id < ?) "
                 f"WHERE e.action_id = ? AND e.origin != 'undo' {skip_undone}"
                 "ORDER BY e.event_id",
-                (annotator, when, undo_action, action),
+                (annotator, when, undo_action, first, action),
             )
             return undo_action, int(cursor.rowcount)
 

@@ -277,6 +277,21 @@ def test_undo_reverts_a_whole_bulk_action_in_one_go(store):
     assert store.undo("ann") is None
 
 
+def test_undo_of_an_action_with_several_events_on_one_item_restores_the_label_before_it(store):
+    store.record("x", "dog", "bob", split="test")
+    report = store.import_events([
+        {"item_id": "x", "label": "cat", "annotator": "carl", "time": 100.0, "split": "train"},
+        {"item_id": "x", "label": "axolotl", "annotator": "carl", "time": 200.0},
+        {"item_id": "y", "label": "cat", "annotator": "carl", "time": 150.0},
+    ], on_conflict="replace")
+    assert report.imported == 3 and store.current() == {"x": "axolotl", "y": "cat"}
+    imported = {e.event_id for e in store.history("x")[1:] + store.history("y")}
+    appended = store.undo_action("carl")
+    assert len(appended) == 3 and {e.undoes for e in appended} == imported
+    # Back where the import found it: bob's label and split, not the import's first event.
+    assert store.current() == {"x": "dog"} and store.splits() == {"x": "test"}
+
+
 def test_undo_never_touches_a_label_someone_else_set_since(store):
     store.record("x", "cat", "ann")
     store.record("x", "dog", "bob")
