@@ -143,6 +143,8 @@ def simulate(
             )
             if dataset.ground_truth is None:
                 raise ConfigError(f"column {proj.data.label_column!r} gave no ground truth")
+            if not quiet:
+                typer.echo(f"data: {dataset.feature_note()}")
             test_rows = None
             if test_ids is not None:
                 wanted = [

@@ -50,6 +50,24 @@ class Dataset:
     def has(self, item_id: str) -> bool:
         return str(item_id) in self._index
 
+    def feature_note(self) -> str:
+        """One line saying what the model learns from: ``600 items, 5 feature columns ('f0', ...);
+        not features (shown only): 'text'``. Printed by the command line after loading, so that a
+        text column left out of the features is never a surprise."""
+        from core.data.checks import quote_list
+
+        note = f"{len(self):,} items, "
+        if self.feature_names and self.is_image and self.feature_names[0].startswith("px"):
+            note += f"{len(self.feature_names):,} pixel features"
+        else:
+            note += (f"{len(self.feature_names):,} feature column(s) "
+                     f"({quote_list(self.feature_names, limit=8)})")
+        used = set(self.feature_names)
+        shown = [name for name in self.columns if name not in used]
+        if shown:
+            note += f"; not features (shown only): {quote_list(shown, limit=8)}"
+        return note
+
     def numeric_columns(self) -> list[str]:
         """Names of the numeric ``columns`` (what scatter plots and criteria compare)."""
         return [name for name, values in self.columns.items() if values.dtype.kind in "biuf"]

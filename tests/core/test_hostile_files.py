@@ -327,3 +327,20 @@ def test_the_cli_refuses_a_single_class_simulation(folder, tmp_path):
     assert result.exit_code == 2, result.output
     assert "at least two classes" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "sim" / "summary.json").exists()
+
+
+def test_the_cli_says_which_columns_are_features_and_which_text_columns_are_not(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    rows = ["id,f1,note,f2,label"] + [
+        f"item-{i},{i * 0.5},seen on night {i},{(i * 7) % 5},{'rare' if i % 9 == 0 else 'common'}"
+        for i in range(40)]
+    (folder / "mixed.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["simulate", "--data", str(folder / "mixed.csv"), "--id-column", "id",
+                                      "--label-column", "label", "--budget", "12", "--model", "logistic",
+                                      "--out", str(tmp_path / "sim")])
+    assert result.exit_code == 0, result.output
+    assert ("data: 40 items, 2 feature column(s) ('f1', 'f2'); not features (shown only): 'note'"
+            in result.output)
