@@ -186,6 +186,10 @@ def simulate(
         pool_rows = np.setdiff1d(np.arange(n), test_rows)
     if len(pool_rows) < 2:
         raise DataError(f"only {len(pool_rows)} items left for the pool; lower test_fraction")
+    if len(test_rows) == 0:
+        raise ConfigError("no item is held out for evaluation (test_fraction 0 or an empty list "
+                          "of test ids): every round is measured on the held-out items; use a "
+                          "test_fraction above 0 (the default is 0.3)")
     requested = int(budget)
     budget = int(min(budget, len(pool_rows)))
     budget_note = (
@@ -203,6 +207,9 @@ def simulate(
     emb, emb_test = emb_all[pool_rows], emb_all[test_rows]
     y_pool, y_test = y[pool_rows], y[test_rows]
     classes = sorted(set(y.tolist()))
+    if target_class is not None and target_class not in classes:
+        raise ConfigError(f"target_class {target_class!r} is not a class of the ground truth; "
+                          f"its classes are {', '.join(map(repr, classes))}")
     answers = noisy_answers(y_pool, noise, np.random.default_rng([seed, 7919]), mode=noise_mode,
                             classes=classes)
     pool_counts = {c: int((y_pool == c).sum()) for c in classes}

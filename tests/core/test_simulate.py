@@ -185,6 +185,16 @@ def test_simulate_is_deterministic_and_respects_the_budget():
         simulate(x, demo.labels, strategy="random", batch=0)
 
 
+def test_a_simulation_without_held_out_items_or_with_an_unknown_target_class_is_refused():
+    x, y = _axis_aligned(0)
+    with pytest.raises(ConfigError, match="no item is held out for evaluation"):
+        simulate(x, y, strategy="random", budget=20, test_fraction=0.0)
+    with pytest.raises(ConfigError, match="no item is held out"):
+        simulate(x, y, strategy="random", budget=20, test_rows=np.zeros(0, dtype=np.int64))
+    with pytest.raises(ConfigError, match=r"target_class 'e' is not a class.*'a', 'b', 'c', 'd'"):
+        simulate(x, y, strategy="target_class", budget=20, target_class="e")
+
+
 @pytest.mark.parametrize("model", ["auto", "mlp", "logistic", "random_forest", "gradient_boosting",
                                    "cluster_knn"])
 def test_cli_simulate_takes_every_learner_and_auto_by_default(digits_csv, tmp_path, model):
