@@ -52,7 +52,7 @@ class Dataset:
 
     def feature_note(self) -> str:
         """One line saying what the model learns from: ``600 items, 5 feature columns ('f0', ...);
-        not features (shown only): 'text'``. Printed by the command line after loading, so that a
+        not used as features: 'text'``. Printed by the command line after loading, so that a
         text column left out of the features is never a surprise."""
         from core.data.checks import quote_list
 
@@ -63,9 +63,9 @@ class Dataset:
             note += (f"{len(self.feature_names):,} feature column(s) "
                      f"({quote_list(self.feature_names, limit=8)})")
         used = set(self.feature_names)
-        shown = [name for name in self.columns if name not in used]
-        if shown:
-            note += f"; not features (shown only): {quote_list(shown, limit=8)}"
+        unused = [name for name in self.columns if name not in used]
+        if unused:
+            note += f"; not used as features: {quote_list(unused, limit=8)}"
         return note
 
     def numeric_columns(self) -> list[str]:

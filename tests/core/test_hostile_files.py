@@ -342,5 +342,5 @@ def test_the_cli_says_which_columns_are_features_and_which_text_columns_are_not(
                                       "--label-column", "label", "--budget", "12", "--model", "logistic",
                                       "--out", str(tmp_path / "sim")])
     assert result.exit_code == 0, result.output
-    assert ("data: 40 items, 2 feature column(s) ('f1', 'f2'); not features (shown only): 'note'"
+    assert ("data: 40 items, 2 feature column(s) ('f1', 'f2'); not used as features: 'note'"
             in result.output)
