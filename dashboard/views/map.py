@@ -561,8 +561,10 @@ class MapView(pn.viewable.Viewer):
                                                  css_classes=["tw-outline-clusters"], width=140,
                                                  align="center")
         return pn.Column(
-            pn.Row(colour, html_pane(selection, width=160), pn.HSpacer(), outline, recompute,
-                   align="center", sizing_mode="stretch_width"),
+            # Wraps instead of overflowing into the next card on a narrow map (a laptop screen).
+            pn.FlexBox(colour, html_pane(selection, width=110), outline, recompute,
+                       align_items="center", flex_wrap="wrap", gap="0 16px",
+                       sizing_mode="stretch_width"),
             pn.Column(self.pane, css_classes=["tw-map"], sizing_mode="stretch_width"),
             legend,
             html_pane(pn.bind(
