@@ -122,7 +122,9 @@ def simulate(
                     "--label-column: simulation needs the ground-truth column of --data"
                 )
             proj = _data_project(data, id_column, label_column, features)
-        if not proj.data.label_column:
+        # An image folder's ground truth is its sub-folders, a demo's is built in; a table's
+        # is the column data.label_column names.
+        if not proj.data.label_column and proj.data.kind not in ("image_folder", "demo"):
             raise ConfigError(
                 f"{project}: data.label_column is not set; simulation needs ground "
                 "truth (set it in the file or pass --label-column)"
@@ -142,7 +144,11 @@ def simulate(
                 proj, allow_outside=True if project is None else allow_outside, progress=progress
             )
             if dataset.ground_truth is None:
-                raise ConfigError(f"column {proj.data.label_column!r} gave no ground truth")
+                raise ConfigError(
+                    f"{proj.data.path}: no ground truth: simulation needs every image in a "
+                    "sub-folder named after its class (cat/001.png)"
+                    if proj.data.kind == "image_folder"
+                    else f"column {proj.data.label_column!r} gave no ground truth")
             if not quiet:
                 typer.echo(f"data: {dataset.feature_note()}")
             test_rows = None

@@ -139,6 +139,32 @@ def test_console_script_runs(tmp_path: Path) -> None:
     assert bad.returncode == EXIT_INVALID and "not found" in bad.stderr
 
 
+def test_simulate_reads_an_image_folders_ground_truth_from_its_sub_folders(tmp_path: Path,
+                                                                          write_project) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, n, shade in (("cat", 24, 40), ("dog", 16, 200)):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(n):
+            pixels = np.clip(shade + rng.normal(0, 20, (6, 6)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(tmp_path / "imgs" / cls / f"{i}.png")
+    project = write_project({"kind": "image_folder", "path": "imgs"},
+                            classes=[{"name": "cat"}, {"name": "dog"}])
+    result = _run("simulate", "--project", project, "--budget", "12", "--model", "logistic",
+                  "--out", tmp_path / "sim")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "sim" / "summary.json").read_text())
+    assert summary["n_classes"] == 2 and summary["classes_found"] == 2
+    # Loose images (no class folders) have no ground truth: said, not a crash.
+    (tmp_path / "loose").mkdir()
+    Image.new("L", (6, 6), 9).save(tmp_path / "loose" / "a.png")
+    Image.new("L", (6, 6), 99).save(tmp_path / "loose" / "b.png")
+    loose = write_project({"kind": "image_folder", "path": "loose"}, name="loose.yaml")
+    result = _run("simulate", "--project", loose, "--budget", "2", "--out", tmp_path / "sim2")
+    assert result.exit_code != 0 and "sub-folder named after its class" in result.output
+
+
 def test_validate_image_folder_reports_progress_on_stderr(tmp_path: Path, write_project) -> None:
     from PIL import Image
 
