@@ -650,6 +650,7 @@ class Session:
             "rng": np.random.default_rng([self.project.seed, int(labelled.sum())]),
             "rare_classes": key[3],
             "cluster_method": key[4],
+            "cluster_seed": int(self.project.seed),  # one pool clustering for the requesters
         }
         if state is None:
             return QueryContext.without_model(**kw)

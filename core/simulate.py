@@ -305,6 +305,7 @@ def simulate(
             "rare_classes": tuple(rare_classes),
             "target_class": target_class,
             "cluster_method": cluster_method,
+            "cluster_seed": int(seed),  # as a session: the pool clustering of the round
         }
         ctx = (
             QueryContext(proba=proba, classes=model_classes, **ctx_kw)

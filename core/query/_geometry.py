@@ -15,17 +15,27 @@ def seed_of(rng: np.random.Generator) -> int:
 def kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Cluster rows of ``x`` into ``k`` groups; returns ``(assignment, centres)``.
 
+    The centres are :func:`kmeans_centres`; every row is then assigned to its nearest centre.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    centres = kmeans_centres(x, k, rng)
+    return nearest(x, centres)[0], centres
+
+
+def kmeans_centres(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` (at most ``len(x)``) k-means centres of the rows of ``x``, float32.
+
     Uses scikit-learn's ``MiniBatchKMeans`` fitted on a random sample of at most
     ``MAX_KMEANS_FIT`` rows, so the cost stays bounded on large pools.
     """
     from sklearn.cluster import KMeans, MiniBatchKMeans
     from threadpoolctl import threadpool_limits
 
-    x = np.asarray(x, dtype=np.float32)
     k = int(max(1, min(k, len(x))))
     fit_rows = (
         x if len(x) <= MAX_KMEANS_FIT else x[rng.choice(len(x), MAX_KMEANS_FIT, replace=False)]
     )
+    fit_rows = np.asarray(fit_rows, dtype=np.float32)
     if len(fit_rows) <= 5_000:
         model = KMeans(n_clusters=k, n_init=1, random_state=seed_of(rng), max_iter=100)
     else:  # k-means++ seeding dominates the cost: one seeding on a bounded sample of rows
@@ -37,8 +47,7 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
     # step's barrier (about twice as slow on a busy machine); the centres do not depend on it.
     with threadpool_limits(limits=1, user_api="openmp"):
         model.fit(fit_rows)
-    centres = model.cluster_centers_.astype(np.float32)
-    return nearest(x, centres)[0], centres
+    return model.cluster_centers_.astype(np.float32)
 
 
 MAX_LEARNED_ROWS = 5_000  # hdbscan / linkage inside a strategy cluster at most this many rows

@@ -67,6 +67,10 @@ class QueryContext:
     # The project's cluster method (``clusters.method``): what the cluster-based strategies
     # (discovery, typiclust) cluster with; ``kmeans`` keeps their own label-scaled k-means.
     cluster_method: str = "kmeans"
+    # Seed of the pool's own k-means clustering (``discovery``), or None to draw it from ``rng``.
+    # With a seed, the requests over one embedding and label state share one clustering
+    # (:mod:`core.query.pool_clusters`): the dashboard's tabs.
+    cluster_seed: int | None = None
 
     def __post_init__(self) -> None:
         proba = np.asarray(self.proba)
@@ -108,6 +112,10 @@ class QueryContext:
                 f"QueryContext.embedding has NaN or infinite values (first at item "
                 f"{self.pool_ids[row]!r}); re-encode the data or check its features"
             )
+        if self.cluster_seed is not None and (isinstance(self.cluster_seed, bool) or
+                                              not isinstance(self.cluster_seed, (int, np.integer))):
+            raise DataError(f"QueryContext.cluster_seed must be an integer or None, got "
+                            f"{self.cluster_seed!r}")
         from core.clusters.registry import CLUSTER_METHOD_NAMES
 
         if self.cluster_method not in CLUSTER_METHOD_NAMES:
@@ -215,6 +223,14 @@ class QueryContext:
                                                      tuple(str(a) for a in names))
         return memo
 
+    def source_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(embedding, rows)``: the whole pool's embedding this context's rows come from and the
+        rows of ``positions`` in it (this context's own for a context that is no subset)."""
+        source = self._memo.get("source_rows")
+        if source is None:
+            return self.embedding, np.asarray(positions, dtype=np.int64)
+        return source[0], source[1][positions]
+
     def subset(self, positions: np.ndarray, keep_counts: bool = False) -> QueryContext:
         """The same context restricted to ``positions`` (used by the sub-pool wrapper). A subset
         holding every labelled item keeps the class counts; so does one made with
@@ -234,7 +250,10 @@ class QueryContext:
             requester=self.requester,
             reserved=None if self.reserved is None else self.reserved[positions],
             cluster_method=self.cluster_method,
+            cluster_seed=self.cluster_seed,
         )
+        source, rows = self.source_rows(np.asarray(positions))
+        sub._memo["source_rows"] = (source, rows)
         every_label = (np.count_nonzero(sub.labelled_mask) == np.count_nonzero(self.labelled_mask)
                        and len(np.unique(positions)) == len(positions))  # every labelled row, once
         if keep_counts or every_label:

@@ -14,6 +14,7 @@ from core.errors import ConfigError
 from core.query import _geometry as geo
 from core.query.base import Picks, QueryContext, QueryStrategy, pct, top_k
 from core.query.measures import entropy, least_confidence, margin, top_two, vote_entropy
+from core.query.pool_clusters import POOL_CLUSTERS, bucket_k
 
 __all__ = [
     "ClassBalancedMargin",
@@ -373,6 +374,12 @@ class Discovery(QueryStrategy):
     its doubt (``1 - max p``, to the power ``doubt_power``): an unseen class is spread over the
     known ones, while unlabelled chunks of known classes look confident. Works without a model.
 
+    With ``ctx.cluster_seed`` set (the session and ``simulate`` set it) and k-means clusters, the
+    clustering is the whole pool's (:mod:`core.query.pool_clusters`), ``k`` rounded up by
+    :func:`~core.query.pool_clusters.bucket_k`, seeded by ``cluster_seed`` and the number of
+    labels: computed once per embedding and label count and shared by every request of that
+    round (each dashboard tab, on its own sub-pool) instead of a k-means per query.
+
     ``cluster_method`` overrides the project's ``clusters.method`` (``ctx.cluster_method``) for
     this strategy alone; ``None`` follows the project (``auto`` sets it for its discovery arm:
     ``discovery_clusters`` in :func:`core.query.get_strategy`). ``compactness`` also prefers compact
@@ -426,9 +433,19 @@ class Discovery(QueryStrategy):
         x = np.asarray(ctx.embedding[nodes], dtype=np.float32)
         n_lab = len(lab)
         k = int(np.clip(self.cluster_factor * (n_lab + n), 8, self.max_clusters))
-        k = min(k, max(1, len(candidates) // 3), len(nodes))
-        assign, centres = geo.cluster_nodes(x, k, ctx.rng, self.cluster_method or ctx.cluster_method,
-                                            _node_labels(ctx, n_lab, len(nodes)))
+        method = self.cluster_method or ctx.cluster_method
+        if method == "kmeans" and ctx.cluster_seed is not None:  # the pool's shared clustering
+            k = min(bucket_k(k), self.max_clusters, max(1, len(candidates) // 3), len(nodes))
+            source, rows = ctx.source_rows(nodes)
+            # Seeded by the label state, as the per-request k-means was (a new clustering each
+            # round): the tabs of one round share it.
+            n_labels = sum(ctx.class_counts().values())
+            clustering = POOL_CLUSTERS.get(source, k, (ctx.cluster_seed, n_labels))
+            assign, centres = clustering.assignment(source, rows), clustering.centres
+        else:
+            k = min(k, max(1, len(candidates) // 3), len(nodes))
+            assign, centres = geo.cluster_nodes(x, k, ctx.rng, method,
+                                                _node_labels(ctx, n_lab, len(nodes)))
         k = len(centres)
         sizes = np.bincount(assign, minlength=k)
         covered = np.zeros(k, bool)

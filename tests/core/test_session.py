@@ -335,7 +335,8 @@ def _old_query_context(session, target_class=None, requester=""):
           "rng": np.random.default_rng([session.project.seed, int(labelled.sum())]),
           "rare_classes": tuple(c.name for c in session.classes if c.rare),
           "target_class": target_class, "requester": requester,
-          "cluster_method": session.project.clusters.method}
+          "cluster_method": session.project.clusters.method,
+          "cluster_seed": int(session.project.seed)}
     if state is None:
         return QueryContext.without_model(**kw)
     return QueryContext(proba=state.proba, classes=tuple(state.classes), **kw)
@@ -435,3 +436,28 @@ def test_labels_by_row_places_every_current_label_and_skips_unknown_ids(session,
     for item, lab in current.items():
         expected[session.dataset.positions([item])[0]] = lab
     assert labels.dtype == object and labels.tolist() == expected.tolist()
+
+
+def test_the_tabs_of_a_round_share_one_pool_clustering(session, monkeypatch):
+    """discovery's k-means is fitted once for the three tabs of one model version and label
+    state, fitted anew when the labels change, and never used for another embedding."""
+    import core.query.strategies as strategies
+    from core.query.pool_clusters import PoolClusterCache
+
+    cache = PoolClusterCache()
+    monkeypatch.setattr(strategies, "POOL_CLUSTERS", cache)
+    for cls in sorted(set(session.dataset.ground_truth.tolist())):
+        session.label(_truth(session, cls, 3), cls, "ann")
+    session.retrain()
+    batches = [session.next_batch(5, strategy="discovery", requester=tab)
+               for tab in ("tab-a", "tab-b", "tab-c")]
+    assert cache.fits == 1
+    ids = [set(b.ids.tolist()) for b in batches]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    session.label(batches[0].ids[:2].tolist(), str(session.dataset.ground_truth[
+        batches[0].positions[0]]), "ann")
+    session.retrain()
+    session.next_batch(5, strategy="discovery", requester="tab-a")
+    session.next_batch(5, strategy="discovery", requester="tab-b")
+    assert cache.fits == 2  # a new label state: one new clustering for both tabs
+    assert all(entry.follows(session.embedding) for entry in cache._entries.values())
