@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--part", nargs="+", choices=PARTS, default=list(PARTS),
                     help="which parts to run (default: all)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None,
-                    help="numbers of items for the engine, retrain and dashboard parts (default 100000 1000000; --quick: "
+                    help="numbers of items for the engine, loop, retrain and dashboard parts (default 100000 1000000; --quick: "
                          "20000 100000)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes (10^4-10^5), 3 repeats, no docs unless --docs")
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             module = __import__(f"benchmarks.scale_{part}", fromlist=["run", "report"])
             kwargs = _quick_kwargs(part) if args.quick else {}
-            if part in ("dashboard", "retrain") and args.sizes:
+            if part in ("dashboard", "retrain", "loop") and args.sizes:
                 kwargs = {"sizes": tuple(sorted(args.sizes))}
             res = module.run(**kwargs)
             title, body = SECTIONS[part], module.report(res)
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         if write:
             write_section(DOC, title, (module_doc(part) + "\n\n" + body).strip(), command=command,
                           elapsed_s=time.perf_counter() - t0, machine=machine,
-                          keep=("Reading",) if part in ("retrain", "dashboard") else ())
+                          keep=("Reading",) if part in ("retrain", "dashboard", "loop") else ())
             print(f"wrote the {title!r} section of {DOC}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(raw, default=float, indent=1), encoding="utf-8")
