@@ -452,6 +452,7 @@ class Session:
             project = self.training_project()  # settings and classes as they are now, for the run
             embedding = self.base_embedding_(progress)
             labels = self.store.current(split="train")  # the test split is never trained on
+            self._warm_queries()
             version = self._version_counter + 1
             event_id = self.store.last_event_id()  # the labels are read after this event
             previous = self._state.model_choice if self._state is not None else None
@@ -482,6 +483,31 @@ class Session:
             log.info("model v%d: round %.2f s, stopping+swap %.2f s, snapshot %.2f s", version,
                      trained - started, swapped - trained, saved - swapped)
             return state
+
+    def _warm_queries(self) -> threading.Thread | None:
+        """While a model trains, fit on a background thread the pool clustering that the next
+        queries' ``discovery`` (``auto``'s arm) will ask for: it depends on the embedding and the
+        label count, not on the model. Skipped where the embedding is the model's own (it is not
+        known before the round ends) or the project clusters otherwise; a failure here only
+        means the first query fits it itself."""
+        from core.query.strategies import warm_pool_clusters
+
+        if (self.project.query.strategy not in ("auto", "discovery")
+                or self.project.clusters.method != "kmeans" or self.project.encoder.kind == "model"):
+            return None
+        embedding = self.base_embedding_()
+        n_labels = int(np.count_nonzero(self.labels_by_row() != None))  # noqa: E711
+        batch, seed = self.project.query.batch_size, int(self.project.seed)
+
+        def warm() -> None:
+            try:
+                warm_pool_clusters(embedding, n_labels, batch, seed)
+            except Exception as err:  # noqa: BLE001 - an optimisation; the query fits it itself
+                log.warning("warming the query's pool clustering failed: %s", err)
+
+        thread = threading.Thread(target=warm, name="tailwise-warm-queries", daemon=True)
+        thread.start()
+        return thread
 
     def _train_round(self, project: ProjectConfig, embedding: np.ndarray, labels: dict[str, str],
                      **kw) -> ModelState:

@@ -356,6 +356,9 @@ class MinorityPositives(QueryStrategy):
 
 
 # ---------------------------------------------------------------------------- exploration
+POOL_MIN_ASK = 10  # discovery's pool clustering has k for at least this many picks
+
+
 def _node_labels(ctx: QueryContext, n_lab: int, n_nodes: int) -> np.ndarray:
     """Labels of the clustered nodes (the labelled items first, then candidates: None)."""
     out = np.full(n_nodes, None, dtype=object)
@@ -375,8 +378,8 @@ class Discovery(QueryStrategy):
     known ones, while unlabelled chunks of known classes look confident. Works without a model.
 
     With ``ctx.cluster_seed`` set (the session and ``simulate`` set it) and k-means clusters, the
-    clustering is the whole pool's (:mod:`core.query.pool_clusters`), ``k`` rounded up by
-    :func:`~core.query.pool_clusters.bucket_k`, seeded by ``cluster_seed`` and the number of
+    clustering is the whole pool's (:mod:`core.query.pool_clusters`), ``k`` from
+    :meth:`pool_k`, seeded by ``cluster_seed`` and the number of
     labels: computed once per embedding and label count and shared by every request of that
     round (each dashboard tab, on its own sub-pool) instead of a k-means per query.
 
@@ -413,6 +416,16 @@ class Discovery(QueryStrategy):
                 raise ConfigError(f"discovery: unknown cluster_method {cluster_method!r}; use one "
                                   f"of {', '.join(CLUSTER_METHOD_NAMES)} (or None: the project's)")
 
+    def pool_k(self, n_labelled: int, n: int, n_candidates: int, n_nodes: int) -> int:
+        """The number of clusters of the pool clustering for ``n`` picks at ``n_labelled``
+        labels: ``cluster_factor * (n_labelled + max(n, POOL_MIN_ASK))`` rounded up by
+        :func:`bucket_k`, within 8 to ``max_clusters`` and at most a third of the candidates.
+        ``auto`` asks its arm for 1 to ``batch`` items: up to a batch of ``POOL_MIN_ASK`` every
+        ask of a label state gets the same ``k``, so the tabs share one clustering."""
+        k = int(np.clip(self.cluster_factor * (n_labelled + max(n, POOL_MIN_ASK)), 8,
+                        self.max_clusters))
+        return min(bucket_k(k), self.max_clusters, max(1, n_candidates // 3), n_nodes)
+
     def _cluster_weight(self, doubt: np.ndarray, sizes: np.ndarray, d_centre: np.ndarray,
                         cand_assign: np.ndarray) -> np.ndarray:
         """How much each cluster's distance from the labelled items counts: the model's doubt
@@ -435,7 +448,7 @@ class Discovery(QueryStrategy):
         k = int(np.clip(self.cluster_factor * (n_lab + n), 8, self.max_clusters))
         method = self.cluster_method or ctx.cluster_method
         if method == "kmeans" and ctx.cluster_seed is not None:  # the pool's shared clustering
-            k = min(bucket_k(k), self.max_clusters, max(1, len(candidates) // 3), len(nodes))
+            k = self.pool_k(n_lab, n, len(candidates), len(nodes))
             source, rows = ctx.source_rows(nodes)
             # Seeded by the label state, as the per-request k-means was (a new clustering each
             # round): the tabs of one round share it.
@@ -520,6 +533,17 @@ class Discovery(QueryStrategy):
                 )
         rows = np.asarray(rows, dtype=int)
         return Picks(candidates[rows], np.asarray(scores), reasons)
+
+
+def warm_pool_clusters(embedding: np.ndarray, n_labels: int, n: int, seed: int) -> None:
+    """Fit the pool clustering ``discovery`` (default settings, k-means) will ask for at
+    ``n_labels`` labels and a batch of ``n``, so that the first query of that label state finds
+    it ready: it needs the embedding and the label count, not the model, so a session fits it
+    while the model trains."""
+    n_pool = len(embedding)
+    k = Discovery().pool_k(n_labels, n, n_pool - n_labels, n_pool)
+    if n_pool - n_labels >= 3 and k >= 1:
+        POOL_CLUSTERS.get(embedding, k, (int(seed), int(n_labels)))
 
 
 class TargetClass(QueryStrategy):

@@ -142,7 +142,7 @@ def test_discovery_shares_the_pool_clustering_between_the_requests_of_a_round(mo
     reserved = np.zeros(len(x), bool)
     reserved[tab_a.positions] = True  # tab B is not offered tab A's batch
     tab_b = Discovery().query(ctx.for_request(reserved=reserved, requester="b"), 10)
-    tab_c = Discovery().query(ctx.for_request(requester="c"), 7)  # k = bucket(37) = 40 too
+    tab_c = Discovery().query(ctx.for_request(requester="c"), 7)  # an ask of 7: the same k
     assert cache.fits == 1
     assert not set(tab_a.positions) & set(tab_b.positions)
     assert len(tab_c) == 7

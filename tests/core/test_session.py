@@ -449,7 +449,7 @@ def test_the_tabs_of_a_round_share_one_pool_clustering(session, monkeypatch):
     for cls in sorted(set(session.dataset.ground_truth.tolist())):
         session.label(_truth(session, cls, 3), cls, "ann")
     session.retrain()
-    batches = [session.next_batch(5, strategy="discovery", requester=tab)
+    batches = [session.next_batch(strategy="discovery", requester=tab)
                for tab in ("tab-a", "tab-b", "tab-c")]
     assert cache.fits == 1
     ids = [set(b.ids.tolist()) for b in batches]
@@ -457,7 +457,29 @@ def test_the_tabs_of_a_round_share_one_pool_clustering(session, monkeypatch):
     session.label(batches[0].ids[:2].tolist(), str(session.dataset.ground_truth[
         batches[0].positions[0]]), "ann")
     session.retrain()
-    session.next_batch(5, strategy="discovery", requester="tab-a")
-    session.next_batch(5, strategy="discovery", requester="tab-b")
+    session.next_batch(strategy="discovery", requester="tab-a")
+    session.next_batch(strategy="discovery", requester="tab-b")
     assert cache.fits == 2  # a new label state: one new clustering for both tabs
     assert all(entry.follows(session.embedding) for entry in cache._entries.values())
+
+
+def test_the_pool_clustering_is_warmed_while_the_model_trains(session, monkeypatch):
+    """What ``retrain`` fits on the side (embedding and label count, no model) is exactly the
+    clustering the next query's discovery asks for: the query fits nothing more."""
+    import core.query.strategies as strategies
+    from core.query.pool_clusters import PoolClusterCache
+
+    cache = PoolClusterCache()
+    monkeypatch.setattr(strategies, "POOL_CLUSTERS", cache)
+    for cls in sorted(set(session.dataset.ground_truth.tolist())):
+        session.label(_truth(session, cls, 3), cls, "ann")
+    session.retrain()
+    session.label(_truth(session, "0", 5)[3:], "0", "ann")  # a new label state
+    fits = cache.fits
+    session._warm_queries().join()
+    assert cache.fits == fits + 1
+    session.next_batch(strategy="discovery", requester="tab-a")
+    session.next_batch(strategy="auto", requester="tab-b")
+    assert cache.fits == fits + 1
+    session.project.encoder.kind = "model"  # the model's own embedding: nothing to warm
+    assert session._warm_queries() is None
