@@ -355,8 +355,8 @@ def select_learner(
             reason = (f"{incumbent}: kept; {best} is ahead by {gain:+.3f}, less than the "
                       f"{need:.3f} needed to switch ({where}: {_table(scores_of, ranked)})")
         else:
-            reason = (f"{best}: replaces {incumbent}, ahead by {gain:+.3f} (more than "
-                      f"{need:.3f}; {where}: {_table(scores_of, ranked)})")
+            reason = (f"{best}: replaces {incumbent}, ahead by {gain:+.3f} (at least the "
+                      f"{need:.3f} needed; {where}: {_table(scores_of, ranked)})")
     choice = ModelChoice(chosen, scores_of, reason, compared_at=len(y), classes=classes_t,
                          compared=True)
     return Selection(choice, rows=rows[ok], oof_proba=oof[chosen][ok], classes=classes_t)

@@ -65,6 +65,7 @@ def test_a_slightly_better_challenger_does_not_replace_the_current_learner():
     assert close.choice.chosen == "logistic" and "kept; mlp is ahead by +0.01" in close.choice.reason
     clear = select_learner(X, y, config, builder({"logistic": 5, "mlp": 0}), previous=previous)
     assert clear.choice.chosen == "mlp" and "mlp: replaces logistic" in clear.choice.reason
+    assert "needed;" in clear.choice.reason  # the gain is at least the margin, maybe equal to it
 
 
 def test_between_comparisons_the_learner_is_kept_without_cross_validation():
