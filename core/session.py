@@ -496,7 +496,7 @@ class Session:
                 or self.project.clusters.method != "kmeans" or self.project.encoder.kind == "model"):
             return None
         embedding = self.base_embedding_()
-        n_labels = int(np.count_nonzero(self.labels_by_row() != None))  # noqa: E711
+        n_labels = sum(map(self.dataset.has, self.current_labels()))  # as the query counts them
         batch, seed = self.project.query.batch_size, int(self.project.seed)
 
         def warm() -> None:
