@@ -445,7 +445,6 @@ class Discovery(QueryStrategy):
         nodes = np.concatenate([lab, candidates])
         x = np.asarray(ctx.embedding[nodes], dtype=np.float32)
         n_lab = len(lab)
-        k = int(np.clip(self.cluster_factor * (n_lab + n), 8, self.max_clusters))
         method = self.cluster_method or ctx.cluster_method
         if method == "kmeans" and ctx.cluster_seed is not None:  # the pool's shared clustering
             k = self.pool_k(n_lab, n, len(candidates), len(nodes))
@@ -456,6 +455,7 @@ class Discovery(QueryStrategy):
             clustering = POOL_CLUSTERS.get(source, k, (ctx.cluster_seed, n_labels))
             assign, centres = clustering.assignment(source, rows), clustering.centres
         else:
+            k = int(np.clip(self.cluster_factor * (n_lab + n), 8, self.max_clusters))
             k = min(k, max(1, len(candidates) // 3), len(nodes))
             assign, centres = geo.cluster_nodes(x, k, ctx.rng, method,
                                                 _node_labels(ctx, n_lab, len(nodes)))
